@@ -1,0 +1,259 @@
+//! `sts-guard check`: the validating rules run over manifest files, for CI.
+//!
+//! The files given together are one inventory (a Service in one file satisfies a StatefulSet in
+//! another). Each StatefulSet and Service is judged as a CREATE through the same
+//! [`evaluate`](crate::engine::evaluate) the webhook uses; DELETE-only rules do not apply.
+
+use crate::config::Config;
+use crate::engine::{Decision, Endpoint, Skip, Violation, evaluate};
+use crate::inventory::StaticInventory;
+use crate::manifest::{LoadError, Manifest, SourcePos, to_dynamic};
+use crate::model::{NodeView, ObjectRef, ServiceView, StatefulSetView};
+use crate::rules::RuleId;
+use k8s_openapi::api::authentication::v1::UserInfo;
+use kube_core::admission::{AdmissionRequest, Operation};
+use kube_core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
+use std::collections::HashSet;
+
+/// The kinds sts-guard reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectClass {
+    StatefulSet,
+    Service,
+    Node,
+    Other,
+}
+
+impl ObjectClass {
+    fn of(api_version: &str, kind: &str) -> ObjectClass {
+        match (api_version, kind) {
+            // apps/v1beta1 and v1beta2 StatefulSets are still found in old manifests; they are
+            // checked with the same rules (v1beta1 defaulted a missing selector, which the
+            // rules do not read).
+            (v, "StatefulSet") if v.starts_with("apps/") => ObjectClass::StatefulSet,
+            ("v1", "Service") => ObjectClass::Service,
+            ("v1", "Node") => ObjectClass::Node,
+            _ => ObjectClass::Other,
+        }
+    }
+}
+
+/// An object read from input and interpreted.
+pub struct LoadedObject {
+    pub pos: SourcePos,
+    pub class: ObjectClass,
+    pub object: DynamicObject,
+    pub namespace: String,
+}
+
+impl LoadedObject {
+    pub fn kind(&self) -> &str {
+        self.object.types.as_ref().map_or("", |t| t.kind.as_str())
+    }
+
+    pub fn name(&self) -> &str {
+        self.object.metadata.name.as_deref().unwrap_or("")
+    }
+}
+
+/// Interprets manifests and indexes the StatefulSets, Services and Nodes among them.
+pub fn load_objects(
+    manifests: Vec<Manifest>,
+    default_namespace: &str,
+) -> Result<(Vec<LoadedObject>, StaticInventory), Vec<LoadError>> {
+    let mut objects = Vec::with_capacity(manifests.len());
+    let mut inventory = StaticInventory::new();
+    let mut errors = Vec::new();
+    for manifest in manifests {
+        let pos = manifest.pos;
+        let at = |message: String| LoadError {
+            file: pos.file.to_string(),
+            line: Some(pos.line),
+            message,
+        };
+        let object = match to_dynamic(manifest.value) {
+            Ok(object) => object,
+            Err(message) => {
+                errors.push(at(message));
+                continue;
+            }
+        };
+        let types = object.types.as_ref().expect("to_dynamic sets types");
+        let class = ObjectClass::of(&types.api_version, &types.kind);
+        let label = format!(
+            "{} {:?}",
+            types.kind,
+            object.metadata.name.as_deref().unwrap_or("")
+        );
+        let indexed = match class {
+            ObjectClass::StatefulSet => StatefulSetView::from_object(&object, default_namespace)
+                .map(|v| inventory.add_statefulset(v)),
+            ObjectClass::Service => ServiceView::from_object(&object, default_namespace)
+                .map(|v| inventory.add_service(v)),
+            ObjectClass::Node => NodeView::from_object(&object).map(|v| inventory.add_node(v)),
+            ObjectClass::Other => Ok(()),
+        };
+        if let Err(e) = indexed {
+            errors.push(at(format!("{label}: {e}")));
+            continue;
+        }
+        if class != ObjectClass::Other && object.metadata.name.as_deref().unwrap_or("").is_empty() {
+            errors.push(at(format!("{}: metadata.name is missing", types.kind)));
+            continue;
+        }
+        let namespace = object
+            .metadata
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| default_namespace.to_string());
+        objects.push(LoadedObject {
+            pos,
+            class,
+            object,
+            namespace,
+        });
+    }
+    if errors.is_empty() {
+        Ok((objects, inventory))
+    } else {
+        Err(errors)
+    }
+}
+
+/// A CREATE request for `object`, as kube-apiserver would send it.
+pub fn create_request(object: DynamicObject, namespace: &str) -> AdmissionRequest<DynamicObject> {
+    let types = object.types.clone().unwrap_or_default();
+    let (group, version) = match types.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), types.api_version.clone()),
+    };
+    let resource = format!("{}s", types.kind.to_lowercase());
+    AdmissionRequest {
+        types: TypeMeta {
+            api_version: "admission.k8s.io/v1".into(),
+            kind: "AdmissionReview".into(),
+        },
+        uid: String::new(),
+        kind: GroupVersionKind::gvk(&group, &version, &types.kind),
+        resource: GroupVersionResource::gvr(&group, &version, &resource),
+        sub_resource: None,
+        request_kind: None,
+        request_resource: None,
+        request_sub_resource: None,
+        name: object.metadata.name.clone().unwrap_or_default(),
+        namespace: Some(namespace.to_string()),
+        operation: Operation::Create,
+        user_info: UserInfo::default(),
+        object: Some(object),
+        old_object: None,
+        dry_run: true,
+        options: None,
+    }
+}
+
+/// The verdict on one object.
+pub struct ObjectResult {
+    pub pos: SourcePos,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// `None` when the object was checked; why not otherwise.
+    pub skipped: Option<&'static str>,
+    pub decision: Decision,
+}
+
+impl ObjectResult {
+    pub fn verdict(&self) -> &'static str {
+        if self.skipped.is_some() {
+            "skipped"
+        } else if !self.decision.allowed() {
+            "deny"
+        } else if !self.decision.warnings().is_empty() {
+            "warn"
+        } else {
+            "ok"
+        }
+    }
+}
+
+pub struct CheckReport {
+    pub objects: Vec<ObjectResult>,
+}
+
+impl CheckReport {
+    pub fn denied(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| o.verdict() == "deny")
+            .count()
+    }
+
+    pub fn violations(&self) -> impl Iterator<Item = (&ObjectResult, &Violation)> {
+        self.objects
+            .iter()
+            .flat_map(|o| o.decision.violations.iter().map(move |v| (o, v)))
+    }
+}
+
+/// Checks every StatefulSet and Service among `objects` against `inventory`.
+pub fn check_objects(
+    objects: Vec<LoadedObject>,
+    inventory: &StaticInventory,
+    config: &Config,
+) -> CheckReport {
+    let mut results: Vec<ObjectResult> = objects
+        .into_iter()
+        .map(|o| {
+            let kind = o.kind().to_string();
+            let name = o.name().to_string();
+            let (skipped, decision) = match o.class {
+                ObjectClass::StatefulSet | ObjectClass::Service => {
+                    let request = create_request(o.object, &o.namespace);
+                    let decision = evaluate(&request, inventory, config, Endpoint::Validate);
+                    let skipped = (decision.skipped == Some(Skip::ExcludedNamespace))
+                        .then_some("excluded namespace");
+                    (skipped, decision)
+                }
+                ObjectClass::Node | ObjectClass::Other => {
+                    (Some("not checked"), Decision::default())
+                }
+            };
+            ObjectResult {
+                pos: o.pos,
+                kind,
+                namespace: o.namespace,
+                name,
+                skipped,
+                decision,
+            }
+        })
+        .collect();
+    drop_reported_twins(&mut results);
+    CheckReport { objects: results }
+}
+
+/// In a set of files the same broken pair would be reported twice: on the StatefulSet
+/// (`sts-service-headless`) and on its Service (`svc-governing-headless`). The finding belongs
+/// to the StatefulSet, whose promise breaks; the Service's twin is dropped when every
+/// StatefulSet it names already reports it. (The webhook has no such pair: it judges one
+/// request at a time.)
+fn drop_reported_twins(results: &mut [ObjectResult]) {
+    let reported: HashSet<(ObjectRef, RuleId)> = results
+        .iter()
+        .flat_map(|r| r.decision.violations.iter())
+        .map(|v| (v.object.clone(), v.rule))
+        .collect();
+    for result in results.iter_mut().filter(|r| r.kind == "Service") {
+        result.decision.violations.retain(|v| {
+            let twin = match v.rule {
+                RuleId::SvcGoverningHeadless => RuleId::StsServiceHeadless,
+                RuleId::SvcGoverningSelector => RuleId::StsServiceSelectsPods,
+                _ => return true,
+            };
+            !v.related
+                .iter()
+                .all(|sts| reported.contains(&(sts.clone(), twin)))
+        });
+    }
+}

@@ -1,0 +1,480 @@
+//! The config file (SPEC §2): every field optional, unknown fields and bad values are errors
+//! that name the field path.
+
+use crate::rules::{Action, RuleId};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {path}: {message}")]
+pub struct ConfigError {
+    /// The file (or `<embedded>`).
+    pub source_name: String,
+    /// Field path, e.g. `rules.sts-service-exists`; `.` for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+/// What to do when the inventory cannot answer a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLookupError {
+    /// Admit, with a warning naming the lookup (the default: an unreachable API server must
+    /// not stop every StatefulSet change in the cluster).
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvNames {
+    pub pod_name: String,
+    pub pod_namespace: String,
+    pub pod_ordinal: String,
+    pub statefulset_name: String,
+    pub pod_hostname: String,
+    pub statefulset_service: String,
+    pub pod_fqdn: String,
+}
+
+impl Default for EnvNames {
+    fn default() -> Self {
+        EnvNames {
+            pod_name: "POD_NAME".into(),
+            pod_namespace: "POD_NAMESPACE".into(),
+            pod_ordinal: "POD_ORDINAL".into(),
+            statefulset_name: "STATEFULSET_NAME".into(),
+            pod_hostname: "POD_HOSTNAME".into(),
+            statefulset_service: "STATEFULSET_SERVICE".into(),
+            pod_fqdn: "POD_FQDN".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForceDelete {
+    pub allowed_users: Vec<String>,
+    pub allowed_groups: Vec<String>,
+}
+
+impl Default for ForceDelete {
+    fn default() -> Self {
+        ForceDelete {
+            allowed_users: vec![
+                "system:kube-controller-manager".into(),
+                "system:serviceaccount:kube-system:pod-garbage-collector".into(),
+                "system:serviceaccount:kube-system:node-controller".into(),
+            ],
+            allowed_groups: Vec::new(),
+        }
+    }
+}
+
+/// The validated configuration the engine reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    actions: HashMap<RuleId, Action>,
+    disabled_mutations: HashSet<RuleId>,
+    pub excluded_namespaces: HashSet<String>,
+    pub cluster_domain: String,
+    pub identity_env_names: EnvNames,
+    /// Canary size N per namespace (`partition.canary`).
+    pub partition_canary: HashMap<String, i64>,
+    pub force_delete: ForceDelete,
+    pub on_lookup_error: OnLookupError,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            actions: HashMap::new(),
+            disabled_mutations: HashSet::new(),
+            excluded_namespaces: HashSet::from(["kube-system".to_string()]),
+            cluster_domain: "cluster.local".into(),
+            identity_env_names: EnvNames::default(),
+            partition_canary: HashMap::new(),
+            force_delete: ForceDelete::default(),
+            on_lookup_error: OnLookupError::Allow,
+        }
+    }
+}
+
+impl Config {
+    /// The configured action of a validating rule (its default when config says nothing).
+    pub fn action(&self, rule: RuleId) -> Action {
+        self.actions
+            .get(&rule)
+            .copied()
+            .or(rule.default_action())
+            .unwrap_or(Action::Off)
+    }
+
+    /// Whether a mutating rule is on.
+    pub fn mutation_enabled(&self, rule: RuleId) -> bool {
+        !self.disabled_mutations.contains(&rule)
+    }
+
+    pub fn is_excluded(&self, namespace: &str) -> bool {
+        self.excluded_namespaces.contains(namespace)
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            path: ".".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            path: ".".into(),
+            message: format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+        })?;
+        Config::parse(&text, &name)
+    }
+
+    /// Parses config text; `source_name` is used in errors.
+    pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let err = |path: String, message: String| ConfigError {
+            source_name: source_name.to_string(),
+            path,
+            message,
+        };
+        let docs = crate::yaml::parse_stream(text).map_err(|e| err(".".into(), e.to_string()))?;
+        let value = match docs.len() {
+            0 => serde_json::Value::Object(Default::default()),
+            1 => docs.into_iter().next().map(|d| d.value).unwrap_or_default(),
+            n => {
+                return Err(err(
+                    ".".into(),
+                    format!("expected one YAML document, found {n}"),
+                ));
+            }
+        };
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            err(path, e.into_inner().to_string())
+        })?;
+        raw.validate().map_err(|(path, message)| err(path, message))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    /// Values are strings; YAML 1.1 reads a bare `off`/`on` as a boolean, taken as "off"/"on".
+    #[serde(default)]
+    rules: BTreeMap<String, serde_json::Value>,
+    excluded_namespaces: Option<Vec<String>>,
+    cluster_domain: Option<String>,
+    identity_env: Option<RawIdentityEnv>,
+    partition: Option<RawPartition>,
+    force_delete: Option<RawForceDelete>,
+    on_lookup_error: Option<OnLookupError>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawIdentityEnv {
+    enabled: Option<bool>,
+    #[serde(default)]
+    names: RawEnvNames,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEnvNames {
+    #[serde(rename = "POD_NAME")]
+    pod_name: Option<String>,
+    #[serde(rename = "POD_NAMESPACE")]
+    pod_namespace: Option<String>,
+    #[serde(rename = "POD_ORDINAL")]
+    pod_ordinal: Option<String>,
+    #[serde(rename = "STATEFULSET_NAME")]
+    statefulset_name: Option<String>,
+    #[serde(rename = "POD_HOSTNAME")]
+    pod_hostname: Option<String>,
+    #[serde(rename = "STATEFULSET_SERVICE")]
+    statefulset_service: Option<String>,
+    #[serde(rename = "POD_FQDN")]
+    pod_fqdn: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartition {
+    #[serde(default)]
+    canary: BTreeMap<String, i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawForceDelete {
+    allowed_users: Option<Vec<String>>,
+    allowed_groups: Option<Vec<String>>,
+}
+
+fn valid_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// An environment variable name Kubernetes accepts (C_IDENTIFIER-like, as the API validates).
+fn valid_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, (String, String)> {
+        let mut config = Config::default();
+        for (id, raw) in self.rules {
+            let path = format!("rules.{id}");
+            let value = match raw {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Bool(false) => "off".to_string(),
+                serde_json::Value::Bool(true) => "on".to_string(),
+                other => return Err((path, format!("invalid value {other}; expected a string"))),
+            };
+            let rule = RuleId::parse(&id).ok_or_else(|| {
+                let known: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
+                (
+                    path.clone(),
+                    format!("unknown rule id; known ids: {}", known.join(", ")),
+                )
+            })?;
+            if !rule.allowed_actions().contains(&value.as_str()) {
+                return Err((
+                    path,
+                    format!(
+                        "invalid value {value:?}; expected one of: {}",
+                        rule.allowed_actions().join(", ")
+                    ),
+                ));
+            }
+            match value.as_str() {
+                "deny" => {
+                    config.actions.insert(rule, Action::Deny);
+                }
+                "warn" => {
+                    config.actions.insert(rule, Action::Warn);
+                }
+                "off" if rule.is_mutating() => {
+                    config.disabled_mutations.insert(rule);
+                }
+                "off" => {
+                    config.actions.insert(rule, Action::Off);
+                }
+                _ => {} // "on" for a mutating rule: the default
+            }
+        }
+        if let Some(namespaces) = self.excluded_namespaces {
+            for (i, ns) in namespaces.iter().enumerate() {
+                if !valid_dns_subdomain(ns) || ns.contains('.') {
+                    return Err((
+                        format!("excludedNamespaces[{i}]"),
+                        format!("{ns:?} is not a valid namespace name"),
+                    ));
+                }
+            }
+            config.excluded_namespaces = namespaces.into_iter().collect();
+        }
+        if let Some(domain) = self.cluster_domain {
+            if !valid_dns_subdomain(&domain) {
+                return Err((
+                    "clusterDomain".into(),
+                    format!(
+                        "{domain:?} is not a valid DNS domain (lowercase labels separated by dots)"
+                    ),
+                ));
+            }
+            config.cluster_domain = domain;
+        }
+        if let Some(identity) = self.identity_env {
+            if identity.enabled == Some(false) {
+                config.disabled_mutations.insert(RuleId::PodIdentityEnv);
+            }
+            let n = identity.names;
+            let names = &mut config.identity_env_names;
+            for (key, given, slot) in [
+                ("POD_NAME", n.pod_name, &mut names.pod_name),
+                ("POD_NAMESPACE", n.pod_namespace, &mut names.pod_namespace),
+                ("POD_ORDINAL", n.pod_ordinal, &mut names.pod_ordinal),
+                (
+                    "STATEFULSET_NAME",
+                    n.statefulset_name,
+                    &mut names.statefulset_name,
+                ),
+                ("POD_HOSTNAME", n.pod_hostname, &mut names.pod_hostname),
+                (
+                    "STATEFULSET_SERVICE",
+                    n.statefulset_service,
+                    &mut names.statefulset_service,
+                ),
+                ("POD_FQDN", n.pod_fqdn, &mut names.pod_fqdn),
+            ] {
+                if let Some(name) = given {
+                    if !valid_env_name(&name) {
+                        return Err((
+                            format!("identityEnv.names.{key}"),
+                            format!("{name:?} is not a valid environment variable name"),
+                        ));
+                    }
+                    *slot = name;
+                }
+            }
+            let all = [
+                &names.pod_name,
+                &names.pod_namespace,
+                &names.pod_ordinal,
+                &names.statefulset_name,
+                &names.pod_hostname,
+                &names.statefulset_service,
+                &names.pod_fqdn,
+            ];
+            let unique: HashSet<_> = all.iter().collect();
+            if unique.len() != all.len() {
+                return Err((
+                    "identityEnv.names".into(),
+                    "two variables share one name".into(),
+                ));
+            }
+        }
+        if let Some(partition) = self.partition {
+            for (ns, n) in partition.canary {
+                if n < 1 {
+                    return Err((
+                        format!("partition.canary.{ns}"),
+                        format!("canary size must be at least 1, got {n}"),
+                    ));
+                }
+                config.partition_canary.insert(ns, n);
+            }
+        }
+        if let Some(fd) = self.force_delete {
+            if let Some(users) = fd.allowed_users {
+                config.force_delete.allowed_users = users;
+            }
+            if let Some(groups) = fd.allowed_groups {
+                config.force_delete.allowed_groups = groups;
+            }
+        }
+        if let Some(on_error) = self.on_lookup_error {
+            config.on_lookup_error = on_error;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.yaml")
+    }
+
+    #[test]
+    fn empty_config_gives_the_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.action(RuleId::StsServiceExists), Action::Deny);
+        assert_eq!(c.action(RuleId::StsSharedClaim), Action::Warn);
+        assert!(c.is_excluded("kube-system"));
+        assert!(c.mutation_enabled(RuleId::PodIdentityEnv));
+    }
+
+    #[test]
+    fn full_config_is_read() {
+        let c = parse(
+            "rules:\n  sts-service-exists: warn\n  pod-identity-env: off\nexcludedNamespaces: [a, b]\n\
+             clusterDomain: corp.example\nidentityEnv:\n  names:\n    POD_ORDINAL: ORDINAL\n\
+             partition:\n  canary:\n    prod: 2\nforceDelete:\n  allowedGroups: [sre]\nonLookupError: deny\n",
+        )
+        .unwrap();
+        assert_eq!(c.action(RuleId::StsServiceExists), Action::Warn);
+        assert!(!c.mutation_enabled(RuleId::PodIdentityEnv));
+        assert!(c.is_excluded("a") && !c.is_excluded("kube-system"));
+        assert_eq!(c.cluster_domain, "corp.example");
+        assert_eq!(c.identity_env_names.pod_ordinal, "ORDINAL");
+        assert_eq!(c.partition_canary["prod"], 2);
+        assert_eq!(c.force_delete.allowed_groups, vec!["sre"]);
+        assert_eq!(c.on_lookup_error, OnLookupError::Deny);
+    }
+
+    #[test]
+    fn errors_name_the_field_path() {
+        let cases = [
+            ("bogus: 1", "bogus", "unknown field"),
+            (
+                "rules:\n  no-such-rule: deny",
+                "rules.no-such-rule",
+                "unknown rule id",
+            ),
+            (
+                "rules:\n  sts-service-exists: block",
+                "rules.sts-service-exists",
+                "expected one of: deny, warn, off",
+            ),
+            (
+                "rules:\n  sts-partition-range: deny",
+                "rules.sts-partition-range",
+                "expected one of: warn, off",
+            ),
+            (
+                "clusterDomain: Not_A_Domain",
+                "clusterDomain",
+                "not a valid DNS domain",
+            ),
+            (
+                "identityEnv:\n  names:\n    POD_FQDN: 'a=b'",
+                "identityEnv.names.POD_FQDN",
+                "not a valid environment variable",
+            ),
+            (
+                "identityEnv:\n  nmes: {}",
+                "identityEnv.nmes",
+                "unknown field `nmes`",
+            ),
+            (
+                "rules:\n  sts-service-name: on",
+                "rules.sts-service-name",
+                "invalid value \"on\"",
+            ),
+            (
+                "partition:\n  canary:\n    prod: 0",
+                "partition.canary.prod",
+                "at least 1",
+            ),
+            ("onLookupError: maybe", "onLookupError", "unknown variant"),
+            (
+                "forceDelete:\n  allowedUsers: admin",
+                "forceDelete.allowedUsers",
+                "expected a sequence",
+            ),
+            (
+                "excludedNamespaces: [\"Bad NS\"]",
+                "excludedNamespaces[0]",
+                "not a valid namespace",
+            ),
+        ];
+        for (text, path, message) in cases {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.path, path, "{text}: {err}");
+            assert!(err.message.contains(message), "{text}: {err}");
+            assert!(err.to_string().starts_with("test.yaml: "), "{err}");
+        }
+    }
+}

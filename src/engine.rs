@@ -1,0 +1,451 @@
+//! The one decision entry point shared by the webhook, `review` and `check`.
+//!
+//! [`evaluate`] takes an admission request, an inventory and the config, runs every rule that
+//! applies to the request and returns a [`Decision`]: all violations (not only the first), the
+//! warnings, and the JSON Patch of the mutations. It does no I/O of its own.
+
+use crate::config::{Config, OnLookupError};
+use crate::inventory::Inventory;
+use crate::model::{FieldError, ObjectRef, ServiceView, StatefulSetView};
+use crate::mutate;
+use crate::rules::pod::{PodDelete, check_pod_delete};
+use crate::rules::service::{check_service, check_service_delete};
+use crate::rules::statefulset::{StatefulSetSubject, check_statefulset, check_statefulset_delete};
+use crate::rules::{Action, Findings, RuleId};
+use kube_core::DynamicObject;
+use kube_core::admission::{AdmissionRequest, Operation};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Which webhook path a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// A finding with the action config gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: RuleId,
+    /// `Deny` or `Warn`; findings of rules that are `off` are dropped.
+    pub action: Action,
+    pub object: ObjectRef,
+    pub field: String,
+    pub problem: String,
+    pub hint: String,
+    pub related: Vec<ObjectRef>,
+    /// The rule denies by config but the old object already broke it (UPDATE), so it warns.
+    pub grandfathered: bool,
+}
+
+impl Violation {
+    /// The short form for `response.warnings`.
+    pub fn warning(&self) -> String {
+        format!("{}: {}: {}", self.rule, self.object, self.problem)
+    }
+}
+
+impl fmt::Display for Violation {
+    /// The full message: object, rule id, what is wrong and the fix.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {} {}",
+            self.rule, self.object, self.problem, self.hint
+        )
+    }
+}
+
+/// Why a request was passed through without evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The endpoint has no rule for this kind, operation or subresource.
+    NotHandled,
+    /// The namespace is in `excludedNamespaces`.
+    ExcludedNamespace,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    pub object: Option<ObjectRef>,
+    pub violations: Vec<Violation>,
+    /// Warnings that are not violations: mutation notices, lookups that failed open.
+    pub notes: Vec<String>,
+    /// Lookups that failed with `onLookupError: deny`.
+    pub lookup_denials: Vec<String>,
+    /// The object could not be read (a field of the wrong type).
+    pub invalid: Option<String>,
+    pub patch: Option<json_patch::Patch>,
+    /// Mutating rules that changed the object.
+    pub mutated_by: Vec<RuleId>,
+    pub skipped: Option<Skip>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.invalid.is_none()
+            && self.lookup_denials.is_empty()
+            && !self.violations.iter().any(|v| v.action == Action::Deny)
+    }
+
+    pub fn denials(&self) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(|v| v.action == Action::Deny)
+    }
+
+    /// Every denying rule's full message, one per line.
+    pub fn denial_message(&self) -> String {
+        let mut lines: Vec<String> = Vec::new();
+        lines.extend(self.invalid.iter().cloned());
+        lines.extend(self.denials().map(ToString::to_string));
+        lines.extend(self.lookup_denials.iter().cloned());
+        lines.join("\n")
+    }
+
+    /// One warning per warning rule, then the notes.
+    pub fn warnings(&self) -> Vec<String> {
+        self.violations
+            .iter()
+            .filter(|v| v.action == Action::Warn)
+            .map(Violation::warning)
+            .chain(self.notes.iter().cloned())
+            .collect()
+    }
+
+    /// Rule ids that fired, for logs and metrics.
+    pub fn rule_ids(&self) -> Vec<&'static str> {
+        let mut ids: Vec<&'static str> = self.violations.iter().map(|v| v.rule.as_str()).collect();
+        ids.extend(self.mutated_by.iter().map(|r| r.as_str()));
+        ids.dedup();
+        ids
+    }
+}
+
+/// Evaluates one admission request.
+pub fn evaluate(
+    req: &AdmissionRequest<DynamicObject>,
+    inventory: &dyn Inventory,
+    config: &Config,
+    endpoint: Endpoint,
+) -> Decision {
+    let subject = req.object.as_ref().or(req.old_object.as_ref());
+    let namespace = req
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .or_else(|| subject.and_then(|o| o.metadata.namespace.as_deref()))
+        .unwrap_or("default");
+    let name = match req.name.as_str() {
+        "" => subject
+            .and_then(|o| o.metadata.name.as_deref())
+            .unwrap_or(""),
+        n => n,
+    };
+    let mut decision = Decision::default();
+    let kind = match (req.kind.group.as_str(), req.kind.kind.as_str()) {
+        ("apps", "StatefulSet") => "StatefulSet",
+        ("", "Service") => "Service",
+        ("", "Pod") => "Pod",
+        _ => {
+            decision.skipped = Some(Skip::NotHandled);
+            return decision;
+        }
+    };
+    decision.object = Some(ObjectRef::new(kind, namespace, name));
+    if req.sub_resource.is_some() {
+        decision.skipped = Some(Skip::NotHandled);
+        return decision;
+    }
+    if config.is_excluded(namespace) {
+        decision.skipped = Some(Skip::ExcludedNamespace);
+        return decision;
+    }
+    let ctx = Ctx {
+        req,
+        namespace,
+        name,
+        inventory,
+        config,
+    };
+    let result = match (endpoint, kind, &req.operation) {
+        (Endpoint::Validate, "StatefulSet", Operation::Create | Operation::Update) => {
+            ctx.validate_statefulset(&mut decision)
+        }
+        (Endpoint::Validate, "StatefulSet", Operation::Delete) => {
+            ctx.validate_statefulset_delete(&mut decision)
+        }
+        (Endpoint::Validate, "Service", Operation::Create | Operation::Update) => {
+            ctx.validate_service(&mut decision)
+        }
+        (Endpoint::Validate, "Service", Operation::Delete) => {
+            ctx.validate_service_delete(&mut decision)
+        }
+        (Endpoint::Validate, "Pod", Operation::Delete) => ctx.validate_pod_delete(&mut decision),
+        (Endpoint::Mutate, "Pod", Operation::Create) => ctx.mutate_pod(&mut decision),
+        (Endpoint::Mutate, "StatefulSet", Operation::Create | Operation::Update) => {
+            ctx.mutate_statefulset(&mut decision)
+        }
+        _ => {
+            decision.skipped = Some(Skip::NotHandled);
+            Ok(())
+        }
+    };
+    if let Err(err) = result {
+        decision.invalid = Some(format!("{kind} {namespace}/{name}: invalid object: {err}"));
+        decision.violations.clear();
+        decision.patch = None;
+        decision.mutated_by.clear();
+    }
+    decision
+}
+
+struct Ctx<'a> {
+    req: &'a AdmissionRequest<DynamicObject>,
+    namespace: &'a str,
+    name: &'a str,
+    inventory: &'a dyn Inventory,
+    config: &'a Config,
+}
+
+/// A request whose object is missing where the operation requires one.
+fn missing(what: &str) -> FieldError {
+    FieldError {
+        path: what.to_string(),
+        expected: "an object",
+        found: "null".into(),
+    }
+}
+
+impl Ctx<'_> {
+    fn object_ref(&self, kind: &'static str) -> ObjectRef {
+        ObjectRef::new(kind, self.namespace, self.name)
+    }
+
+    /// Applies config to the findings: actions, `off`, UPDATE grandfathering, lookup failures.
+    fn apply_policy(
+        &self,
+        kind: &'static str,
+        findings: Findings,
+        already_broken: &HashSet<RuleId>,
+        decision: &mut Decision,
+    ) {
+        for f in findings.findings {
+            let configured = self.config.action(f.rule);
+            if configured == Action::Off {
+                continue;
+            }
+            let grandfathered = configured == Action::Deny && already_broken.contains(&f.rule);
+            decision.violations.push(Violation {
+                rule: f.rule,
+                action: if grandfathered {
+                    Action::Warn
+                } else {
+                    configured
+                },
+                object: self.object_ref(kind),
+                field: f.field,
+                problem: if grandfathered {
+                    format!(
+                        "{} (already the case before this update, so not denied)",
+                        f.problem
+                    )
+                } else {
+                    f.problem
+                },
+                hint: f.hint,
+                related: f.related,
+                grandfathered,
+            });
+        }
+        for (rule, err) in findings.lookup_failures {
+            if self.config.action(rule) == Action::Off {
+                continue;
+            }
+            let text = format!("{rule}: {}: could not look up {err}", self.object_ref(kind));
+            match self.config.on_lookup_error {
+                OnLookupError::Allow => decision
+                    .notes
+                    .push(format!("{text}; rule not evaluated (onLookupError: allow)")),
+                OnLookupError::Deny => decision.lookup_denials.push(format!(
+                    "{text}; denied by onLookupError: deny. Retry when the API server is reachable."
+                )),
+            }
+        }
+    }
+
+    fn statefulset_findings(
+        &self,
+        obj: &DynamicObject,
+        old: Option<&DynamicObject>,
+    ) -> Result<Findings, FieldError> {
+        let view = StatefulSetView::from_object(obj, self.namespace)?;
+        let template_changed = old.is_some_and(|old| {
+            obj.data.get("spec").and_then(|s| s.get("template"))
+                != old.data.get("spec").and_then(|s| s.get("template"))
+        });
+        let mut findings = Findings::default();
+        check_statefulset(
+            &StatefulSetSubject {
+                view: &view,
+                data: &obj.data,
+                template_changed,
+            },
+            self.inventory,
+            &mut findings,
+        )?;
+        Ok(findings)
+    }
+
+    fn validate_statefulset(&self, decision: &mut Decision) -> Result<(), FieldError> {
+        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
+        let findings = self.statefulset_findings(obj, self.req.old_object.as_ref())?;
+        let already_broken = match (&self.req.operation, &self.req.old_object) {
+            // The old object is judged on its own (no "old of old"): a malformed old object
+            // grandfathers nothing.
+            (Operation::Update, Some(old)) => self
+                .statefulset_findings(old, None)
+                .map(|f| f.findings.iter().map(|f| f.rule).collect())
+                .unwrap_or_default(),
+            _ => HashSet::new(),
+        };
+        self.apply_policy("StatefulSet", findings, &already_broken, decision);
+        Ok(())
+    }
+
+    fn validate_statefulset_delete(&self, decision: &mut Decision) -> Result<(), FieldError> {
+        // Before Kubernetes 1.15 DELETE carried no oldObject: nothing to judge then.
+        let Some(old) = self.req.old_object.as_ref() else {
+            return Ok(());
+        };
+        let view = StatefulSetView::from_object(old, self.namespace)?;
+        let mut findings = Findings::default();
+        check_statefulset_delete(&view, &mut findings);
+        self.apply_policy("StatefulSet", findings, &HashSet::new(), decision);
+        Ok(())
+    }
+
+    fn validate_service(&self, decision: &mut Decision) -> Result<(), FieldError> {
+        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
+        let view = ServiceView::from_object(obj, self.namespace)?;
+        let mut findings = Findings::default();
+        check_service(&view, self.inventory, &mut findings);
+        let already_broken = match (&self.req.operation, &self.req.old_object) {
+            (Operation::Update, Some(old)) => match ServiceView::from_object(old, self.namespace) {
+                Ok(old_view) => {
+                    let mut old_findings = Findings::default();
+                    check_service(&old_view, self.inventory, &mut old_findings);
+                    old_findings.findings.iter().map(|f| f.rule).collect()
+                }
+                Err(_) => HashSet::new(),
+            },
+            _ => HashSet::new(),
+        };
+        self.apply_policy("Service", findings, &already_broken, decision);
+        Ok(())
+    }
+
+    fn validate_service_delete(&self, decision: &mut Decision) -> Result<(), FieldError> {
+        // Only the name matters here, so a DELETE without oldObject is still judged.
+        let view = ServiceView {
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            cluster_ip: None,
+            service_type: None,
+            selector: Default::default(),
+        };
+        let mut findings = Findings::default();
+        check_service_delete(&view, self.inventory, &mut findings);
+        self.apply_policy("Service", findings, &HashSet::new(), decision);
+        Ok(())
+    }
+
+    fn validate_pod_delete(&self, decision: &mut Decision) -> Result<(), FieldError> {
+        let Some(old) = self.req.old_object.as_ref() else {
+            return Ok(());
+        };
+        let grace = self
+            .req
+            .options
+            .as_ref()
+            .and_then(|o| o.0.get("gracePeriodSeconds"))
+            .and_then(Value::as_i64);
+        let groups = self.req.user_info.groups.as_deref().unwrap_or(&[]);
+        let pod = PodDelete {
+            namespace: self.namespace,
+            name: self.name,
+            meta: &old.metadata,
+            data: &old.data,
+            grace_period_seconds: grace,
+            username: self.req.user_info.username.as_deref().unwrap_or(""),
+            groups,
+        };
+        let mut findings = Findings::default();
+        check_pod_delete(
+            &pod,
+            &self.config.force_delete,
+            self.inventory,
+            &mut findings,
+        )?;
+        self.apply_policy("Pod", findings, &HashSet::new(), decision);
+        Ok(())
+    }
+
+    fn mutate_pod(&self, decision: &mut Decision) -> Result<(), FieldError> {
+        if !self.config.mutation_enabled(RuleId::PodIdentityEnv) {
+            return Ok(());
+        }
+        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
+        let mut data = obj.data.clone();
+        let note =
+            mutate::inject_pod_identity(&obj.metadata, self.namespace, &mut data, self.config)?;
+        decision.notes.extend(note);
+        finish_patch(&obj.data, &data, RuleId::PodIdentityEnv, decision);
+        Ok(())
+    }
+
+    fn mutate_statefulset(&self, decision: &mut Decision) -> Result<(), FieldError> {
+        if !self.config.mutation_enabled(RuleId::StsPartitionDefault) {
+            return Ok(());
+        }
+        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
+        let view = StatefulSetView::from_object(obj, self.namespace)?;
+        let old = match (&self.req.operation, &self.req.old_object) {
+            (Operation::Update, Some(old)) => Some((
+                StatefulSetView::from_object(old, self.namespace)?,
+                &old.data,
+            )),
+            _ => None,
+        };
+        let mut data = obj.data.clone();
+        let change = mutate::default_partition(
+            &obj.metadata,
+            &view,
+            &mut data,
+            old.as_ref().map(|(v, d)| (v, *d)),
+            self.config,
+        )?;
+        decision.notes.extend(change.warning);
+        finish_patch(&obj.data, &data, RuleId::StsPartitionDefault, decision);
+        Ok(())
+    }
+}
+
+/// The patch from `original` to `mutated`; none when nothing changed. Only `metadata` is outside
+/// `data`, and no mutation touches it, so the diff's paths are the object's own.
+fn finish_patch(original: &Value, mutated: &Value, rule: RuleId, decision: &mut Decision) {
+    let patch = json_patch::diff(original, mutated);
+    if !patch.0.is_empty() {
+        decision.patch = Some(patch);
+        decision.mutated_by.push(rule);
+    }
+}

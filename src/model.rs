@@ -1,0 +1,354 @@
+//! Lean views of the objects the rules read.
+//!
+//! Rules never walk raw JSON themselves: they read these views, which hold only the fields the
+//! policy needs (the cluster inventory keeps nothing else in memory). A view is built from a
+//! `DynamicObject`; a field of the wrong type is a [`FieldError`] naming its path, never a
+//! silent default.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube_core::DynamicObject;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub type Labels = BTreeMap<String, String>;
+
+/// Annotation on a pod (or its template) that makes a force delete a deliberate break-glass step.
+pub const ALLOW_FORCE_DELETE_ANNOTATION: &str = "sts-guard.io/allow-force-delete";
+/// Pod template annotation that switches identity injection off for one StatefulSet.
+pub const INJECT_IDENTITY_ANNOTATION: &str = "sts-guard.io/inject-identity";
+/// StatefulSet annotation asking for staged (canary) rollouts of N pods.
+pub const CANARY_ANNOTATION: &str = "sts-guard.io/canary";
+/// Label the StatefulSet controller puts on each pod with its ordinal (Kubernetes ≥ 1.28).
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// Taint the node lifecycle uses to mark a node confirmed shut down.
+pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
+
+/// A field that is present but not of the type Kubernetes defines for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: expected {expected}, found {found}")]
+pub struct FieldError {
+    pub path: String,
+    pub expected: &'static str,
+    pub found: String,
+}
+
+/// Identifies an object in messages and reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(kind: &'static str, namespace: &str, name: &str) -> Self {
+        ObjectRef {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// True when every pair of `selector` is among `labels` (set inclusion).
+pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Renders labels as `a=1,b=2` for messages.
+pub fn format_labels(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "(none)".to_string();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Typed access to a JSON tree with errors that name the field path.
+pub struct Fields<'a> {
+    root: &'a Value,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(root: &'a Value) -> Self {
+        Fields { root }
+    }
+
+    /// The value at `path` (dot-separated), `None` when absent or null.
+    pub fn get(&self, path: &str) -> Option<&'a Value> {
+        let mut cur = self.root;
+        for part in path.split('.') {
+            cur = cur.as_object()?.get(part)?;
+        }
+        (!cur.is_null()).then_some(cur)
+    }
+
+    pub fn str(&self, path: &str) -> Result<Option<&'a str>, FieldError> {
+        match self.get(path) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(wrong(path, "a string", other)),
+        }
+    }
+
+    pub fn int(&self, path: &str) -> Result<Option<i64>, FieldError> {
+        match self.get(path) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                .map(Some)
+                .ok_or_else(|| wrong(path, "an integer", v)),
+        }
+    }
+
+    pub fn labels(&self, path: &str) -> Result<Labels, FieldError> {
+        match self.get(path) {
+            None => Ok(Labels::new()),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    other => Err(wrong(&format!("{path}.{k}"), "a string", other)),
+                })
+                .collect(),
+            Some(other) => Err(wrong(path, "a map of strings", other)),
+        }
+    }
+
+    pub fn array(&self, path: &str) -> Result<&'a [Value], FieldError> {
+        match self.get(path) {
+            None => Ok(&[]),
+            Some(Value::Array(items)) => Ok(items),
+            Some(other) => Err(wrong(path, "a list", other)),
+        }
+    }
+}
+
+fn wrong(path: &str, expected: &'static str, found: &Value) -> FieldError {
+    let found = match found {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "a list".to_string(),
+        Value::Object(_) => "a map".to_string(),
+    };
+    FieldError {
+        path: path.to_string(),
+        expected,
+        found,
+    }
+}
+
+fn name_and_namespace(meta: &ObjectMeta, default_namespace: &str) -> (String, String) {
+    let namespace = meta
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(default_namespace);
+    (meta.name.clone().unwrap_or_default(), namespace.to_string())
+}
+
+/// What the rules need to know of a Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceView {
+    pub namespace: String,
+    pub name: String,
+    pub cluster_ip: Option<String>,
+    pub service_type: Option<String>,
+    pub selector: Labels,
+}
+
+impl ServiceView {
+    pub fn from_object(obj: &DynamicObject, default_namespace: &str) -> Result<Self, FieldError> {
+        let (name, namespace) = name_and_namespace(&obj.metadata, default_namespace);
+        let f = Fields::new(&obj.data);
+        Ok(ServiceView {
+            namespace,
+            name,
+            cluster_ip: f.str("spec.clusterIP")?.map(str::to_string),
+            service_type: f.str("spec.type")?.map(str::to_string),
+            selector: f.labels("spec.selector")?,
+        })
+    }
+
+    /// A headless Service has `clusterIP: None`. An ExternalName Service never is, whatever
+    /// its clusterIP says.
+    pub fn is_headless(&self) -> bool {
+        self.cluster_ip.as_deref() == Some("None")
+            && self.service_type.as_deref().unwrap_or("ClusterIP") == "ClusterIP"
+    }
+
+    /// Why the Service is not headless, for messages.
+    pub fn describe_addressing(&self) -> String {
+        match (self.service_type.as_deref(), self.cluster_ip.as_deref()) {
+            (Some(t @ ("ExternalName" | "NodePort" | "LoadBalancer")), _) => {
+                format!("it is of type {t}")
+            }
+            (_, Some(ip)) if ip != "None" => format!("it has clusterIP {ip}"),
+            _ => "it lacks clusterIP: None and gets a virtual IP".to_string(),
+        }
+    }
+
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef::new("Service", &self.namespace, &self.name)
+    }
+}
+
+/// What the rules need to know of a StatefulSet, in the inventory and as a request subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatefulSetView {
+    pub namespace: String,
+    pub name: String,
+    pub service_name: Option<String>,
+    /// `spec.replicas`, defaulted to 1 as the API server does.
+    pub replicas: i64,
+    pub template_labels: Labels,
+    pub ordinals_start: i64,
+    /// `OrderedReady` (the default) or `Parallel`.
+    pub pod_management_policy: String,
+    /// `RollingUpdate` (the default) or `OnDelete`.
+    pub update_strategy: String,
+    pub partition: Option<i64>,
+}
+
+impl StatefulSetView {
+    pub fn from_object(obj: &DynamicObject, default_namespace: &str) -> Result<Self, FieldError> {
+        let (name, namespace) = name_and_namespace(&obj.metadata, default_namespace);
+        let f = Fields::new(&obj.data);
+        Ok(StatefulSetView {
+            namespace,
+            name,
+            service_name: f.str("spec.serviceName")?.map(str::to_string),
+            replicas: f.int("spec.replicas")?.unwrap_or(1),
+            template_labels: f.labels("spec.template.metadata.labels")?,
+            ordinals_start: f.int("spec.ordinals.start")?.unwrap_or(0),
+            pod_management_policy: f
+                .str("spec.podManagementPolicy")?
+                .unwrap_or("OrderedReady")
+                .to_string(),
+            update_strategy: f
+                .str("spec.updateStrategy.type")?
+                .unwrap_or("RollingUpdate")
+                .to_string(),
+            partition: f.int("spec.updateStrategy.rollingUpdate.partition")?,
+        })
+    }
+
+    /// The Service name this StatefulSet relies on, when set and non-empty.
+    pub fn governing_service(&self) -> Option<&str> {
+        self.service_name.as_deref().filter(|s| !s.is_empty())
+    }
+
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef::new("StatefulSet", &self.namespace, &self.name)
+    }
+}
+
+/// What the force-delete rule needs to know of a Node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    pub out_of_service: bool,
+}
+
+impl NodeView {
+    pub fn from_object(obj: &DynamicObject) -> Result<Self, FieldError> {
+        let f = Fields::new(&obj.data);
+        let mut out_of_service = false;
+        for (i, taint) in f.array("spec.taints")?.iter().enumerate() {
+            let key = Fields::new(taint).str("key").map_err(|mut e| {
+                e.path = format!("spec.taints[{i}].{}", e.path);
+                e
+            })?;
+            out_of_service |= key == Some(OUT_OF_SERVICE_TAINT);
+        }
+        Ok(NodeView {
+            name: obj.metadata.name.clone().unwrap_or_default(),
+            out_of_service,
+        })
+    }
+}
+
+/// The StatefulSet that controls a pod, from its ownerReferences.
+pub fn controlling_statefulset(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references.as_ref()?.iter().find_map(|o| {
+        (o.kind == "StatefulSet"
+            && o.controller == Some(true)
+            && o.api_version.starts_with("apps/"))
+        .then_some(o.name.as_str())
+    })
+}
+
+/// Reads an annotation as a boolean flag set to exactly "true".
+pub fn annotation_is_true(meta: &ObjectMeta, key: &str) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .is_some_and(|v| v == "true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selector_is_a_subset_test() {
+        let pod = labels(&[("app", "web"), ("tier", "db")]);
+        assert!(selector_matches(&labels(&[("app", "web")]), &pod));
+        assert!(!selector_matches(&labels(&[("app", "api")]), &pod));
+        assert!(!selector_matches(&labels(&[("zone", "a")]), &pod));
+    }
+
+    #[test]
+    fn headless_means_cluster_ip_none() {
+        let mut svc = ServiceView {
+            namespace: "d".into(),
+            name: "s".into(),
+            cluster_ip: Some("None".into()),
+            service_type: None,
+            selector: Labels::new(),
+        };
+        assert!(svc.is_headless());
+        svc.service_type = Some("NodePort".into());
+        assert!(!svc.is_headless());
+        svc.service_type = None;
+        svc.cluster_ip = Some("10.0.0.1".into());
+        assert!(!svc.is_headless());
+        assert_eq!(svc.describe_addressing(), "it has clusterIP 10.0.0.1");
+    }
+
+    #[test]
+    fn wrong_field_type_names_the_path() {
+        let obj = DynamicObject {
+            types: None,
+            metadata: ObjectMeta::default(),
+            data: json!({"spec": {"replicas": "two"}}),
+        };
+        let err = StatefulSetView::from_object(&obj, "default").unwrap_err();
+        assert_eq!(err.path, "spec.replicas");
+        assert_eq!(
+            err.to_string(),
+            "spec.replicas: expected an integer, found string \"two\""
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! Rules on StatefulSets: the governing Service, rollout partitions, storage and deletion.
+
+use super::{Finding, Findings, RuleId};
+use crate::inventory::Inventory;
+use crate::model::{
+    FieldError, Fields, ServiceView, StatefulSetView, format_labels, selector_matches,
+};
+use serde_json::Value;
+
+/// The StatefulSet a CREATE or UPDATE would leave behind, with the raw spec for storage rules.
+pub struct StatefulSetSubject<'a> {
+    pub view: &'a StatefulSetView,
+    /// The object's fields other than metadata (`DynamicObject::data`).
+    pub data: &'a Value,
+    /// `spec.template` differs from the old object's (UPDATE only).
+    pub template_changed: bool,
+}
+
+/// Validating rules for a StatefulSet CREATE or UPDATE.
+pub fn check_statefulset(
+    subject: &StatefulSetSubject<'_>,
+    inventory: &dyn Inventory,
+    out: &mut Findings,
+) -> Result<(), FieldError> {
+    let sts = subject.view;
+    match sts.governing_service() {
+        None => {
+            let suggestion = suggest_governing_service(sts, inventory, out, RuleId::StsServiceName);
+            let hint = match suggestion {
+                Some(name) => format!(
+                    "The headless Service {name:?} selects this StatefulSet's pods — did you mean serviceName: {name}?"
+                ),
+                None => format!(
+                    "Set spec.serviceName to a headless Service (clusterIP: None) whose selector matches {}, and create that Service before the StatefulSet.",
+                    format_labels(&sts.template_labels)
+                ),
+            };
+            out.push(Finding::new(
+                RuleId::StsServiceName,
+                "spec.serviceName",
+                "spec.serviceName is not set, so its pods get no stable DNS names.".to_string(),
+                hint,
+            ));
+        }
+        Some(service_name) => {
+            if let Some(found) = out.lookup(
+                RuleId::StsServiceExists,
+                inventory.service(&sts.namespace, service_name),
+            ) {
+                match found {
+                    None => service_missing(sts, service_name, inventory, out),
+                    Some(svc) => service_present(sts, &svc, out),
+                }
+            }
+        }
+    }
+    check_partition_range(subject, out);
+    check_storage(subject, out)
+}
+
+fn service_missing(
+    sts: &StatefulSetView,
+    service_name: &str,
+    inventory: &dyn Inventory,
+    out: &mut Findings,
+) {
+    let suggestion = suggest_governing_service(sts, inventory, out, RuleId::StsServiceExists);
+    let hint = match suggestion {
+        Some(name) => format!(
+            "The headless Service {name:?} selects this StatefulSet's pods — did you mean serviceName: {name}? Create the governing Service before the StatefulSet."
+        ),
+        None => format!(
+            "Create a headless Service {service_name:?} (clusterIP: None) whose selector matches {} before the StatefulSet.",
+            format_labels(&sts.template_labels)
+        ),
+    };
+    out.push(Finding::new(
+        RuleId::StsServiceExists,
+        "spec.serviceName",
+        format!(
+            "spec.serviceName {service_name:?} names no Service in namespace {}.",
+            sts.namespace
+        ),
+        hint,
+    ));
+}
+
+fn service_present(sts: &StatefulSetView, svc: &ServiceView, out: &mut Findings) {
+    if !svc.is_headless() {
+        out.push(Finding::new(
+            RuleId::StsServiceHeadless,
+            "spec.serviceName",
+            format!(
+                "the governing Service {:?} is not headless: {}, so the per-pod DNS names ({}-0.{}.{}.svc) never resolve.",
+                svc.name,
+                svc.describe_addressing(),
+                sts.name,
+                svc.name,
+                sts.namespace
+            ),
+            format!(
+                "Point spec.serviceName at a headless Service (clusterIP: None) that selects the pods; clusterIP cannot be changed in place, so create a separate headless Service or recreate {:?}.",
+                svc.name
+            ),
+        ).with_related(vec![svc.object_ref()]));
+    }
+    if svc.selector.is_empty() {
+        out.push(
+            Finding::new(
+                RuleId::StsServiceSelectsPods,
+                "spec.serviceName",
+                format!(
+                    "the governing Service {:?} has no selector, so it selects none of the pods.",
+                    svc.name
+                ),
+                format!(
+                    "Give Service {:?} a selector whose pairs are among the pod template labels ({}).",
+                    svc.name,
+                    format_labels(&sts.template_labels)
+                ),
+            )
+            .with_related(vec![svc.object_ref()]),
+        );
+    } else if !selector_matches(&svc.selector, &sts.template_labels) {
+        out.push(
+            Finding::new(
+                RuleId::StsServiceSelectsPods,
+                "spec.template.metadata.labels",
+                format!(
+                    "the governing Service {:?} selects {}, which the pod template labels ({}) do not match.",
+                    svc.name,
+                    format_labels(&svc.selector),
+                    format_labels(&sts.template_labels)
+                ),
+                format!(
+                    "Add the missing labels to spec.template.metadata.labels, or change the selector of Service {:?} to pairs among them.",
+                    svc.name
+                ),
+            )
+            .with_related(vec![svc.object_ref()]),
+        );
+    }
+}
+
+/// A headless Service in the StatefulSet's namespace whose selector selects its pods.
+fn suggest_governing_service(
+    sts: &StatefulSetView,
+    inventory: &dyn Inventory,
+    out: &mut Findings,
+    rule: RuleId,
+) -> Option<String> {
+    if sts.template_labels.is_empty() {
+        return None;
+    }
+    let services = out.lookup(rule, inventory.services_in(&sts.namespace))?;
+    services
+        .iter()
+        .find(|svc| {
+            svc.is_headless()
+                && !svc.selector.is_empty()
+                && selector_matches(&svc.selector, &sts.template_labels)
+        })
+        .map(|svc| svc.name.clone())
+}
+
+fn check_partition_range(subject: &StatefulSetSubject<'_>, out: &mut Findings) {
+    let sts = subject.view;
+    if !subject.template_changed || sts.update_strategy != "RollingUpdate" {
+        return;
+    }
+    let Some(partition) = sts.partition else {
+        return;
+    };
+    let end = sts.ordinals_start + sts.replicas.max(0);
+    if partition > end {
+        out.push(Finding::new(
+            RuleId::StsPartitionRange,
+            "spec.updateStrategy.rollingUpdate.partition",
+            format!(
+                "partition {partition} is above ordinals.start + replicas ({end}) while the pod template changed: no pod will ever take the new revision."
+            ),
+            format!(
+                "Lower the partition to {end} or less (to {} to update every pod).",
+                sts.ordinals_start
+            ),
+        ));
+    }
+}
+
+fn check_storage(subject: &StatefulSetSubject<'_>, out: &mut Findings) -> Result<(), FieldError> {
+    let sts = subject.view;
+    let f = Fields::new(subject.data);
+    if sts.replicas > 1 {
+        for (i, volume) in f.array("spec.template.spec.volumes")?.iter().enumerate() {
+            let v = Fields::new(volume);
+            let at = |e: FieldError| FieldError {
+                path: format!("spec.template.spec.volumes[{i}].{}", e.path),
+                ..e
+            };
+            let Some(claim) = v.str("persistentVolumeClaim.claimName").map_err(at)? else {
+                continue;
+            };
+            let volume_name = v.str("name").map_err(at)?.unwrap_or("");
+            out.push(Finding::new(
+                RuleId::StsSharedClaim,
+                format!("spec.template.spec.volumes[{i}].persistentVolumeClaim"),
+                format!(
+                    "volume {volume_name:?} mounts the one PersistentVolumeClaim {claim:?} into all {} replicas, so they share its data.",
+                    sts.replicas
+                ),
+                "Give each replica its own claim with spec.volumeClaimTemplates (or keep replicas at 1 if the claim must be shared).".to_string(),
+            ));
+        }
+    }
+    for (key, what) in [
+        ("whenDeleted", "deleted with the StatefulSet"),
+        ("whenScaled", "deleted when the StatefulSet scales down"),
+    ] {
+        let path = format!("spec.persistentVolumeClaimRetentionPolicy.{key}");
+        if f.str(&path)? == Some("Delete") {
+            out.push(Finding::new(
+                RuleId::StsPvcRetention,
+                path.clone(),
+                format!(
+                    "{path} is Delete: the PersistentVolumeClaims of the removed pods, and their data, are {what}."
+                ),
+                format!("Set {key}: Retain unless that data is disposable."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validating rules for a StatefulSet DELETE.
+pub fn check_statefulset_delete(sts: &StatefulSetView, out: &mut Findings) {
+    if sts.replicas > 0 && sts.pod_management_policy == "OrderedReady" {
+        out.push(Finding::new(
+            RuleId::StsOrderedDelete,
+            "spec.replicas",
+            format!(
+                "deleting it with {} replicas and podManagementPolicy OrderedReady does not stop its pods in reverse ordinal order.",
+                sts.replicas
+            ),
+            format!(
+                "Scale it to 0 first (kubectl scale statefulset {} -n {} --replicas=0), wait for the pods to terminate, then delete it.",
+                sts.name, sts.namespace
+            ),
+        ));
+    }
+}

@@ -1,0 +1,193 @@
+//! Fixture builders shared by the integration tests: objects as kube-apiserver stores them and
+//! AdmissionReview requests as it sends them.
+#![allow(dead_code)]
+
+use kube_core::DynamicObject;
+use kube_core::admission::{AdmissionRequest, AdmissionReview};
+use serde_json::{Value, json};
+use sts_guard::check::load_objects;
+use sts_guard::config::Config;
+use sts_guard::engine::{Decision, Endpoint, evaluate};
+use sts_guard::inventory::StaticInventory;
+use sts_guard::manifest::{Manifest, SourcePos};
+
+/// A StatefulSet `default/web` governed by `nginx`, pods labelled `app=nginx`.
+pub fn sts(name: &str) -> Obj {
+    Obj(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "serviceName": "nginx",
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "nginx"}},
+            "template": {
+                "metadata": {"labels": {"app": "nginx"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]}
+            }
+        }
+    }))
+}
+
+/// A headless Service `default/<name>` selecting `app=nginx`.
+pub fn svc(name: &str) -> Obj {
+    Obj(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"clusterIP": "None", "selector": {"app": "nginx"}, "ports": [{"port": 80}]}
+    }))
+}
+
+pub fn node(name: &str) -> Obj {
+    Obj(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {}}))
+}
+
+/// Pod `web-<ordinal>` of StatefulSet `web`, scheduled on `node`.
+pub fn sts_pod(ordinal: u32, node: &str) -> Obj {
+    Obj(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("web-{ordinal}"),
+            "namespace": "default",
+            "labels": {
+                "app": "nginx",
+                "statefulset.kubernetes.io/pod-name": format!("web-{ordinal}"),
+                "apps.kubernetes.io/pod-index": ordinal.to_string()
+            },
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web",
+                "uid": "5d1b3b5e-0000-4000-8000-000000000001", "controller": true,
+                "blockOwnerDeletion": true
+            }]
+        },
+        "spec": {
+            "hostname": format!("web-{ordinal}"),
+            "subdomain": "nginx",
+            "nodeName": node,
+            "containers": [{"name": "nginx", "image": "nginx:1.27"}]
+        },
+        "status": {"phase": "Running"}
+    }))
+}
+
+#[derive(Clone, Debug)]
+pub struct Obj(pub Value);
+
+impl Obj {
+    /// Sets a value at a dot path, creating maps on the way.
+    pub fn set(mut self, path: &str, value: Value) -> Self {
+        let mut cur = &mut self.0;
+        let parts: Vec<&str> = path.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            if !cur.get(*part).is_some_and(Value::is_object) {
+                cur[*part] = json!({});
+            }
+            cur = cur.get_mut(*part).unwrap();
+        }
+        cur[parts[parts.len() - 1]] = value;
+        self
+    }
+
+    pub fn remove(mut self, path: &str) -> Self {
+        let (parent, last) = path.rsplit_once('.').unwrap_or(("", path));
+        let mut cur = &mut self.0;
+        if !parent.is_empty() {
+            for part in parent.split('.') {
+                cur = cur.get_mut(part).unwrap();
+            }
+        }
+        cur.as_object_mut().unwrap().remove(last);
+        self
+    }
+
+    pub fn value(&self) -> Value {
+        self.0.clone()
+    }
+}
+
+/// An inventory holding `objects`, built the way `check` and `--manifests` build it.
+pub fn inventory(objects: &[Obj]) -> StaticInventory {
+    let manifests = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| Manifest {
+            pos: SourcePos {
+                file: "fixture".into(),
+                document: i + 1,
+                line: 1,
+            },
+            value: o.value(),
+        })
+        .collect();
+    load_objects(manifests, "default")
+        .map_err(|e| format!("{e:?}"))
+        .unwrap()
+        .1
+}
+
+/// An `admission.k8s.io/v1` AdmissionReview as kube-apiserver sends it.
+pub fn review_json(
+    operation: &str,
+    object: Option<&Obj>,
+    old: Option<&Obj>,
+    user: &str,
+    groups: &[&str],
+    options: Value,
+) -> Value {
+    let subject = object.or(old).expect("object or oldObject");
+    let api_version = subject.0["apiVersion"].as_str().unwrap();
+    let kind = subject.0["kind"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let resource = format!("{}s", kind.to_lowercase());
+    json!({
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "requestKind": {"group": group, "version": version, "kind": kind},
+            "requestResource": {"group": group, "version": version, "resource": resource},
+            "name": subject.0["metadata"]["name"],
+            "namespace": subject.0["metadata"]["namespace"].as_str().unwrap_or("default"),
+            "operation": operation,
+            "userInfo": {"username": user, "uid": "u-1", "groups": groups},
+            "object": object.map(Obj::value),
+            "oldObject": old.map(Obj::value),
+            "dryRun": false,
+            "options": options
+        }
+    })
+}
+
+pub fn parse_request(review: &Value) -> AdmissionRequest<DynamicObject> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(review.clone()).unwrap();
+    review.try_into().unwrap()
+}
+
+/// Evaluates a request as an admin user.
+pub fn decide(
+    endpoint: Endpoint,
+    operation: &str,
+    object: Option<&Obj>,
+    old: Option<&Obj>,
+    inv: &StaticInventory,
+    config: &Config,
+) -> Decision {
+    let options = match operation {
+        "CREATE" => json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}),
+        "UPDATE" => json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"}),
+        _ => json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}),
+    };
+    let review = review_json(
+        operation,
+        object,
+        old,
+        "kubernetes-admin",
+        &["system:masters", "system:authenticated"],
+        options,
+    );
+    evaluate(&parse_request(&review), inv, config, endpoint)
+}

@@ -1,0 +1,677 @@
+//! Every validating rule, both outcomes, through the shared entry point with AdmissionReview
+//! JSON shaped as kube-apiserver sends it.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::sync::Arc;
+use sts_guard::config::Config;
+use sts_guard::engine::{Decision, Endpoint, Skip, evaluate};
+use sts_guard::inventory::{Inventory, Lookup, LookupError, StaticInventory};
+use sts_guard::model::{NodeView, ServiceView, StatefulSetView};
+use sts_guard::rules::{Action, RuleId};
+
+fn cfg() -> Config {
+    Config::default()
+}
+
+fn rules_of(d: &Decision) -> Vec<(RuleId, Action)> {
+    d.violations.iter().map(|v| (v.rule, v.action)).collect()
+}
+
+/// Asserts the decision denies by exactly `rules`, and that each message names the object,
+/// the rule id and a fix.
+fn assert_denied(d: &Decision, object: &str, rules: &[RuleId]) {
+    assert!(!d.allowed(), "expected a denial: {d:?}");
+    let denied: Vec<RuleId> = d.denials().map(|v| v.rule).collect();
+    assert_eq!(denied, rules, "{}", d.denial_message());
+    for v in d.denials() {
+        let msg = v.to_string();
+        assert!(msg.starts_with(&format!("{}: {object}: ", v.rule)), "{msg}");
+        assert!(!v.hint.is_empty() && msg.ends_with(&v.hint), "{msg}");
+    }
+}
+
+fn validate_create(obj: &Obj, inv: &StaticInventory) -> Decision {
+    decide(Endpoint::Validate, "CREATE", Some(obj), None, inv, &cfg())
+}
+
+#[test]
+fn statefulset_with_headless_selecting_service_is_allowed() {
+    let d = validate_create(&sts("web"), &inventory(&[svc("nginx")]));
+    assert!(d.allowed() && d.violations.is_empty(), "{d:?}");
+}
+
+#[test]
+fn missing_service_name_is_denied_and_a_governing_service_suggested() {
+    let inv = inventory(&[svc("nginx")]);
+    for obj in [
+        sts("web").set("spec.serviceName", json!("")),
+        sts("web").remove("spec.serviceName"),
+    ] {
+        let d = validate_create(&obj, &inv);
+        assert_denied(&d, "StatefulSet default/web", &[RuleId::StsServiceName]);
+        assert!(
+            d.denial_message()
+                .contains("did you mean serviceName: nginx?"),
+            "{}",
+            d.denial_message()
+        );
+    }
+    let d = validate_create(&sts("web").remove("spec.serviceName"), &inventory(&[]));
+    assert!(
+        d.denial_message()
+            .contains("Set spec.serviceName to a headless Service"),
+        "{}",
+        d.denial_message()
+    );
+}
+
+#[test]
+fn unknown_service_is_denied_with_the_spec_message() {
+    let d = validate_create(
+        &sts("web").set("spec.serviceName", json!("nginx-svc")),
+        &inventory(&[svc("nginx")]),
+    );
+    assert_denied(&d, "StatefulSet default/web", &[RuleId::StsServiceExists]);
+    assert_eq!(
+        d.denial_message(),
+        "sts-service-exists: StatefulSet default/web: spec.serviceName \"nginx-svc\" names no Service in \
+         namespace default. The headless Service \"nginx\" selects this StatefulSet's pods — did you mean \
+         serviceName: nginx? Create the governing Service before the StatefulSet."
+    );
+}
+
+#[test]
+fn did_you_mean_only_suggests_headless_services_that_select_the_pods() {
+    let inv = inventory(&[
+        svc("client").set("spec.clusterIP", json!("10.0.0.9")),
+        svc("other").set("spec.selector", json!({"app": "other"})),
+        svc("web-svc").set("metadata.namespace", json!("elsewhere")),
+    ]);
+    let d = validate_create(&sts("web").set("spec.serviceName", json!("missing")), &inv);
+    assert_denied(&d, "StatefulSet default/web", &[RuleId::StsServiceExists]);
+    assert!(
+        !d.denial_message().contains("did you mean"),
+        "{}",
+        d.denial_message()
+    );
+    assert!(
+        d.denial_message()
+            .contains("Create a headless Service \"missing\"")
+    );
+}
+
+#[test]
+fn service_that_is_not_headless_is_denied() {
+    let cases = [
+        (
+            svc("nginx").set("spec.clusterIP", json!("10.96.0.12")),
+            "it has clusterIP 10.96.0.12",
+        ),
+        (
+            svc("nginx").remove("spec.clusterIP"),
+            "lacks clusterIP: None",
+        ),
+        (
+            svc("nginx").set("spec.type", json!("NodePort")),
+            "type NodePort",
+        ),
+        (
+            svc("nginx").set("spec.type", json!("LoadBalancer")),
+            "type LoadBalancer",
+        ),
+        (
+            svc("nginx")
+                .set("spec.type", json!("ExternalName"))
+                .set("spec.externalName", json!("db.example.com")),
+            "type ExternalName",
+        ),
+    ];
+    for (service, why) in cases {
+        let d = validate_create(&sts("web"), &inventory(&[service]));
+        assert_denied(&d, "StatefulSet default/web", &[RuleId::StsServiceHeadless]);
+        assert!(
+            d.denial_message().contains(why),
+            "{why}: {}",
+            d.denial_message()
+        );
+    }
+}
+
+#[test]
+fn service_that_does_not_select_the_pods_is_denied() {
+    for service in [
+        svc("nginx").set("spec.selector", json!({"app": "nginx", "tier": "db"})),
+        svc("nginx").set("spec.selector", json!({"app": "other"})),
+        svc("nginx").remove("spec.selector"),
+        svc("nginx").set("spec.selector", json!({})),
+    ] {
+        let d = validate_create(&sts("web"), &inventory(std::slice::from_ref(&service)));
+        assert_denied(
+            &d,
+            "StatefulSet default/web",
+            &[RuleId::StsServiceSelectsPods],
+        );
+    }
+    let subset = svc("nginx").set("spec.selector", json!({"app": "nginx"}));
+    let more_labels = sts("web").set(
+        "spec.template.metadata.labels",
+        json!({"app": "nginx", "version": "2"}),
+    );
+    assert!(validate_create(&more_labels, &inventory(&[subset])).allowed());
+}
+
+#[test]
+fn every_denying_rule_is_reported_not_only_the_first() {
+    let broken = svc("nginx")
+        .set("spec.clusterIP", json!("10.0.0.1"))
+        .set("spec.selector", json!({"app": "x"}));
+    let d = validate_create(&sts("web"), &inventory(&[broken]));
+    assert_denied(
+        &d,
+        "StatefulSet default/web",
+        &[RuleId::StsServiceHeadless, RuleId::StsServiceSelectsPods],
+    );
+    assert_eq!(d.denial_message().lines().count(), 2);
+}
+
+#[test]
+fn partition_above_the_last_ordinal_warns_when_the_template_changes() {
+    let inv = inventory(&[svc("nginx")]);
+    let old = sts("web").set(
+        "spec.updateStrategy",
+        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 5}}),
+    );
+    let new = old.clone().set(
+        "spec.template.spec.containers",
+        json!([{"name": "nginx", "image": "nginx:1.28"}]),
+    );
+    let d = decide(
+        Endpoint::Validate,
+        "UPDATE",
+        Some(&new),
+        Some(&old),
+        &inv,
+        &cfg(),
+    );
+    assert!(d.allowed());
+    assert_eq!(
+        rules_of(&d),
+        vec![(RuleId::StsPartitionRange, Action::Warn)]
+    );
+    assert!(
+        d.warnings()[0]
+            .starts_with("sts-partition-range: StatefulSet default/web: partition 5 is above")
+    );
+
+    // No template change, or a partition within range, or ordinals.start moving the range: no warning.
+    let scale_only = old.clone().set("spec.replicas", json!(4));
+    assert!(
+        decide(
+            Endpoint::Validate,
+            "UPDATE",
+            Some(&scale_only),
+            Some(&old),
+            &inv,
+            &cfg()
+        )
+        .violations
+        .is_empty()
+    );
+    let in_range = new
+        .clone()
+        .set("spec.updateStrategy.rollingUpdate.partition", json!(3));
+    assert!(
+        decide(
+            Endpoint::Validate,
+            "UPDATE",
+            Some(&in_range),
+            Some(&old),
+            &inv,
+            &cfg()
+        )
+        .violations
+        .is_empty()
+    );
+    let shifted = new.clone().set("spec.ordinals", json!({"start": 3}));
+    assert!(
+        decide(
+            Endpoint::Validate,
+            "UPDATE",
+            Some(&shifted),
+            Some(&old),
+            &inv,
+            &cfg()
+        )
+        .violations
+        .is_empty()
+    );
+}
+
+#[test]
+fn shared_claim_warns_only_with_more_than_one_replica() {
+    let inv = inventory(&[svc("nginx")]);
+    let shared = sts("web").set(
+        "spec.template.spec.volumes",
+        json!([{"name": "cfg", "configMap": {"name": "c"}}, {"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]),
+    );
+    let d = validate_create(&shared, &inv);
+    assert!(d.allowed());
+    assert_eq!(rules_of(&d), vec![(RuleId::StsSharedClaim, Action::Warn)]);
+    assert_eq!(
+        d.violations[0].field,
+        "spec.template.spec.volumes[1].persistentVolumeClaim"
+    );
+    assert!(d.violations[0].hint.contains("volumeClaimTemplates"));
+    assert!(
+        validate_create(&shared.set("spec.replicas", json!(1)), &inv)
+            .violations
+            .is_empty()
+    );
+}
+
+#[test]
+fn pvc_retention_delete_warns() {
+    let inv = inventory(&[svc("nginx")]);
+    let policy = |deleted: &str, scaled: &str| {
+        sts("web").set(
+            "spec.persistentVolumeClaimRetentionPolicy",
+            json!({"whenDeleted": deleted, "whenScaled": scaled}),
+        )
+    };
+    let d = validate_create(&policy("Delete", "Delete"), &inv);
+    assert_eq!(
+        rules_of(&d),
+        vec![(RuleId::StsPvcRetention, Action::Warn); 2]
+    );
+    assert!(d.allowed());
+    assert!(
+        validate_create(&policy("Retain", "Retain"), &inv)
+            .violations
+            .is_empty()
+    );
+}
+
+#[test]
+fn deleting_an_ordered_ready_statefulset_with_replicas_warns() {
+    let inv = inventory(&[svc("nginx")]);
+    let del = |o: Obj| decide(Endpoint::Validate, "DELETE", None, Some(&o), &inv, &cfg());
+    let d = del(sts("web"));
+    assert!(d.allowed());
+    assert_eq!(rules_of(&d), vec![(RuleId::StsOrderedDelete, Action::Warn)]);
+    assert!(
+        d.violations[0]
+            .hint
+            .contains("kubectl scale statefulset web -n default --replicas=0")
+    );
+    assert!(
+        del(sts("web").set("spec.podManagementPolicy", json!("Parallel")))
+            .violations
+            .is_empty()
+    );
+    assert!(
+        del(sts("web").set("spec.replicas", json!(0)))
+            .violations
+            .is_empty()
+    );
+}
+
+#[test]
+fn update_of_a_statefulset_that_already_broke_a_rule_warns_instead_of_denying() {
+    let inv = inventory(&[]);
+    let old = sts("web");
+    let scaled = sts("web").set("spec.replicas", json!(5));
+    let d = decide(
+        Endpoint::Validate,
+        "UPDATE",
+        Some(&scaled),
+        Some(&old),
+        &inv,
+        &cfg(),
+    );
+    assert!(d.allowed(), "{}", d.denial_message());
+    assert_eq!(rules_of(&d), vec![(RuleId::StsServiceExists, Action::Warn)]);
+    assert!(d.violations[0].grandfathered);
+
+    // A StatefulSet that was fine and is now pointed at a missing Service is denied.
+    let inv = inventory(&[svc("nginx")]);
+    let repointed = sts("web").set("spec.serviceName", json!("gone"));
+    let d = decide(
+        Endpoint::Validate,
+        "UPDATE",
+        Some(&repointed),
+        Some(&old),
+        &inv,
+        &cfg(),
+    );
+    assert_denied(&d, "StatefulSet default/web", &[RuleId::StsServiceExists]);
+}
+
+#[test]
+fn dry_run_requests_get_the_same_answer() {
+    let obj = sts("web").set("spec.serviceName", json!("nope"));
+    let inv = inventory(&[svc("nginx")]);
+    let mut review = review_json("CREATE", Some(&obj), None, "admin", &[], json!(null));
+    let wet = evaluate(&parse_request(&review), &inv, &cfg(), Endpoint::Validate);
+    review["request"]["dryRun"] = json!(true);
+    let dry = evaluate(&parse_request(&review), &inv, &cfg(), Endpoint::Validate);
+    assert_eq!(wet.denial_message(), dry.denial_message());
+    assert!(!dry.allowed());
+}
+
+#[test]
+fn config_actions_turn_rules_into_warnings_or_off() {
+    let inv = inventory(&[svc("nginx")]);
+    let obj = sts("web").set("spec.serviceName", json!("nope"));
+    let warn = Config::parse("rules:\n  sts-service-exists: warn\n", "c").unwrap();
+    let d = decide(Endpoint::Validate, "CREATE", Some(&obj), None, &inv, &warn);
+    assert!(d.allowed());
+    assert_eq!(d.warnings().len(), 1);
+    assert!(d.warnings()[0].starts_with("sts-service-exists: StatefulSet default/web: "));
+    let off = Config::parse("rules:\n  sts-service-exists: off\n", "c").unwrap();
+    let d = decide(Endpoint::Validate, "CREATE", Some(&obj), None, &inv, &off);
+    assert!(d.allowed() && d.violations.is_empty());
+    let deny_claims = Config::parse("rules:\n  sts-shared-claim: deny\n", "c").unwrap();
+    let shared = sts("web").set(
+        "spec.template.spec.volumes",
+        json!([{"name": "d", "persistentVolumeClaim": {"claimName": "d"}}]),
+    );
+    let d = decide(
+        Endpoint::Validate,
+        "CREATE",
+        Some(&shared),
+        None,
+        &inv,
+        &deny_claims,
+    );
+    assert_denied(&d, "StatefulSet default/web", &[RuleId::StsSharedClaim]);
+}
+
+#[test]
+fn governing_service_must_stay_headless_and_selecting() {
+    let inv = inventory(&[sts("web"), svc("nginx")]);
+    let update = |new: Obj| {
+        decide(
+            Endpoint::Validate,
+            "UPDATE",
+            Some(&new),
+            Some(&svc("nginx")),
+            &inv,
+            &cfg(),
+        )
+    };
+    let d = update(svc("nginx").set("spec.clusterIP", json!("10.0.0.3")));
+    assert_denied(&d, "Service default/nginx", &[RuleId::SvcGoverningHeadless]);
+    assert!(d.denial_message().contains("governs StatefulSet web"));
+    let d = update(svc("nginx").set("spec.selector", json!({"app": "api"})));
+    assert_denied(&d, "Service default/nginx", &[RuleId::SvcGoverningSelector]);
+    assert!(d.denial_message().contains("web (pod labels app=nginx)"));
+    let d = update(svc("nginx").remove("spec.selector"));
+    assert_denied(&d, "Service default/nginx", &[RuleId::SvcGoverningSelector]);
+    assert!(update(svc("nginx").set("metadata.labels", json!({"team": "a"}))).allowed());
+
+    // CREATE of a broken Service that a StatefulSet already names is denied too.
+    let d = decide(
+        Endpoint::Validate,
+        "CREATE",
+        Some(&svc("nginx").set("spec.type", json!("NodePort"))),
+        None,
+        &inv,
+        &cfg(),
+    );
+    assert_denied(&d, "Service default/nginx", &[RuleId::SvcGoverningHeadless]);
+
+    // A Service no StatefulSet names may be anything.
+    let client = svc("client").set("spec.clusterIP", json!("10.0.0.4"));
+    assert!(
+        decide(
+            Endpoint::Validate,
+            "CREATE",
+            Some(&client),
+            None,
+            &inv,
+            &cfg()
+        )
+        .allowed()
+    );
+}
+
+#[test]
+fn governing_service_that_was_already_broken_only_warns_on_update() {
+    let inv = inventory(&[sts("web")]);
+    let old = svc("nginx").set("spec.clusterIP", json!("10.0.0.3"));
+    let new = old.clone().set("metadata.labels", json!({"x": "y"}));
+    let d = decide(
+        Endpoint::Validate,
+        "UPDATE",
+        Some(&new),
+        Some(&old),
+        &inv,
+        &cfg(),
+    );
+    assert!(d.allowed());
+    assert_eq!(
+        rules_of(&d),
+        vec![(RuleId::SvcGoverningHeadless, Action::Warn)]
+    );
+}
+
+#[test]
+fn deleting_a_governing_service_of_running_statefulsets_is_denied() {
+    let inv = inventory(&[
+        sts("web"),
+        sts("web2").set("spec.replicas", json!(2)),
+        svc("nginx"),
+    ]);
+    let d = decide(
+        Endpoint::Validate,
+        "DELETE",
+        None,
+        Some(&svc("nginx")),
+        &inv,
+        &cfg(),
+    );
+    assert_denied(&d, "Service default/nginx", &[RuleId::SvcGoverningDelete]);
+    let msg = d.denial_message();
+    assert!(
+        msg.contains("default/web (3 replicas) and default/web2 (2 replicas)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("Scale those StatefulSets to 0 or delete them first."),
+        "{msg}"
+    );
+
+    let scaled_down = inventory(&[sts("web").set("spec.replicas", json!(0)), svc("nginx")]);
+    assert!(
+        decide(
+            Endpoint::Validate,
+            "DELETE",
+            None,
+            Some(&svc("nginx")),
+            &scaled_down,
+            &cfg()
+        )
+        .allowed()
+    );
+    assert!(
+        decide(
+            Endpoint::Validate,
+            "DELETE",
+            None,
+            Some(&svc("other")),
+            &inv,
+            &cfg()
+        )
+        .allowed()
+    );
+}
+
+fn force_delete(
+    pod: &Obj,
+    user: &str,
+    groups: &[&str],
+    grace: Option<i64>,
+    inv: &StaticInventory,
+    config: &Config,
+) -> Decision {
+    let mut options = json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"});
+    if let Some(g) = grace {
+        options["gracePeriodSeconds"] = json!(g);
+    }
+    let review = review_json("DELETE", None, Some(pod), user, groups, options);
+    evaluate(&parse_request(&review), inv, config, Endpoint::Validate)
+}
+
+#[test]
+fn force_delete_of_a_statefulset_pod_is_denied_unless_safe() {
+    let inv = inventory(&[node("node-a"), node("node-b"), node("gone-soon").set("spec.taints", json!([{"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}]))]);
+    let config = Config::parse("forceDelete:\n  allowedGroups: [sre]\n", "c").unwrap();
+    let pod = sts_pod(1, "node-a");
+    let admin = (
+        "kubernetes-admin",
+        vec!["system:masters", "system:authenticated"],
+    );
+    // (case, pod, user, groups, gracePeriodSeconds, allowed)
+    type Case<'a> = (&'a str, Obj, &'a str, Vec<&'a str>, Option<i64>, bool);
+    let cases: Vec<Case> = vec![
+        ("admin force delete", pod.clone(), admin.0, admin.1.clone(), Some(0), false),
+        ("kubelet of another node", pod.clone(), "system:node:node-b", vec!["system:nodes"], Some(0), false),
+        ("kubelet of its own node", pod.clone(), "system:node:node-a", vec!["system:nodes"], Some(0), true),
+        ("controller manager", pod.clone(), "system:kube-controller-manager", vec![], Some(0), true),
+        ("pod gc", pod.clone(), "system:serviceaccount:kube-system:pod-garbage-collector", vec![], Some(0), true),
+        ("node controller", pod.clone(), "system:serviceaccount:kube-system:node-controller", vec![], Some(0), true),
+        ("allowed group", pod.clone(), "alice", vec!["sre"], Some(0), true),
+        ("never scheduled", pod.clone().set("spec.nodeName", json!("")), admin.0, admin.1.clone(), Some(0), true),
+        ("succeeded", pod.clone().set("status.phase", json!("Succeeded")), admin.0, admin.1.clone(), Some(0), true),
+        ("failed", pod.clone().set("status.phase", json!("Failed")), admin.0, admin.1.clone(), Some(0), true),
+        ("node gone", sts_pod(1, "node-z"), admin.0, admin.1.clone(), Some(0), true),
+        ("node out of service", sts_pod(1, "gone-soon"), admin.0, admin.1.clone(), Some(0), true),
+        ("break-glass annotation", pod.clone().set("metadata.annotations", json!({"sts-guard.io/allow-force-delete": "true"})), admin.0, admin.1.clone(), Some(0), true),
+        ("annotation not true", pod.clone().set("metadata.annotations", json!({"sts-guard.io/allow-force-delete": "yes"})), admin.0, admin.1.clone(), Some(0), false),
+        ("graceful", pod.clone(), admin.0, admin.1.clone(), Some(30), true),
+        ("no grace period given", pod.clone(), admin.0, admin.1.clone(), None, true),
+        ("not a StatefulSet pod", pod.clone().remove("metadata.ownerReferences"), admin.0, admin.1.clone(), Some(0), true),
+        ("owner not controller", pod.clone().set("metadata.ownerReferences", json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "x", "controller": false}])), admin.0, admin.1.clone(), Some(0), true),
+    ];
+    for (name, pod, user, groups, grace, allowed) in cases {
+        let d = force_delete(&pod, user, &groups, grace, &inv, &config);
+        assert_eq!(d.allowed(), allowed, "{name}: {}", d.denial_message());
+        if !allowed {
+            assert_denied(&d, "Pod default/web-1", &[RuleId::PodForceDelete]);
+            let msg = d.denial_message();
+            assert!(msg.contains("second web-1"), "{msg}");
+            for way_out in [
+                "gracefully",
+                "out-of-service",
+                "sts-guard.io/allow-force-delete=true",
+                "forceDelete.allowedUsers",
+            ] {
+                assert!(
+                    msg.contains(way_out),
+                    "{name}: {way_out} missing from {msg}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn excluded_namespaces_and_unhandled_kinds_pass_through() {
+    let inv = inventory(&[]);
+    let in_kube_system = sts("web").set("metadata.namespace", json!("kube-system"));
+    let d = validate_create(&in_kube_system, &inv);
+    assert!(d.allowed() && d.skipped == Some(Skip::ExcludedNamespace));
+    let deployment = Obj(
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"}, "spec": {}}),
+    );
+    let d = validate_create(&deployment, &inv);
+    assert!(d.allowed() && d.skipped == Some(Skip::NotHandled));
+    // Pod CREATE has no validating rule; StatefulSet DELETE has no mutating one.
+    assert_eq!(
+        validate_create(&sts_pod(0, "n"), &inv).skipped,
+        Some(Skip::NotHandled)
+    );
+}
+
+#[test]
+fn malformed_object_is_denied_with_the_field_path() {
+    let d = validate_create(
+        &sts("web").set("spec.replicas", json!("two")),
+        &inventory(&[svc("nginx")]),
+    );
+    assert!(!d.allowed());
+    assert_eq!(
+        d.denial_message(),
+        "StatefulSet default/web: invalid object: spec.replicas: expected an integer, found string \"two\""
+    );
+}
+
+/// An inventory whose API server is unreachable.
+struct Unreachable;
+
+impl Inventory for Unreachable {
+    fn service(&self, ns: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
+        Err(LookupError {
+            what: format!("Service {ns}/{name}"),
+            reason: "connection refused".into(),
+        })
+    }
+    fn services_in(&self, ns: &str) -> Lookup<Vec<Arc<ServiceView>>> {
+        Err(LookupError {
+            what: format!("Services in {ns}"),
+            reason: "connection refused".into(),
+        })
+    }
+    fn statefulsets_governed_by(&self, ns: &str, svc: &str) -> Lookup<Vec<Arc<StatefulSetView>>> {
+        Err(LookupError {
+            what: format!("StatefulSets governed by {ns}/{svc}"),
+            reason: "connection refused".into(),
+        })
+    }
+    fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
+        Err(LookupError {
+            what: format!("Node {name}"),
+            reason: "connection refused".into(),
+        })
+    }
+}
+
+#[test]
+fn lookup_errors_follow_on_lookup_error() {
+    let review = review_json("CREATE", Some(&sts("web")), None, "admin", &[], json!(null));
+    let req = parse_request(&review);
+    let d = evaluate(&req, &Unreachable, &cfg(), Endpoint::Validate);
+    assert!(d.allowed());
+    assert_eq!(
+        d.warnings(),
+        vec![
+            "sts-service-exists: StatefulSet default/web: could not look up Service default/nginx: connection refused; rule not evaluated (onLookupError: allow)"
+        ]
+    );
+    let deny = Config::parse("onLookupError: deny", "c").unwrap();
+    let d = evaluate(&req, &Unreachable, &deny, Endpoint::Validate);
+    assert!(!d.allowed());
+    assert!(d.denial_message().contains("denied by onLookupError: deny"));
+
+    let pod_delete = review_json(
+        "DELETE",
+        None,
+        Some(&sts_pod(0, "node-a")),
+        "admin",
+        &[],
+        json!({"gracePeriodSeconds": 0}),
+    );
+    let d = evaluate(
+        &parse_request(&pod_delete),
+        &Unreachable,
+        &deny,
+        Endpoint::Validate,
+    );
+    assert!(
+        !d.allowed(),
+        "a force delete whose node cannot be looked up is not waved through"
+    );
+}
