@@ -25,6 +25,115 @@ pub enum Command {
     /// Check manifests against the validating rules (for CI). Exit 0: no denial; 1: denials;
     /// 2: unreadable input or config.
     Check(CheckArgs),
+    /// Serve the admission webhook over TLS (POST /validate, /mutate; GET /healthz, /readyz,
+    /// /metrics).
+    Serve(ServeArgs),
+    /// Evaluate one AdmissionReview exactly as the server would and print the response.
+    Review(ReviewArgs),
+    /// Write a CA and a serving certificate for bootstrapping.
+    Certs(CertsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8443", env = "STS_GUARD_ADDR")]
+    pub addr: std::net::SocketAddr,
+    /// Serving certificate (PEM, leaf first, intermediates allowed). Without it and --tls-key a
+    /// development CA and certificate are created (or reused) in --certs-dir.
+    #[arg(long, env = "STS_GUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "STS_GUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Where development certificates are kept when --tls-cert/--tls-key are not given.
+    #[arg(long, default_value = "certs", env = "STS_GUARD_CERTS_DIR")]
+    pub certs_dir: PathBuf,
+    /// Config file.
+    #[arg(long, env = "STS_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Answer lookups from these manifest files or directories instead of a cluster.
+    #[arg(long, env = "STS_GUARD_MANIFESTS", value_name = "DIR|FILE")]
+    pub manifests: Vec<String>,
+    /// Namespace of manifest objects that do not name one.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = 8 * 1024 * 1024, env = "STS_GUARD_BODY_LIMIT")]
+    pub body_limit: usize,
+    /// Seconds allowed for the TLS handshake and the request headers.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    pub header_timeout: f64,
+    /// Seconds allowed for receiving a request body.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    pub request_timeout: f64,
+    /// Most connections served at once; more are closed on accept.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds SIGTERM waits for in-flight requests (keep it below the pod's grace period).
+    #[arg(long, default_value_t = 20.0, value_parser = positive_seconds, env = "STS_GUARD_DRAIN_TIMEOUT")]
+    pub drain_timeout: f64,
+    /// Seconds between checks of the certificate files for changes.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    pub cert_reload_interval: f64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "STS_GUARD_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReviewArgs {
+    /// AdmissionReview JSON file, or - for stdin.
+    #[arg(default_value = "-")]
+    pub file: String,
+    /// Which webhook endpoint to answer as.
+    #[arg(long, value_enum, default_value_t = EndpointArg::Validate)]
+    pub endpoint: EndpointArg,
+    /// Manifest files or directories that form the inventory.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub manifests: Vec<String>,
+    /// Namespace of manifest objects that do not name one.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Config file.
+    #[arg(long, env = "STS_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointArg {
+    Validate,
+    Mutate,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CertsArgs {
+    /// DNS names (or IP addresses) for the serving certificate, e.g.
+    /// sts-guard.sts-guard.svc.
+    #[arg(long, required = true, num_args = 1..)]
+    pub dns: Vec<String>,
+    /// Directory to write ca.crt, ca.key, tls.crt and tls.key into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+    /// Validity of the serving certificate in days (the CA gets twice as long).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,10 +167,13 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => run_check(&args),
+        Command::Serve(args) => crate::serve_cmd::run(args),
+        Command::Review(args) => run_review(&args),
+        Command::Certs(args) => run_certs(&args),
     }
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
     match path {
         Some(path) => Config::load(path).map_err(|e| format!("invalid config: {e}")),
         None => Ok(Config::default()),
@@ -113,5 +225,83 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         ExitCode::from(EXIT_DENIED)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Builds the static inventory from manifest paths (empty when none are given).
+pub(crate) fn load_inventory(
+    paths: &[String],
+    namespace: &str,
+) -> Result<crate::inventory::StaticInventory, String> {
+    if paths.is_empty() {
+        return Ok(crate::inventory::StaticInventory::new());
+    }
+    let (manifests, errors) = read_paths(paths);
+    let result = if errors.is_empty() {
+        load_objects(manifests, namespace).map(|(_, inv)| inv)
+    } else {
+        Err(errors)
+    };
+    result.map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("--manifests: {e}")).collect();
+        lines.join("\n")
+    })
+}
+
+fn run_review(args: &ReviewArgs) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("sts-guard review: {message}");
+        ExitCode::from(EXIT_UNREADABLE)
+    };
+    let config = match load_config(args.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let inventory = match load_inventory(&args.manifests, &args.namespace) {
+        Ok(inv) => inv,
+        Err(e) => return fail(e),
+    };
+    let body = if args.file == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map(|_| bytes)
+    } else {
+        std::fs::read(&args.file)
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return fail(format!("{}: cannot read: {e}", args.file)),
+    };
+    let endpoint = match args.endpoint {
+        EndpointArg::Validate => crate::engine::Endpoint::Validate,
+        EndpointArg::Mutate => crate::engine::Endpoint::Mutate,
+    };
+    match crate::admission::review(&body, &inventory, &config, endpoint) {
+        Ok(reviewed) => {
+            let pretty: serde_json::Value =
+                serde_json::from_slice(&reviewed.body).unwrap_or(serde_json::Value::Null);
+            println!("{pretty:#}");
+            ExitCode::SUCCESS
+        }
+        Err(bad) => fail(format!("{}: {bad}", args.file)),
+    }
+}
+
+fn run_certs(args: &CertsArgs) -> ExitCode {
+    let result = crate::server::certs::generate(&args.dns, args.days)
+        .and_then(|certs| crate::server::certs::write_dir(&args.out, &certs, args.force));
+    match result {
+        Ok(()) => {
+            println!(
+                "wrote {0}/ca.crt, {0}/ca.key, {0}/tls.crt, {0}/tls.key (serving certificate for {1}, valid {2} days)",
+                args.out.display(),
+                args.dns.join(", "),
+                args.days
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sts-guard certs: {e}");
+            ExitCode::from(EXIT_UNREADABLE)
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! headless and select the pods; the rules keep that true from both sides, refuse unsafe
 //! force deletion of StatefulSet pods, and mutations give pods their identity as env vars.
 
+pub mod admission;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -23,4 +24,6 @@ pub mod model;
 pub mod mutate;
 pub mod report;
 pub mod rules;
+mod serve_cmd;
+pub mod server;
 pub mod yaml;

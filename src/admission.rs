@@ -1,0 +1,109 @@
+//! AdmissionReview in, AdmissionReview out: the one code path behind `POST /validate`,
+//! `POST /mutate` and `sts-guard review`.
+
+use crate::config::Config;
+use crate::engine::{evaluate, Decision, Endpoint};
+use crate::inventory::Inventory;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube_core::{DynamicObject, Status};
+
+/// A body that is not an AdmissionReview (answered with HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadReview(pub String);
+
+/// What the server logs and counts for one review.
+pub struct Reviewed {
+    pub uid: String,
+    pub kind: String,
+    pub operation: String,
+    pub namespace: String,
+    pub name: String,
+    pub user: String,
+    pub decision: Decision,
+    /// The serialized response AdmissionReview.
+    pub body: Vec<u8>,
+}
+
+/// Decodes an AdmissionReview, evaluates it and encodes the response.
+pub fn review(
+    body: &[u8],
+    inventory: &dyn Inventory,
+    config: &Config,
+    endpoint: Endpoint,
+) -> Result<Reviewed, BadReview> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+        .map_err(|e| BadReview(format!("body is not an AdmissionReview: {e}")))?;
+    if !matches!(
+        review.types.api_version.as_str(),
+        "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+    ) || review.types.kind != "AdmissionReview"
+    {
+        return Err(BadReview(format!(
+            "expected kind AdmissionReview of admission.k8s.io/v1, got {:?} of {:?}",
+            review.types.kind, review.types.api_version
+        )));
+    }
+    let request: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|_| BadReview("AdmissionReview has no request".into()))?;
+    if request.uid.is_empty() {
+        return Err(BadReview("request.uid is empty".into()));
+    }
+    let decision = evaluate(&request, inventory, config, endpoint);
+    let response = respond(&request, &decision);
+    let body = encode_review(response).map_err(|e| BadReview(format!("cannot encode the response: {e}")))?;
+    Ok(Reviewed {
+        uid: request.uid.clone(),
+        kind: request.kind.kind.clone(),
+        operation: format!("{:?}", request.operation).to_uppercase(),
+        namespace: request.namespace.clone().unwrap_or_default(),
+        name: request.name.clone(),
+        user: request.user_info.username.clone().unwrap_or_default(),
+        decision,
+        body,
+    })
+}
+
+/// The AdmissionResponse for a decision: uid echoed, denials as 403 with every message,
+/// warnings one per rule, the patch when something changed.
+pub fn respond(request: &AdmissionRequest<DynamicObject>, decision: &Decision) -> AdmissionResponse {
+    let mut response = AdmissionResponse::from(request);
+    let warnings = decision.warnings();
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    if !decision.allowed() {
+        let (code, reason) = match decision.invalid {
+            Some(_) => (400, "BadRequest"),
+            None => (403, "Forbidden"),
+        };
+        let message = decision.denial_message();
+        let mut denied = response.deny(&message);
+        denied.result = Status::failure(&message, reason).with_code(code);
+        return denied;
+    }
+    match &decision.patch {
+        Some(patch) => match response.clone().with_patch(patch.clone()) {
+            Ok(patched) => patched,
+            // A patch that cannot be encoded is a bug; admit unchanged rather than block.
+            Err(err) => {
+                tracing::error!(%err, "cannot encode patch; admitting unchanged");
+                response
+            }
+        },
+        None => response,
+    }
+}
+
+/// Serializes the response AdmissionReview. kube-core writes `patch` as an array of numbers;
+/// the API defines it as base64 (Go's `[]byte`), so it is re-encoded here.
+fn encode_review(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+    use base64::Engine;
+    let patch = response.patch.clone();
+    let mut value = serde_json::to_value(response.into_review())?;
+    if let (Some(patch), Some(slot)) = (patch, value.pointer_mut("/response/patch")) {
+        *slot = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    serde_json::to_vec(&value)
+}

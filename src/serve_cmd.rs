@@ -1,0 +1,128 @@
+//! `sts-guard serve`: flags to a running server, signals to a drain.
+
+use crate::cli::{load_config, load_inventory, LogFormat, ServeArgs};
+use crate::inventory::Inventory;
+use crate::server::certs::{self, CA_CERT, TLS_CERT, TLS_KEY};
+use crate::server::metrics::Metrics;
+use crate::server::{self, ServerOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sts-guard serve: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sts-guard serve: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Development certificates in `dir`: reused while they load and stay valid for a day,
+/// created otherwise.
+fn dev_certificates(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let (cert, key) = (dir.join(TLS_CERT), dir.join(TLS_KEY));
+    let provider = rustls::crypto::ring::default_provider();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    let reusable = certs::load_pair(&cert, &key, &provider).is_ok_and(|c| c.not_after > now + 86_400);
+    if !reusable {
+        let names = ["localhost", "127.0.0.1", "::1", "sts-guard", "sts-guard.sts-guard.svc"].map(String::from);
+        let generated = certs::generate(&names, 90).map_err(|e| e.to_string())?;
+        certs::write_dir(dir, &generated, true).map_err(|e| e.to_string())?;
+        tracing::info!(dir = %dir.display(), "created a development CA and serving certificate");
+    }
+    eprintln!(
+        "sts-guard serve: development certificates in {}; CA bundle: {}",
+        dir.display(),
+        dir.join(CA_CERT).display()
+    );
+    Ok((cert, key))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = Arc::new(load_config(args.config.as_ref())?);
+    if args.manifests.is_empty() {
+        return Err(
+            "no cluster inventory in this build yet: pass --manifests DIR|FILE to answer lookups from manifest files"
+                .to_string(),
+        );
+    }
+    let inventory = load_inventory(&args.manifests, &args.namespace)?;
+    let metrics = Arc::new(Metrics::default());
+    let (services, statefulsets, nodes) = inventory.sizes();
+    server::set_inventory_sizes(&metrics, services, statefulsets, nodes);
+    let inventory: Arc<dyn Inventory> = Arc::new(inventory);
+    let (cert_path, key_path) = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => (cert, key),
+        _ => dev_certificates(&args.certs_dir)?,
+    };
+    let options = ServerOptions {
+        addr: args.addr,
+        cert_path,
+        key_path,
+        body_limit: args.body_limit,
+        header_timeout: Duration::from_secs_f64(args.header_timeout),
+        request_timeout: Duration::from_secs_f64(args.request_timeout),
+        max_connections: args.max_connections,
+        drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+        cert_reload_interval: Duration::from_secs_f64(args.cert_reload_interval),
+    };
+    let running = server::start(options, inventory, config, metrics)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(addr = %running.local_addr, services, statefulsets, nodes, "serving");
+    eprintln!("sts-guard serve: listening on https://{}", running.local_addr);
+    shutdown_signal().await;
+    tracing::info!("shutdown signal received");
+    // A second signal aborts the drain.
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second shutdown signal: exiting without draining");
+        std::process::exit(130);
+    });
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,126 @@
+//! Prometheus metrics. Labels are bounded: endpoint, a fixed set of kinds, operation,
+//! decision and rule id — never a namespace or an object name.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    pub kind: &'static str,
+    pub operation: &'static str,
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: &'static str,
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+/// Latency buckets in seconds, up to the longest webhook timeout kube-apiserver allows (30 s).
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub violations: Family<RuleLabels, Counter>,
+    pub latency: Family<EndpointLabels, Histogram>,
+    pub bad_requests: Family<EndpointLabels, Counter>,
+    pub cert_expiry: Gauge,
+    pub cert_reload_failures: Counter,
+    pub inventory_objects: Family<KindLabels, Gauge>,
+    pub lookup_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sts_guard");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("admission_requests", "Admission reviews answered", requests.clone());
+        let violations = Family::<RuleLabels, Counter>::default();
+        registry.register("rule_violations", "Rule findings by rule id and action", violations.clone());
+        let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(LATENCY_BUCKETS.iter().copied())
+        });
+        registry.register("admission_duration_seconds", "Time to answer an admission review", latency.clone());
+        let bad_requests = Family::<EndpointLabels, Counter>::default();
+        registry.register("bad_requests", "Bodies that were not a readable AdmissionReview", bad_requests.clone());
+        let cert_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "Expiry of the serving certificate, seconds since the epoch",
+            cert_expiry.clone(),
+        );
+        let cert_reload_failures = Counter::default();
+        registry.register(
+            "certificate_reload_failures",
+            "Certificate reloads that failed (the last good pair stays in use)",
+            cert_reload_failures.clone(),
+        );
+        let inventory_objects = Family::<KindLabels, Gauge>::default();
+        registry.register("inventory_objects", "Objects in the inventory by kind", inventory_objects.clone());
+        let lookup_errors = Counter::default();
+        registry.register(
+            "lookup_errors",
+            "Inventory lookups that could not be answered (onLookupError decided)",
+            lookup_errors.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            violations,
+            latency,
+            bad_requests,
+            cert_expiry,
+            cert_reload_failures,
+            inventory_objects,
+            lookup_errors,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Maps a request kind onto the bounded label set.
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "StatefulSet" => "StatefulSet",
+        "Service" => "Service",
+        "Pod" => "Pod",
+        _ => "other",
+    }
+}
+
+pub fn operation_label(operation: &str) -> &'static str {
+    match operation {
+        "CREATE" => "CREATE",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
+}
