@@ -2,7 +2,7 @@
 //! `POST /mutate` and `sts-guard review`.
 
 use crate::config::Config;
-use crate::engine::{evaluate, Decision, Endpoint};
+use crate::engine::{Decision, Endpoint, evaluate};
 use crate::inventory::Inventory;
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube_core::{DynamicObject, Status};
@@ -52,7 +52,8 @@ pub fn review(
     }
     let decision = evaluate(&request, inventory, config, endpoint);
     let response = respond(&request, &decision);
-    let body = encode_review(response).map_err(|e| BadReview(format!("cannot encode the response: {e}")))?;
+    let body = encode_review(response)
+        .map_err(|e| BadReview(format!("cannot encode the response: {e}")))?;
     Ok(Reviewed {
         uid: request.uid.clone(),
         kind: request.kind.kind.clone(),
@@ -67,7 +68,10 @@ pub fn review(
 
 /// The AdmissionResponse for a decision: uid echoed, denials as 403 with every message,
 /// warnings one per rule, the patch when something changed.
-pub fn respond(request: &AdmissionRequest<DynamicObject>, decision: &Decision) -> AdmissionResponse {
+pub fn respond(
+    request: &AdmissionRequest<DynamicObject>,
+    decision: &Decision,
+) -> AdmissionResponse {
     let mut response = AdmissionResponse::from(request);
     let warnings = decision.warnings();
     if !warnings.is_empty() {

@@ -1,6 +1,6 @@
 //! `sts-guard serve`: flags to a running server, signals to a drain.
 
-use crate::cli::{load_config, load_inventory, LogFormat, ServeArgs};
+use crate::cli::{LogFormat, ServeArgs, load_config, load_inventory};
 use crate::inventory::Inventory;
 use crate::server::certs::{self, CA_CERT, TLS_CERT, TLS_KEY};
 use crate::server::metrics::Metrics;
@@ -12,7 +12,10 @@ use std::time::Duration;
 
 pub fn run(args: ServeArgs) -> ExitCode {
     init_logging(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sts-guard serve: cannot start the async runtime: {e}");
@@ -31,7 +34,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -47,9 +52,17 @@ fn dev_certificates(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs() as i64;
-    let reusable = certs::load_pair(&cert, &key, &provider).is_ok_and(|c| c.not_after > now + 86_400);
+    let reusable =
+        certs::load_pair(&cert, &key, &provider).is_ok_and(|c| c.not_after > now + 86_400);
     if !reusable {
-        let names = ["localhost", "127.0.0.1", "::1", "sts-guard", "sts-guard.sts-guard.svc"].map(String::from);
+        let names = [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "sts-guard",
+            "sts-guard.sts-guard.svc",
+        ]
+        .map(String::from);
         let generated = certs::generate(&names, 90).map_err(|e| e.to_string())?;
         certs::write_dir(dir, &generated, true).map_err(|e| e.to_string())?;
         tracing::info!(dir = %dir.display(), "created a development CA and serving certificate");
@@ -94,7 +107,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(addr = %running.local_addr, services, statefulsets, nodes, "serving");
-    eprintln!("sts-guard serve: listening on https://{}", running.local_addr);
+    eprintln!(
+        "sts-guard serve: listening on https://{}",
+        running.local_addr
+    );
     shutdown_signal().await;
     tracing::info!("shutdown signal received");
     // A second signal aborts the drain.
@@ -111,13 +127,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

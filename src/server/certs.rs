@@ -59,7 +59,11 @@ fn read(path: &Path) -> Result<Vec<u8>, CertError> {
 
 /// Reads and checks a certificate chain and its key: parseable, key matching the leaf, leaf
 /// not expired. A chain with intermediates is served as given.
-pub fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Result<LoadedCert, CertError> {
+pub fn load_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<LoadedCert, CertError> {
     let cert_pem = read(cert_path)?;
     let key_pem = read(key_path)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
@@ -71,9 +75,15 @@ pub fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| invalid(cert_path, format!("not an X.509 certificate: {e}")))?;
     let not_after = parsed.validity().not_after.timestamp();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
     if not_after <= now {
-        return Err(invalid(cert_path, format!("certificate expired ({})", parsed.validity().not_after)));
+        return Err(invalid(
+            cert_path,
+            format!("certificate expired ({})", parsed.validity().not_after),
+        ));
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| invalid(key_path, format!("not a PEM private key: {e}")))?;
@@ -83,7 +93,13 @@ pub fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -
         .map_err(|e| invalid(key_path, format!("unusable private key: {e}")))?;
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(|_| {
-        invalid(key_path, format!("private key does not match the certificate in {}", cert_path.display()))
+        invalid(
+            key_path,
+            format!(
+                "private key does not match the certificate in {}",
+                cert_path.display()
+            ),
+        )
     })?;
     Ok(LoadedCert {
         key: Arc::new(certified),
@@ -113,7 +129,12 @@ impl SwappableCert {
 
 impl ResolvesServerCert for SwappableCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 }
 
@@ -130,8 +151,14 @@ pub fn generate(dns_names: &[String], days: u32) -> Result<GeneratedCerts, CertE
     let now = time_now();
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "sts-guard CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sts-guard CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca_params.not_before = now - Duration::from_secs(300);
     ca_params.not_after = now + Duration::from_secs(u64::from(days) * 2 * 86_400);
     let ca_key = KeyPair::generate()?;
@@ -140,11 +167,15 @@ pub fn generate(dns_names: &[String], days: u32) -> Result<GeneratedCerts, CertE
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut params = CertificateParams::new(dns_names.to_vec())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, dns_names.first().map(String::as_str).unwrap_or("sts-guard"));
+    params.distinguished_name.push(
+        DnType::CommonName,
+        dns_names.first().map(String::as_str).unwrap_or("sts-guard"),
+    );
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.not_before = now - Duration::from_secs(300);
     params.not_after = now + Duration::from_secs(u64::from(days) * 86_400);
     let key = KeyPair::generate()?;
@@ -175,10 +206,8 @@ pub fn write_dir(dir: &Path, certs: &GeneratedCerts, force: bool) -> Result<(), 
         (TLS_CERT, &certs.cert),
         (TLS_KEY, &certs.key),
     ];
-    if !force {
-        if let Some((name, _)) = files.iter().find(|(name, _)| dir.join(name).exists()) {
-            return Err(CertError::Exists(dir.join(name)));
-        }
+    if !force && let Some((name, _)) = files.iter().find(|(name, _)| dir.join(name).exists()) {
+        return Err(CertError::Exists(dir.join(name)));
     }
     std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
         path: dir.to_path_buf(),
@@ -186,7 +215,8 @@ pub fn write_dir(dir: &Path, certs: &GeneratedCerts, force: bool) -> Result<(), 
     })?;
     for (name, content) in files {
         let path = dir.join(name);
-        write_private(&path, content.as_bytes(), name.ends_with(".key")).map_err(|source| CertError::Write { path, source })?;
+        write_private(&path, content.as_bytes(), name.ends_with(".key"))
+            .map_err(|source| CertError::Write { path, source })?;
     }
     Ok(())
 }

@@ -34,7 +34,8 @@ pub struct KindLabels {
 
 /// Latency buckets in seconds, up to the longest webhook timeout kube-apiserver allows (30 s).
 const LATENCY_BUCKETS: [f64; 16] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0, 30.0,
 ];
 
 pub struct Metrics {
@@ -53,15 +54,31 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("sts_guard");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("admission_requests", "Admission reviews answered", requests.clone());
+        registry.register(
+            "admission_requests",
+            "Admission reviews answered",
+            requests.clone(),
+        );
         let violations = Family::<RuleLabels, Counter>::default();
-        registry.register("rule_violations", "Rule findings by rule id and action", violations.clone());
+        registry.register(
+            "rule_violations",
+            "Rule findings by rule id and action",
+            violations.clone(),
+        );
         let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(LATENCY_BUCKETS.iter().copied())
         });
-        registry.register("admission_duration_seconds", "Time to answer an admission review", latency.clone());
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission review",
+            latency.clone(),
+        );
         let bad_requests = Family::<EndpointLabels, Counter>::default();
-        registry.register("bad_requests", "Bodies that were not a readable AdmissionReview", bad_requests.clone());
+        registry.register(
+            "bad_requests",
+            "Bodies that were not a readable AdmissionReview",
+            bad_requests.clone(),
+        );
         let cert_expiry = Gauge::default();
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -75,7 +92,11 @@ impl Default for Metrics {
             cert_reload_failures.clone(),
         );
         let inventory_objects = Family::<KindLabels, Gauge>::default();
-        registry.register("inventory_objects", "Objects in the inventory by kind", inventory_objects.clone());
+        registry.register(
+            "inventory_objects",
+            "Objects in the inventory by kind",
+            inventory_objects.clone(),
+        );
         let lookup_errors = Counter::default();
         registry.register(
             "lookup_errors",

@@ -9,24 +9,26 @@ use crate::config::Config;
 use crate::engine::Endpoint;
 use crate::inventory::Inventory;
 use crate::rules::Action;
+use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use certs::{CertError, SwappableCert};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use metrics::{kind_label, operation_label, EndpointLabels, KindLabels, Metrics, RequestLabels, RuleLabels};
+use metrics::{
+    EndpointLabels, KindLabels, Metrics, RequestLabels, RuleLabels, kind_label, operation_label,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// Everything `serve` needs, resolved from flags.
@@ -82,8 +84,18 @@ pub fn router(
         request_timeout,
     });
     Router::new()
-        .route("/validate", post(|s: State<Arc<AppState>>, h: HeaderMap, b: Body| handle(s, h, b, Endpoint::Validate)))
-        .route("/mutate", post(|s: State<Arc<AppState>>, h: HeaderMap, b: Body| handle(s, h, b, Endpoint::Mutate)))
+        .route(
+            "/validate",
+            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Body| {
+                handle(s, h, b, Endpoint::Validate)
+            }),
+        )
+        .route(
+            "/mutate",
+            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Body| {
+                handle(s, h, b, Endpoint::Mutate)
+            }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
@@ -100,17 +112,30 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response()
 }
 
 fn plain(status: StatusCode, message: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message + "\n").into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
 }
 
-async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body, endpoint: Endpoint) -> Response {
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+    endpoint: Endpoint,
+) -> Response {
     let started = Instant::now();
     let label = EndpointLabels {
         endpoint: endpoint.as_str(),
@@ -121,19 +146,33 @@ async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > state.body_limit as u64) {
         state.metrics.bad_requests.get_or_create(&label).inc();
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds the {} byte limit", state.body_limit));
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body exceeds the {} byte limit", state.body_limit),
+        );
     }
-    let bytes = match tokio::time::timeout(state.request_timeout, axum::body::to_bytes(body, state.body_limit)).await {
+    let bytes = match tokio::time::timeout(
+        state.request_timeout,
+        axum::body::to_bytes(body, state.body_limit),
+    )
+    .await
+    {
         Err(_) => {
             state.metrics.bad_requests.get_or_create(&label).inc();
-            return plain(StatusCode::REQUEST_TIMEOUT, "body not received in time".into());
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "body not received in time".into(),
+            );
         }
         Ok(Err(err)) => {
             state.metrics.bad_requests.get_or_create(&label).inc();
             let too_large = std::error::Error::source(&err)
                 .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
             return if too_large {
-                plain(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds the {} byte limit", state.body_limit))
+                plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body exceeds the {} byte limit", state.body_limit),
+                )
             } else {
                 plain(StatusCode::BAD_REQUEST, format!("cannot read body: {err}"))
             };
@@ -184,7 +223,11 @@ fn record(metrics: &Metrics, endpoint: Endpoint, r: &Reviewed) {
             .violations
             .get_or_create(&RuleLabels {
                 rule: v.rule.as_str(),
-                action: if v.action == Action::Deny { "deny" } else { "warn" },
+                action: if v.action == Action::Deny {
+                    "deny"
+                } else {
+                    "warn"
+                },
             })
             .inc();
     }
@@ -272,7 +315,14 @@ pub async fn start(
         metrics,
         shutdown_rx.clone(),
     ));
-    let task = tokio::spawn(accept_loop(listener, acceptor, app, options, ready.clone(), shutdown_rx));
+    let task = tokio::spawn(accept_loop(
+        listener,
+        acceptor,
+        app,
+        options,
+        ready.clone(),
+        shutdown_rx,
+    ));
     Ok(Running {
         local_addr,
         ready,
@@ -395,7 +445,11 @@ async fn reload_certificates(
 
 /// Publishes inventory sizes.
 pub fn set_inventory_sizes(metrics: &Metrics, services: usize, statefulsets: usize, nodes: usize) {
-    for (kind, n) in [("Service", services), ("StatefulSet", statefulsets), ("Node", nodes)] {
+    for (kind, n) in [
+        ("Service", services),
+        ("StatefulSet", statefulsets),
+        ("Node", nodes),
+    ] {
         metrics
             .inventory_objects
             .get_or_create(&KindLabels { kind })

@@ -2,6 +2,8 @@
 //! AdmissionReview requests as it sends them.
 #![allow(dead_code)]
 
+pub mod client;
+
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
