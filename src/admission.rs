@@ -32,7 +32,15 @@ pub fn review(
     config: &Config,
     endpoint: Endpoint,
 ) -> Result<Reviewed, BadReview> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| BadReview(format!("body is not an AdmissionReview: {e}")))?;
+    // The objects are decoded apart from the envelope: kube's types decode them through
+    // serde's `flatten` buffering, which costs as much again as the parse itself.
+    let (object, old_object) = match value.get_mut("request").and_then(|r| r.as_object_mut()) {
+        Some(request) => (request.remove("object"), request.remove("oldObject")),
+        None => (None, None),
+    };
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(value)
         .map_err(|e| BadReview(format!("body is not an AdmissionReview: {e}")))?;
     if !matches!(
         review.types.api_version.as_str(),
@@ -47,6 +55,9 @@ pub fn review(
     let request: AdmissionRequest<DynamicObject> = review
         .try_into()
         .map_err(|_| BadReview("AdmissionReview has no request".into()))?;
+    let mut request = request;
+    request.object = decode_object(object, "request.object")?;
+    request.old_object = decode_object(old_object, "request.oldObject")?;
     if request.uid.is_empty() {
         return Err(BadReview("request.uid is empty".into()));
     }
@@ -100,14 +111,31 @@ pub fn respond(
     }
 }
 
+fn decode_object(
+    value: Option<serde_json::Value>,
+    field: &str,
+) -> Result<Option<DynamicObject>, BadReview> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => crate::manifest::to_dynamic(v)
+            .map(Some)
+            .map_err(|e| BadReview(format!("{field}: {e}"))),
+    }
+}
+
 /// Serializes the response AdmissionReview. kube-core writes `patch` as an array of numbers;
 /// the API defines it as base64 (Go's `[]byte`), so it is re-encoded here.
 fn encode_review(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
     use base64::Engine;
-    let patch = response.patch.clone();
+    let mut response = response;
+    let patch = response.patch.take();
     let mut value = serde_json::to_value(response.into_review())?;
-    if let (Some(patch), Some(slot)) = (patch, value.pointer_mut("/response/patch")) {
-        *slot = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    if let (Some(patch), Some(response)) = (
+        patch,
+        value.get_mut("response").and_then(|r| r.as_object_mut()),
+    ) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
+        response.insert("patch".into(), serde_json::Value::String(encoded));
     }
     serde_json::to_vec(&value)
 }

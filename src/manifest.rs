@@ -4,6 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::{DynamicObject, TypeMeta};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
@@ -333,11 +334,18 @@ pub fn to_dynamic(value: Value) -> Result<DynamicObject, String> {
     let metadata: ObjectMeta = match map.remove("metadata") {
         None | Some(Value::Null) => ObjectMeta::default(),
         // The fast path; on failure decode again, slowly, for an error that names the field.
-        Some(meta) => match serde_json::from_value(meta.clone()) {
-            Ok(meta) => meta,
-            Err(_) => serde_path_to_error::deserialize(&meta)
-                .map_err(|e| format!("metadata.{}: {}", e.path(), e.inner()))?,
-        },
+        Some(mut meta) => {
+            // managedFields can be most of an object's metadata and no rule reads them.
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("managedFields");
+            }
+            // The fast path; on failure decode again, slowly, for an error naming the field.
+            match ObjectMeta::deserialize(&meta) {
+                Ok(meta) => meta,
+                Err(_) => serde_path_to_error::deserialize(&meta)
+                    .map_err(|e| format!("metadata.{}: {}", e.path(), e.inner()))?,
+            }
+        }
     };
     Ok(DynamicObject {
         types: Some(TypeMeta { api_version, kind }),

@@ -273,12 +273,31 @@ fn tls_config(resolver: Arc<SwappableCert>) -> Result<rustls::ServerConfig, rust
     Ok(config)
 }
 
-/// Validates the certificates, binds and serves in the background.
+/// Validates the certificates, binds and serves the webhook routes in the background.
 pub async fn start(
     options: ServerOptions,
     inventory: Arc<dyn Inventory>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
+) -> Result<Running, ServeError> {
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = router(
+        inventory,
+        config,
+        metrics.clone(),
+        ready.clone(),
+        options.body_limit,
+        options.request_timeout,
+    );
+    start_router(options, app, metrics, ready).await
+}
+
+/// Serves any router on the webhook's TLS stack (benchmarks use it for a floor measurement).
+pub async fn start_router(
+    options: ServerOptions,
+    app: Router,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
 ) -> Result<Running, ServeError> {
     let provider = rustls::crypto::ring::default_provider();
     // Checked before binding: a bad pair fails at start, not at the first handshake.
@@ -296,15 +315,6 @@ pub async fn start(
         addr: options.addr,
         source,
     })?;
-    let ready = Arc::new(AtomicBool::new(true));
-    let app = router(
-        inventory,
-        config,
-        metrics.clone(),
-        ready.clone(),
-        options.body_limit,
-        options.request_timeout,
-    );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(reload_certificates(
         options.cert_path.clone(),
