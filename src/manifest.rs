@@ -333,7 +333,6 @@ pub fn to_dynamic(value: Value) -> Result<DynamicObject, String> {
     let kind = take_string("kind")?;
     let metadata: ObjectMeta = match map.remove("metadata") {
         None | Some(Value::Null) => ObjectMeta::default(),
-        // The fast path; on failure decode again, slowly, for an error that names the field.
         Some(mut meta) => {
             // managedFields can be most of an object's metadata and no rule reads them.
             if let Some(m) = meta.as_object_mut() {
