@@ -32,6 +32,13 @@ pub fn review(
     config: &Config,
     endpoint: Endpoint,
 ) -> Result<Reviewed, BadReview> {
+    let request = decode(body)?;
+    let decision = evaluate(&request, inventory, config, endpoint);
+    encode(&request, decision)
+}
+
+/// Reads an AdmissionReview body into its request.
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
     let mut value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| BadReview(format!("body is not an AdmissionReview: {e}")))?;
     // The objects are decoded apart from the envelope: kube's types decode them through
@@ -52,17 +59,23 @@ pub fn review(
             review.types.kind, review.types.api_version
         )));
     }
-    let request: AdmissionRequest<DynamicObject> = review
+    let mut request: AdmissionRequest<DynamicObject> = review
         .try_into()
         .map_err(|_| BadReview("AdmissionReview has no request".into()))?;
-    let mut request = request;
     request.object = decode_object(object, "request.object")?;
     request.old_object = decode_object(old_object, "request.oldObject")?;
     if request.uid.is_empty() {
         return Err(BadReview("request.uid is empty".into()));
     }
-    let decision = evaluate(&request, inventory, config, endpoint);
-    let response = respond(&request, &decision);
+    Ok(request)
+}
+
+/// Builds and serializes the response AdmissionReview for a decision.
+pub fn encode(
+    request: &AdmissionRequest<DynamicObject>,
+    decision: Decision,
+) -> Result<Reviewed, BadReview> {
+    let response = respond(request, &decision);
     let body = encode_review(response)
         .map_err(|e| BadReview(format!("cannot encode the response: {e}")))?;
     Ok(Reviewed {

@@ -52,9 +52,16 @@ pub struct ServeArgs {
     /// Config file.
     #[arg(long, env = "STS_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Answer lookups from these manifest files or directories instead of a cluster.
-    #[arg(long, env = "STS_GUARD_MANIFESTS", value_name = "DIR|FILE")]
+    /// Answer lookups from these manifest files or directories instead of a cluster. Without
+    /// it the server watches the cluster (in-cluster service account or KUBECONFIG).
+    #[arg(long, value_name = "DIR|FILE")]
     pub manifests: Vec<String>,
+    /// Watch Services and StatefulSets only in these namespaces (repeatable; default: all).
+    #[arg(long = "watch-namespace", value_name = "NAMESPACE")]
+    pub watch_namespaces: Vec<String>,
+    /// Seconds a live lookup (confirming a cache miss before a denial) may take.
+    #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
+    pub lookup_timeout: f64,
     /// Namespace of manifest objects that do not name one.
     #[arg(long, default_value = "default")]
     pub namespace: String,

@@ -56,54 +56,91 @@ impl fmt::Display for LoadError {
 }
 
 /// Reads every path: files, directories (recursively, `.yaml`/`.yml`/`.json`, in name order)
-/// and `-` for stdin. Returns what could be read and every error met.
+/// and `-` for stdin. Returns what could be read and every error met, in input order. Files
+/// are parsed on all cores (CI often passes hundreds of them).
 pub fn read_paths(paths: &[String]) -> (Vec<Manifest>, Vec<LoadError>) {
-    let mut manifests = Vec::new();
+    enum Input {
+        Stdin,
+        File(PathBuf),
+    }
+    let mut inputs = Vec::new();
     let mut errors = Vec::new();
-    let mut stdin_read = false;
+    let mut seen_dirs = HashSet::new();
+    let mut stdin_listed = false;
     for path in paths {
         if path == "-" {
-            if stdin_read {
-                continue;
-            }
-            stdin_read = true;
-            let mut bytes = Vec::new();
-            match std::io::stdin().read_to_end(&mut bytes) {
-                Ok(_) => collect(
-                    parse_bytes("<stdin>", &bytes, Format::Detect),
-                    &mut manifests,
-                    &mut errors,
-                ),
-                Err(e) => errors.push(LoadError {
-                    file: "<stdin>".into(),
-                    line: None,
-                    message: format!("cannot read: {e}"),
-                }),
+            if !stdin_listed {
+                stdin_listed = true;
+                inputs.push(Input::Stdin);
             }
             continue;
         }
         let mut files = Vec::new();
-        if let Err(e) = expand_path(Path::new(path), true, &mut files, &mut HashSet::new()) {
+        if let Err(e) = expand_path(Path::new(path), true, &mut files, &mut seen_dirs) {
             errors.push(e);
         }
-        for file in files {
-            let name = file.display().to_string();
-            match std::fs::read(&file) {
-                Ok(bytes) => collect(
-                    parse_bytes(&name, &bytes, Format::from_path(&file)),
-                    &mut manifests,
-                    &mut errors,
-                ),
-                Err(e) => errors.push(LoadError {
-                    file: name,
+        inputs.extend(files.into_iter().map(Input::File));
+    }
+    let read_one = |input: &Input| -> FileResult {
+        match input {
+            Input::Stdin => {
+                let mut bytes = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| LoadError {
+                        file: "<stdin>".into(),
+                        line: None,
+                        message: format!("cannot read: {e}"),
+                    })?;
+                parse_bytes("<stdin>", &bytes, Format::Detect)
+            }
+            Input::File(file) => {
+                let name = file.display().to_string();
+                let bytes = std::fs::read(file).map_err(|e| LoadError {
+                    file: name.clone(),
                     line: None,
                     message: format!("cannot read: {e}"),
-                }),
+                })?;
+                parse_bytes(&name, &bytes, Format::from_path(file))
             }
         }
+    };
+    let workers = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .min(inputs.len().max(1));
+    let results: Vec<FileResult> = if workers <= 1 {
+        inputs.iter().map(read_one).collect()
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<std::sync::Mutex<Option<FileResult>>> =
+            inputs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(input) = inputs.get(i) else { break };
+                        let result = read_one(input);
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                    }
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .filter_map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect()
+    };
+    let mut manifests = Vec::new();
+    for result in results {
+        collect(result, &mut manifests, &mut errors);
     }
     (manifests, errors)
 }
+
+/// The objects of one input, or why it could not be read.
+type FileResult = Result<Vec<Manifest>, LoadError>;
 
 fn collect(
     result: Result<Vec<Manifest>, LoadError>,

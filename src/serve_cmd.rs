@@ -1,7 +1,7 @@
 //! `sts-guard serve`: flags to a running server, signals to a drain.
 
 use crate::cli::{LogFormat, ServeArgs, load_config, load_inventory};
-use crate::inventory::Inventory;
+use crate::inventory::{ClusterInventory, Evaluator};
 use crate::server::certs::{self, CA_CERT, TLS_CERT, TLS_KEY};
 use crate::server::metrics::Metrics;
 use crate::server::{self, ServerOptions};
@@ -77,17 +77,24 @@ fn dev_certificates(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = Arc::new(load_config(args.config.as_ref())?);
-    if args.manifests.is_empty() {
-        return Err(
-            "no cluster inventory in this build yet: pass --manifests DIR|FILE to answer lookups from manifest files"
-                .to_string(),
-        );
-    }
-    let inventory = load_inventory(&args.manifests, &args.namespace)?;
     let metrics = Arc::new(Metrics::default());
-    let (services, statefulsets, nodes) = inventory.sizes();
-    server::set_inventory_sizes(&metrics, services, statefulsets, nodes);
-    let inventory: Arc<dyn Inventory> = Arc::new(inventory);
+    let inventory: Arc<dyn Evaluator> = if args.manifests.is_empty() {
+        let client = cluster_client().await?;
+        let cluster = Arc::new(ClusterInventory::start(
+            client,
+            &args.watch_namespaces,
+            Duration::from_secs_f64(args.lookup_timeout),
+        ));
+        tokio::spawn(export_cluster_metrics(cluster.clone(), metrics.clone()));
+        tracing::info!(namespaces = ?args.watch_namespaces, "watching the cluster; ready once every watch has listed");
+        cluster
+    } else {
+        let inventory = load_inventory(&args.manifests, &args.namespace)?;
+        let (services, statefulsets, nodes) = inventory.sizes();
+        server::set_inventory_sizes(&metrics, services, statefulsets, nodes);
+        tracing::info!(services, statefulsets, nodes, "inventory from manifests");
+        Arc::new(inventory)
+    };
     let (cert_path, key_path) = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => (cert, key),
         _ => dev_certificates(&args.certs_dir)?,
@@ -106,7 +113,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let running = server::start(options, inventory, config, metrics)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(addr = %running.local_addr, services, statefulsets, nodes, "serving");
+    tracing::info!(addr = %running.local_addr, "serving");
     eprintln!(
         "sts-guard serve: listening on https://{}",
         running.local_addr
@@ -142,4 +149,28 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// A client from the in-cluster service account or KUBECONFIG, with a hint when neither exists.
+async fn cluster_client() -> Result<kube::Client, String> {
+    let hint = "run inside a cluster with a service account, set KUBECONFIG, or pass --manifests DIR|FILE to answer lookups from manifest files";
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| format!("no cluster credentials ({e}); {hint}"))?;
+    kube::Client::try_from(config)
+        .map_err(|e| format!("cannot create a Kubernetes client ({e}); {hint}"))
+}
+
+/// Publishes cache sizes and watch/lookup counters every few seconds.
+async fn export_cluster_metrics(cluster: Arc<ClusterInventory>, metrics: Arc<Metrics>) {
+    use std::sync::atomic::Ordering;
+    let mut reported_errors = 0;
+    loop {
+        let (services, statefulsets, nodes) = cluster.sizes();
+        server::set_inventory_sizes(&metrics, services, statefulsets, nodes);
+        let errors = cluster.stats.watch_errors.load(Ordering::Relaxed);
+        metrics.watch_errors.inc_by(errors - reported_errors);
+        reported_errors = errors;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sts_guard::config::Config;
-use sts_guard::inventory::{Inventory, StaticInventory};
+use sts_guard::inventory::{Evaluator, StaticInventory};
 use sts_guard::server::metrics::Metrics;
 use sts_guard::server::{self, Running, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,7 +56,7 @@ fn default_inventory() -> StaticInventory {
 async fn start_with(inv: StaticInventory, config: Config) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let ca = write_certs(dir.path());
-    let inv: Arc<dyn Inventory> = Arc::new(inv);
+    let inv: Arc<dyn Evaluator> = Arc::new(inv);
     let running = server::start(
         options(dir.path()),
         inv,

@@ -5,8 +5,11 @@
 //! watch caches. A lookup that could not be answered is an error, never a silent "not found":
 //! the engine applies `onLookupError` to it.
 
+mod cluster;
+mod lean;
 mod static_files;
 
+pub use cluster::{ClusterInventory, ClusterStats, Evaluator};
 pub use static_files::StaticInventory;
 
 use crate::model::{NodeView, ServiceView, StatefulSetView};

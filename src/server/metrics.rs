@@ -48,6 +48,7 @@ pub struct Metrics {
     pub cert_reload_failures: Counter,
     pub inventory_objects: Family<KindLabels, Gauge>,
     pub lookup_errors: Counter,
+    pub watch_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -103,7 +104,14 @@ impl Default for Metrics {
             "Inventory lookups that could not be answered (onLookupError decided)",
             lookup_errors.clone(),
         );
+        let watch_errors = Counter::default();
+        registry.register(
+            "watch_errors",
+            "Inventory watch failures (each is retried with backoff)",
+            watch_errors.clone(),
+        );
         Metrics {
+            watch_errors,
             registry,
             requests,
             violations,

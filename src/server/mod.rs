@@ -7,7 +7,7 @@ pub mod metrics;
 use crate::admission::{self, Reviewed};
 use crate::config::Config;
 use crate::engine::Endpoint;
-use crate::inventory::Inventory;
+use crate::inventory::Evaluator;
 use crate::rules::Action;
 use axum::Router;
 use axum::body::Body;
@@ -58,7 +58,7 @@ pub enum ServeError {
 }
 
 struct AppState {
-    inventory: Arc<dyn Inventory>,
+    inventory: Arc<dyn Evaluator>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
@@ -68,7 +68,7 @@ struct AppState {
 
 /// The routes, without transport: `/validate`, `/mutate`, `/healthz`, `/readyz`, `/metrics`.
 pub fn router(
-    inventory: Arc<dyn Inventory>,
+    inventory: Arc<dyn Evaluator>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
@@ -103,10 +103,20 @@ pub fn router(
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
+    if !state.ready.load(Ordering::Acquire) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n",
+        )
+            .into_response()
+    } else if !state.inventory.synced() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: inventory not synced\n",
+        )
+            .into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        (StatusCode::OK, "ready\n").into_response()
     }
 }
 
@@ -179,7 +189,17 @@ async fn handle(
         }
         Ok(Ok(bytes)) => bytes,
     };
-    match admission::review(&bytes, state.inventory.as_ref(), &state.config, endpoint) {
+    let reviewed = match admission::decode(&bytes) {
+        Ok(request) => {
+            let decision = state
+                .inventory
+                .decide(&request, &state.config, endpoint)
+                .await;
+            admission::encode(&request, decision)
+        }
+        Err(bad) => Err(bad),
+    };
+    match reviewed {
         Err(bad) => {
             state.metrics.bad_requests.get_or_create(&label).inc();
             tracing::warn!(endpoint = endpoint.as_str(), reason = %bad, "bad admission request");
@@ -276,7 +296,7 @@ fn tls_config(resolver: Arc<SwappableCert>) -> Result<rustls::ServerConfig, rust
 /// Validates the certificates, binds and serves the webhook routes in the background.
 pub async fn start(
     options: ServerOptions,
-    inventory: Arc<dyn Inventory>,
+    inventory: Arc<dyn Evaluator>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
 ) -> Result<Running, ServeError> {

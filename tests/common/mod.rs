@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod fake_apiserver;
 
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionReview};

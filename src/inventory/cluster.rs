@@ -1,0 +1,573 @@
+//! The cluster inventory: kube-rs watches of Services, StatefulSets and Nodes, kept as the lean
+//! views the rules read (never whole objects), indexed like the static inventory.
+//!
+//! ```text
+//!   watcher(Services) ─┐                      ┌─► Inventory (cache answers)
+//!   watcher(StatefulSets) ─► RwLock<StaticInventory> ─┤
+//!   watcher(Nodes) ────┘                      └─► evaluate(): a lookup that would deny is
+//!                                                  confirmed by a live GET/LIST first
+//! ```
+//!
+//! The cache may lag the API server by a moment: a Service created a millisecond before its
+//! StatefulSet may not have reached the watch yet. So a decision that rests on a cache answer
+//! that would deny (Service or Node not found, a StatefulSet governed by a Service) is
+//! re-evaluated with live answers for exactly those lookups before it is returned.
+
+use super::lean::{LeanNode, LeanService, LeanStatefulSet};
+use super::{Inventory, Lookup, LookupError, StaticInventory};
+use crate::config::Config;
+use crate::engine::{Decision, Endpoint, evaluate};
+use crate::model::{NodeView, ServiceView, StatefulSetView};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use kube::core::DynamicObject;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube_core::admission::AdmissionRequest;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// Decides admission requests: the static inventory evaluates directly, the cluster one
+/// confirms cache answers that would deny. Both run the same rules through
+/// [`evaluate`](crate::engine::evaluate).
+pub trait Evaluator: Send + Sync {
+    fn decide<'a>(
+        &'a self,
+        request: &'a AdmissionRequest<DynamicObject>,
+        config: &'a Config,
+        endpoint: Endpoint,
+    ) -> BoxFuture<'a, Decision>;
+
+    /// Whether the inventory has everything it needs to answer (`/readyz`).
+    fn synced(&self) -> bool {
+        true
+    }
+}
+
+impl Evaluator for StaticInventory {
+    fn decide<'a>(
+        &'a self,
+        request: &'a AdmissionRequest<DynamicObject>,
+        config: &'a Config,
+        endpoint: Endpoint,
+    ) -> BoxFuture<'a, Decision> {
+        Box::pin(std::future::ready(evaluate(
+            request, self, config, endpoint,
+        )))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Service,
+    StatefulSet,
+    Node,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::Node => "Node",
+        }
+    }
+}
+
+/// What one watch covers: a kind, in one namespace or (None) in all.
+type Scope = (Kind, Option<String>);
+
+/// A view built from a watched object.
+enum View {
+    Service(ServiceView),
+    StatefulSet(StatefulSetView),
+    Node(NodeView),
+}
+
+impl From<LeanService> for View {
+    fn from(s: LeanService) -> Self {
+        View::Service(s.into())
+    }
+}
+
+impl From<LeanStatefulSet> for View {
+    fn from(s: LeanStatefulSet) -> Self {
+        View::StatefulSet(s.into())
+    }
+}
+
+impl From<LeanNode> for View {
+    fn from(n: LeanNode) -> Self {
+        View::Node(n.into())
+    }
+}
+
+/// Counters the server exports; kept here so the inventory needs no metrics dependency.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub watch_errors: AtomicU64,
+    pub live_lookups: AtomicU64,
+}
+
+pub struct ClusterInventory {
+    client: Client,
+    index: Arc<RwLock<StaticInventory>>,
+    /// Set once every watch scope has completed its first list.
+    all_synced: Arc<AtomicBool>,
+    lookup_timeout: Duration,
+    pub stats: Arc<ClusterStats>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ClusterInventory {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl ClusterInventory {
+    /// Starts the watches. `namespaces` restricts Services and StatefulSets to those namespaces
+    /// (empty: all); Nodes are cluster-scoped and always watched.
+    pub fn start(
+        client: Client,
+        namespaces: &[String],
+        lookup_timeout: Duration,
+    ) -> ClusterInventory {
+        let index = Arc::new(RwLock::new(StaticInventory::new()));
+        let synced_scopes = Arc::new(Mutex::new(HashSet::new()));
+        let all_synced = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(ClusterStats::default());
+        let mut scopes: Vec<Scope> = Vec::new();
+        for kind in [Kind::Service, Kind::StatefulSet] {
+            if namespaces.is_empty() {
+                scopes.push((kind, None));
+            } else {
+                scopes.extend(namespaces.iter().map(|ns| (kind, Some(ns.clone()))));
+            }
+        }
+        scopes.push((Kind::Node, None));
+        let expected_scopes = scopes.len();
+        let tasks = scopes
+            .into_iter()
+            .map(|(kind, namespace)| {
+                let shared = Shared {
+                    index: index.clone(),
+                    synced_scopes: synced_scopes.clone(),
+                    expected_scopes,
+                    all_synced: all_synced.clone(),
+                    stats: stats.clone(),
+                };
+                let ns = namespace.as_deref();
+                match kind {
+                    Kind::Service => tokio::spawn(watch(
+                        scoped_api::<LeanService>(&client, ns),
+                        kind,
+                        namespace,
+                        shared,
+                    )),
+                    Kind::StatefulSet => tokio::spawn(watch(
+                        scoped_api::<LeanStatefulSet>(&client, ns),
+                        kind,
+                        namespace,
+                        shared,
+                    )),
+                    Kind::Node => tokio::spawn(watch(
+                        Api::<LeanNode>::all(client.clone()),
+                        kind,
+                        namespace,
+                        shared,
+                    )),
+                }
+            })
+            .collect();
+        ClusterInventory {
+            client,
+            index,
+            all_synced,
+            lookup_timeout,
+            stats,
+            tasks,
+        }
+    }
+
+    /// Object counts in the cache (Services, StatefulSets, Nodes).
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        self.read().sizes()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StaticInventory> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn timed<T>(
+        &self,
+        what: String,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Lookup<T> {
+        self.stats.live_lookups.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(self.lookup_timeout, call).await {
+            Err(_) => Err(LookupError {
+                what,
+                reason: format!("API server did not answer within {:?}", self.lookup_timeout),
+            }),
+            Ok(Err(err)) => Err(LookupError {
+                what,
+                reason: err.to_string(),
+            }),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    async fn live_service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
+        let api: Api<LeanService> = Api::namespaced(self.client.clone(), namespace);
+        let found = self
+            .timed(format!("Service {namespace}/{name}"), api.get_opt(name))
+            .await?;
+        Ok(found.map(|s| Arc::new(s.into())))
+    }
+
+    async fn live_governed(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> Lookup<Vec<Arc<StatefulSetView>>> {
+        let api: Api<LeanStatefulSet> = Api::namespaced(self.client.clone(), namespace);
+        let what = format!("StatefulSets governed by {namespace}/{service}");
+        let list = self.timed(what, api.list(&ListParams::default())).await?;
+        let mut governed: Vec<Arc<StatefulSetView>> = list
+            .items
+            .into_iter()
+            .map(StatefulSetView::from)
+            .filter(|view| view.governing_service() == Some(service))
+            .map(Arc::new)
+            .collect();
+        governed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(governed)
+    }
+
+    async fn live_node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
+        let api: Api<LeanNode> = Api::all(self.client.clone());
+        let found = self
+            .timed(format!("Node {name}"), api.get_opt(name))
+            .await?;
+        Ok(found.map(|n| Arc::new(n.into())))
+    }
+
+    /// Evaluates against the cache, then, when the answer rests on a lookup that could be
+    /// stale in a way that matters, again with live answers for those lookups.
+    pub async fn decide_confirmed(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+        config: &Config,
+        endpoint: Endpoint,
+    ) -> Decision {
+        let recorder = Recorder {
+            base: self,
+            calls: Mutex::new(Vec::new()),
+        };
+        let decision = evaluate(request, &recorder, config, endpoint);
+        let calls = recorder
+            .calls
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let synced = self.synced();
+        let denies = !decision.allowed();
+        let to_confirm: Vec<&Call> = calls
+            .iter()
+            .filter(|call| match call {
+                // Not synced yet: nothing the cache says can be trusted.
+                _ if !synced => true,
+                Call::ServicesIn => false,
+                // A missing Node makes a force delete safe: a stale miss would wrongly allow.
+                Call::Node(_, found) => denies || !found,
+                Call::Service(..) | Call::Governed(..) => denies,
+            })
+            .collect();
+        if to_confirm.is_empty() {
+            return decision;
+        }
+        let mut overlay = Overlay {
+            base: self,
+            services: HashMap::new(),
+            governed: HashMap::new(),
+            nodes: HashMap::new(),
+        };
+        let answers = futures::future::join_all(to_confirm.iter().map(|call| async move {
+            match call {
+                Call::Service(ns, name) => Answer::Service(
+                    (ns.clone(), name.clone()),
+                    self.live_service(ns, name).await,
+                ),
+                Call::Governed(ns, svc) => {
+                    Answer::Governed((ns.clone(), svc.clone()), self.live_governed(ns, svc).await)
+                }
+                Call::Node(name, _) => Answer::Node(name.clone(), self.live_node(name).await),
+                Call::ServicesIn => Answer::None,
+            }
+        }))
+        .await;
+        for answer in answers {
+            match answer {
+                Answer::Service(key, result) => {
+                    overlay.services.insert(key, result);
+                }
+                Answer::Governed(key, result) => {
+                    overlay.governed.insert(key, result);
+                }
+                Answer::Node(key, result) => {
+                    overlay.nodes.insert(key, result);
+                }
+                Answer::None => {}
+            }
+        }
+        evaluate(request, &overlay, config, endpoint)
+    }
+}
+
+impl Evaluator for ClusterInventory {
+    fn decide<'a>(
+        &'a self,
+        request: &'a AdmissionRequest<DynamicObject>,
+        config: &'a Config,
+        endpoint: Endpoint,
+    ) -> BoxFuture<'a, Decision> {
+        Box::pin(self.decide_confirmed(request, config, endpoint))
+    }
+
+    fn synced(&self) -> bool {
+        self.all_synced.load(Ordering::Acquire)
+    }
+}
+
+/// The cache, as the rules see it.
+impl Inventory for ClusterInventory {
+    fn service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
+        self.read().service(namespace, name)
+    }
+
+    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
+        self.read().services_in(namespace)
+    }
+
+    fn statefulsets_governed_by(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> Lookup<Vec<Arc<StatefulSetView>>> {
+        self.read().statefulsets_governed_by(namespace, service)
+    }
+
+    fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
+        self.read().node(name)
+    }
+}
+
+/// A lookup the rules made, and whether the cache found something.
+enum Call {
+    Service(String, String),
+    ServicesIn,
+    Governed(String, String),
+    /// The Node's name, and whether the cache had it.
+    Node(String, bool),
+}
+
+enum Answer {
+    Service((String, String), Lookup<Option<Arc<ServiceView>>>),
+    Governed((String, String), Lookup<Vec<Arc<StatefulSetView>>>),
+    Node(String, Lookup<Option<Arc<NodeView>>>),
+    None,
+}
+
+/// Answers from the cache and writes down every question.
+struct Recorder<'a> {
+    base: &'a ClusterInventory,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl Recorder<'_> {
+    fn note(&self, call: Call) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(call);
+    }
+}
+
+impl Inventory for Recorder<'_> {
+    fn service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
+        self.note(Call::Service(namespace.into(), name.into()));
+        self.base.service(namespace, name)
+    }
+
+    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
+        self.note(Call::ServicesIn);
+        self.base.services_in(namespace)
+    }
+
+    fn statefulsets_governed_by(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> Lookup<Vec<Arc<StatefulSetView>>> {
+        self.note(Call::Governed(namespace.into(), service.into()));
+        self.base.statefulsets_governed_by(namespace, service)
+    }
+
+    fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
+        let result = self.base.node(name);
+        self.note(Call::Node(name.into(), matches!(result, Ok(Some(_)))));
+        result
+    }
+}
+
+/// Live answers over the cache.
+struct Overlay<'a> {
+    base: &'a ClusterInventory,
+    services: HashMap<(String, String), Lookup<Option<Arc<ServiceView>>>>,
+    governed: HashMap<(String, String), Lookup<Vec<Arc<StatefulSetView>>>>,
+    nodes: HashMap<String, Lookup<Option<Arc<NodeView>>>>,
+}
+
+impl Inventory for Overlay<'_> {
+    fn service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
+        match self
+            .services
+            .get(&(namespace.to_string(), name.to_string()))
+        {
+            Some(live) => live.clone(),
+            None => self.base.service(namespace, name),
+        }
+    }
+
+    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
+        self.base.services_in(namespace)
+    }
+
+    fn statefulsets_governed_by(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> Lookup<Vec<Arc<StatefulSetView>>> {
+        match self
+            .governed
+            .get(&(namespace.to_string(), service.to_string()))
+        {
+            Some(live) => live.clone(),
+            None => self.base.statefulsets_governed_by(namespace, service),
+        }
+    }
+
+    fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
+        match self.nodes.get(name) {
+            Some(live) => live.clone(),
+            None => self.base.node(name),
+        }
+    }
+}
+
+fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// What every watch task shares with the inventory.
+struct Shared {
+    index: Arc<RwLock<StaticInventory>>,
+    synced_scopes: Arc<Mutex<HashSet<Scope>>>,
+    expected_scopes: usize,
+    all_synced: Arc<AtomicBool>,
+    stats: Arc<ClusterStats>,
+}
+
+/// Keeps one scope of the index in step with the API server. Errors back off and retry
+/// (kube-runtime's default backoff); a relist replaces the scope's contents atomically.
+async fn watch<K>(api: Api<K>, kind: Kind, namespace: Option<String>, shared: Shared)
+where
+    K: kube::Resource<DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + 'static,
+    View: From<K>,
+{
+    // Small pages bound the memory a relist of a large cluster needs at once.
+    let config = watcher::Config::default().page_size(250);
+    let stream = watcher::watcher(api, config).default_backoff();
+    futures::pin_mut!(stream);
+    let mut relist: Option<Vec<View>> = None;
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                shared.stats.watch_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(kind = kind.as_str(), namespace = ?namespace, %err, "watch failed; retrying with backoff");
+                continue;
+            }
+        };
+        match event {
+            Event::Init => relist = Some(Vec::new()),
+            Event::InitApply(obj) => relist.get_or_insert_with(Vec::new).push(View::from(obj)),
+            Event::InitDone => {
+                let views = relist.take().unwrap_or_default();
+                let count = views.len();
+                {
+                    let mut idx = shared.index.write().unwrap_or_else(|e| e.into_inner());
+                    match kind {
+                        Kind::Service => idx.clear_services(namespace.as_deref()),
+                        Kind::StatefulSet => idx.clear_statefulsets(namespace.as_deref()),
+                        Kind::Node => idx.clear_nodes(),
+                    }
+                    for view in views {
+                        apply(&mut idx, view);
+                    }
+                }
+                let mut scopes = shared
+                    .synced_scopes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                scopes.insert((kind, namespace.clone()));
+                if scopes.len() == shared.expected_scopes
+                    && !shared.all_synced.swap(true, Ordering::AcqRel)
+                {
+                    tracing::info!("inventory synced: every watch completed its first list");
+                }
+                tracing::info!(kind = kind.as_str(), namespace = ?namespace, objects = count, "listed");
+            }
+            Event::Apply(obj) => apply(
+                &mut shared.index.write().unwrap_or_else(|e| e.into_inner()),
+                View::from(obj),
+            ),
+            Event::Delete(obj) => {
+                let meta = obj.meta();
+                let name = meta.name.as_deref().unwrap_or("");
+                let ns = meta.namespace.as_deref().unwrap_or("");
+                let mut idx = shared.index.write().unwrap_or_else(|e| e.into_inner());
+                match kind {
+                    Kind::Service => idx.remove_service(ns, name),
+                    Kind::StatefulSet => idx.remove_statefulset(ns, name),
+                    Kind::Node => idx.remove_node(name),
+                }
+            }
+        }
+    }
+}
+
+fn apply(index: &mut StaticInventory, view: View) {
+    match view {
+        View::Service(v) => index.add_service(v),
+        View::StatefulSet(v) => index.add_statefulset(v),
+        View::Node(v) => index.add_node(v),
+    }
+}

@@ -1,0 +1,265 @@
+//! The shapes the cluster inventory decodes from the API server: only the fields the rules
+//! read. Everything else in a watched object (managedFields, annotations, the pod template's
+//! containers, a Node's status and image list) is skipped by the JSON decoder without being
+//! allocated, which keeps both the cache and the transient memory of a 10,000-object list small.
+
+use crate::model::{Labels, NodeView, OUT_OF_SERVICE_TAINT, ServiceView, StatefulSetView};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use kube::Resource;
+use serde::{Deserialize, Deserializer};
+use std::borrow::Cow;
+
+/// Decodes only name, namespace, uid and resourceVersion of `metadata` (the watcher needs the
+/// resourceVersion to resume).
+fn lean_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+        uid: Option<String>,
+        resource_version: Option<String>,
+    }
+    let m = Meta::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        ..ObjectMeta::default()
+    })
+}
+
+fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+macro_rules! lean_resource {
+    ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty) => {
+        #[derive(Debug, Clone, Deserialize)]
+        pub struct $ty {
+            #[serde(deserialize_with = "lean_meta", default)]
+            pub metadata: ObjectMeta,
+            #[serde(default, deserialize_with = "null_as_default")]
+            pub spec: $spec,
+        }
+
+        impl Resource for $ty {
+            type DynamicType = ();
+            type Scope = $scope;
+            fn kind(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($kind)
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($group)
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($version)
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($plural)
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    #[serde(rename = "type")]
+    service_type: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    selector: Labels,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatefulSetSpec {
+    service_name: Option<String>,
+    replicas: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    template: Template,
+    #[serde(default, deserialize_with = "null_as_default")]
+    ordinals: Ordinals,
+    pod_management_policy: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    update_strategy: UpdateStrategy,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Template {
+    #[serde(default, deserialize_with = "null_as_default")]
+    metadata: TemplateMeta,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct TemplateMeta {
+    #[serde(default, deserialize_with = "null_as_default")]
+    labels: Labels,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Ordinals {
+    start: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateStrategy {
+    #[serde(rename = "type")]
+    strategy: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    rolling_update: RollingUpdate,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RollingUpdate {
+    /// An int-or-string in the API; only integers mean anything for StatefulSets.
+    partition: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeSpec {
+    #[serde(default, deserialize_with = "null_as_default")]
+    taints: Vec<Taint>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Taint {
+    key: Option<String>,
+}
+
+lean_resource!(
+    LeanService,
+    ServiceSpec,
+    "Service",
+    "",
+    "v1",
+    "services",
+    NamespaceResourceScope
+);
+lean_resource!(
+    LeanStatefulSet,
+    StatefulSetSpec,
+    "StatefulSet",
+    "apps",
+    "v1",
+    "statefulsets",
+    NamespaceResourceScope
+);
+lean_resource!(
+    LeanNode,
+    NodeSpec,
+    "Node",
+    "",
+    "v1",
+    "nodes",
+    ClusterResourceScope
+);
+
+fn ns_name(meta: &ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl From<LeanService> for ServiceView {
+    fn from(s: LeanService) -> Self {
+        let (namespace, name) = ns_name(&s.metadata);
+        ServiceView {
+            namespace,
+            name,
+            cluster_ip: s.spec.cluster_ip,
+            service_type: s.spec.service_type,
+            selector: s.spec.selector,
+        }
+    }
+}
+
+impl From<LeanStatefulSet> for StatefulSetView {
+    fn from(s: LeanStatefulSet) -> Self {
+        let (namespace, name) = ns_name(&s.metadata);
+        let spec = s.spec;
+        StatefulSetView {
+            namespace,
+            name,
+            service_name: spec.service_name,
+            replicas: spec.replicas.unwrap_or(1),
+            template_labels: spec.template.metadata.labels,
+            ordinals_start: spec.ordinals.start.unwrap_or(0),
+            pod_management_policy: spec
+                .pod_management_policy
+                .unwrap_or_else(|| "OrderedReady".into()),
+            update_strategy: spec
+                .update_strategy
+                .strategy
+                .unwrap_or_else(|| "RollingUpdate".into()),
+            partition: spec
+                .update_strategy
+                .rolling_update
+                .partition
+                .and_then(|p| p.as_i64()),
+        }
+    }
+}
+
+impl From<LeanNode> for NodeView {
+    fn from(n: LeanNode) -> Self {
+        NodeView {
+            name: n.metadata.name.unwrap_or_default(),
+            out_of_service: n
+                .spec
+                .taints
+                .iter()
+                .any(|t| t.key.as_deref() == Some(OUT_OF_SERVICE_TAINT)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lean_decoding_matches_the_full_views() {
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "d", "resourceVersion": "7", "managedFields": [{"manager": "x"}],
+                         "annotations": {"a": "b"}},
+            "spec": {"clusterIP": "None", "selector": {"app": "x"}, "ports": [{"port": 80}]}});
+        let lean: LeanService = serde_json::from_value(svc.clone()).unwrap();
+        assert_eq!(lean.metadata.resource_version.as_deref(), Some("7"));
+        let full =
+            ServiceView::from_object(&crate::manifest::to_dynamic(svc).unwrap(), "d").unwrap();
+        assert_eq!(ServiceView::from(lean), full);
+
+        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": "d"},
+            "spec": {"serviceName": "s", "replicas": 2, "ordinals": {"start": 3}, "podManagementPolicy": "Parallel",
+                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
+                     "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}});
+        let lean: LeanStatefulSet = serde_json::from_value(sts.clone()).unwrap();
+        let full =
+            StatefulSetView::from_object(&crate::manifest::to_dynamic(sts).unwrap(), "d").unwrap();
+        assert_eq!(StatefulSetView::from(lean), full);
+
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},
+            "spec": {"taints": [{"key": OUT_OF_SERVICE_TAINT, "effect": "NoExecute"}]}, "status": {"images": []}});
+        let lean: LeanNode = serde_json::from_value(node).unwrap();
+        assert!(NodeView::from(lean).out_of_service);
+        let bare: LeanStatefulSet =
+            serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": null})).unwrap();
+        assert_eq!(StatefulSetView::from(bare).replicas, 1);
+    }
+}
