@@ -12,6 +12,10 @@ use sts_guard::check::{check_objects, load_objects};
 use sts_guard::config::Config;
 use sts_guard::manifest::read_paths;
 
+// The same allocator as the `sts-guard` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NAMESPACES: usize = 100;
 const PER_NAMESPACE: usize = 100;
 const RUNS: usize = 7;

@@ -21,6 +21,10 @@ use sts_guard::engine::{Endpoint, evaluate};
 use sts_guard::inventory::{ClusterInventory, Evaluator, StaticInventory};
 use sts_guard::model::{NodeView, ServiceView, StatefulSetView};
 
+// The same allocator as the `sts-guard` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SERVICES: usize = 10_000;
 const STATEFULSETS: usize = 2_000;
 const NODES: usize = 1_000;

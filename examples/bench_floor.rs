@@ -13,6 +13,10 @@ use std::time::Duration;
 use sts_guard::server::metrics::Metrics;
 use sts_guard::server::{ServerOptions, start_router};
 
+// The same allocator as the `sts-guard` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ANSWER: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true,"status":{}}}"#;
 
 async fn trivial(body: Body) -> ([(&'static str, &'static str); 1], &'static str) {

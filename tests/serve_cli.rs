@@ -81,25 +81,41 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
     let ca = std::fs::read(dir.path().join("certs/ca.crt")).expect("dev CA written under certs/");
 
     let review = std::fs::read(repo("examples/admission/create-statefulset-typo.json")).unwrap();
-    let (head, tail) = review.split_at(review.len() / 2);
     let mut tls = tls_connect(addr, &ca, Proto::Http1).await.unwrap();
+    // `Expect: 100-continue`: the server answers "100 Continue" once the handler reads the
+    // body, which proves the request is in flight before the signal is sent.
     let headers = format!(
-        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
         review.len()
     );
     tls.write_all(headers.as_bytes()).await.unwrap();
-    tls.write_all(head).await.unwrap();
     tls.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
 
     signal(&child, "TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // New connections are refused while the old request finishes.
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "listener closed on SIGTERM"
-    );
-    tls.write_all(tail).await.unwrap();
+    // New connections are refused while the in-flight request finishes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "listener still open after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tls.write_all(&review).await.unwrap();
     tls.flush().await.unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer))

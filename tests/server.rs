@@ -747,14 +747,22 @@ async fn certificates_rotate_without_dropping_connections() {
 
     // A broken reload keeps the last good pair.
     std::fs::write(s.cert_dir().join("tls.crt"), "garbage").unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let ca = new_ca.clone();
+    eventually("the failed reload to be counted", || {
+        let ca = ca.clone();
+        async move {
+            let Ok(mut conn) = Conn::open(addr, &ca, Proto::Http2).await else {
+                panic!("the last good certificate must still be served");
+            };
+            let (_, body) = conn.send("GET", "/metrics", vec![]).await.unwrap();
+            String::from_utf8_lossy(&body).contains("sts_guard_certificate_reload_failures_total 1")
+        }
+    })
+    .await;
     let mut conn = Conn::open(s.addr, &new_ca, Proto::Http2)
         .await
         .expect("last good certificate still served");
-    let (_, body) = conn.send("GET", "/metrics", vec![]).await.unwrap();
-    assert!(
-        String::from_utf8_lossy(&body).contains("sts_guard_certificate_reload_failures_total 1")
-    );
+    assert_eq!(conn.send("GET", "/healthz", vec![]).await.unwrap().0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
