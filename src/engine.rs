@@ -84,6 +84,8 @@ pub struct Decision {
     pub notes: Vec<String>,
     /// Lookups that failed with `onLookupError: deny`.
     pub lookup_denials: Vec<String>,
+    /// Lookups the inventory could not answer, whatever `onLookupError` made of them.
+    pub lookups_failed: usize,
     /// The object could not be read (a field of the wrong type).
     pub invalid: Option<String>,
     pub patch: Option<json_patch::Patch>,
@@ -271,6 +273,7 @@ impl Ctx<'_> {
             if self.config.action(rule) == Action::Off {
                 continue;
             }
+            decision.lookups_failed += 1;
             let text = format!("{rule}: {}: could not look up {err}", self.object_ref(kind));
             match self.config.on_lookup_error {
                 OnLookupError::Allow => decision

@@ -646,6 +646,10 @@ fn lookup_errors_follow_on_lookup_error() {
     let d = evaluate(&req, &Unreachable, &cfg(), Endpoint::Validate);
     assert!(d.allowed());
     assert_eq!(
+        d.lookups_failed, 1,
+        "counted for sts_guard_lookup_errors_total"
+    );
+    assert_eq!(
         d.warnings(),
         vec![
             "sts-service-exists: StatefulSet default/web: could not look up Service default/nginx: connection refused; rule not evaluated (onLookupError: allow)"

@@ -2,10 +2,11 @@
 //! views the rules read (never whole objects), indexed like the static inventory.
 //!
 //! ```text
-//!   watcher(Services) ─┐                      ┌─► Inventory (cache answers)
-//!   watcher(StatefulSets) ─► RwLock<StaticInventory> ─┤
-//!   watcher(Nodes) ────┘                      └─► evaluate(): a lookup that would deny is
-//!                                                  confirmed by a live GET/LIST first
+//!   watcher(Services) ─────┐
+//!   watcher(StatefulSets) ─┼─► RwLock<StaticInventory> ─► Inventory (cache answers)
+//!   watcher(Nodes) ────────┘                                  │
+//!   decide_confirmed(): evaluate on the cache; when the answer rests on a lookup that would
+//!   deny, redo those lookups live (GET/LIST) and evaluate again
 //! ```
 //!
 //! The cache may lag the API server by a moment: a Service created a millisecond before its
@@ -14,7 +15,7 @@
 //! re-evaluated with live answers for exactly those lookups before it is returned.
 
 use super::lean::{LeanNode, LeanService, LeanStatefulSet};
-use super::{Inventory, Lookup, LookupError, StaticInventory};
+use super::{Evaluator, Inventory, Lookup, LookupError, StaticInventory};
 use crate::config::Config;
 use crate::engine::{Decision, Endpoint, evaluate};
 use crate::model::{NodeView, ServiceView, StatefulSetView};
@@ -30,36 +31,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-
-/// Decides admission requests: the static inventory evaluates directly, the cluster one
-/// confirms cache answers that would deny. Both run the same rules through
-/// [`evaluate`](crate::engine::evaluate).
-pub trait Evaluator: Send + Sync {
-    fn decide<'a>(
-        &'a self,
-        request: &'a AdmissionRequest<DynamicObject>,
-        config: &'a Config,
-        endpoint: Endpoint,
-    ) -> BoxFuture<'a, Decision>;
-
-    /// Whether the inventory has everything it needs to answer (`/readyz`).
-    fn synced(&self) -> bool {
-        true
-    }
-}
-
-impl Evaluator for StaticInventory {
-    fn decide<'a>(
-        &'a self,
-        request: &'a AdmissionRequest<DynamicObject>,
-        config: &'a Config,
-        endpoint: Endpoint,
-    ) -> BoxFuture<'a, Decision> {
-        Box::pin(std::future::ready(evaluate(
-            request, self, config, endpoint,
-        )))
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {

@@ -9,10 +9,15 @@ mod cluster;
 mod lean;
 mod static_files;
 
-pub use cluster::{ClusterInventory, ClusterStats, Evaluator};
+pub use cluster::{ClusterInventory, ClusterStats};
 pub use static_files::StaticInventory;
 
+use crate::config::Config;
+use crate::engine::{Decision, Endpoint, evaluate};
 use crate::model::{NodeView, ServiceView, StatefulSetView};
+use futures::future::BoxFuture;
+use kube_core::DynamicObject;
+use kube_core::admission::AdmissionRequest;
 use std::sync::Arc;
 
 /// A lookup the inventory could not answer (API server unreachable, cache not synced, ...).
@@ -39,4 +44,34 @@ pub trait Inventory: Send + Sync {
     ) -> Lookup<Vec<Arc<StatefulSetView>>>;
     /// The Node `name`.
     fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>>;
+}
+
+/// Decides admission requests: the static inventory evaluates directly, the cluster one
+/// confirms cache answers that would deny. Both run the same rules through
+/// [`evaluate`](crate::engine::evaluate).
+pub trait Evaluator: Send + Sync {
+    fn decide<'a>(
+        &'a self,
+        request: &'a AdmissionRequest<DynamicObject>,
+        config: &'a Config,
+        endpoint: Endpoint,
+    ) -> BoxFuture<'a, Decision>;
+
+    /// Whether the inventory has everything it needs to answer (`/readyz`).
+    fn synced(&self) -> bool {
+        true
+    }
+}
+
+impl Evaluator for StaticInventory {
+    fn decide<'a>(
+        &'a self,
+        request: &'a AdmissionRequest<DynamicObject>,
+        config: &'a Config,
+        endpoint: Endpoint,
+    ) -> BoxFuture<'a, Decision> {
+        Box::pin(std::future::ready(evaluate(
+            request, self, config, endpoint,
+        )))
+    }
 }

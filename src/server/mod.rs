@@ -251,9 +251,7 @@ fn record(metrics: &Metrics, endpoint: Endpoint, r: &Reviewed) {
             })
             .inc();
     }
-    if d.notes.iter().any(|n| n.contains("could not look up")) || !d.lookup_denials.is_empty() {
-        metrics.lookup_errors.inc();
-    }
+    metrics.lookup_errors.inc_by(d.lookups_failed as u64);
     tracing::info!(
         uid = %r.uid,
         endpoint = endpoint.as_str(),
