@@ -818,3 +818,61 @@ async fn mismatched_certificate_and_key_refuse_to_start() {
     );
     assert_eq!(text.lines().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_gets_413() {
+    let s = start().await;
+    let mut tls = common::client::tls_connect(s.addr, &s.ca, Proto::Http1)
+        .await
+        .unwrap();
+    tls.write_all(
+        b"POST /validate HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 16 * 1024, " ".repeat(16 * 1024));
+    let mut answer = Vec::new();
+    // 64 KiB is the test server's limit; the server may answer before the last chunk.
+    for _ in 0..8 {
+        if tls.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = tls.write_all(b"0\r\n\r\n").await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_and_capacity_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_certs(dir.path());
+    let mut opts = options(dir.path());
+    opts.max_connections = 2;
+    let inv: Arc<dyn Evaluator> = Arc::new(default_inventory());
+    let running = server::start(
+        opts,
+        inv,
+        Arc::new(Config::default()),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .unwrap();
+    let addr = running.local_addr;
+    let mut first = Conn::open(addr, &ca, Proto::Http2).await.unwrap();
+    let mut second = Conn::open(addr, &ca, Proto::Http1).await.unwrap();
+    assert_eq!(first.send("GET", "/healthz", vec![]).await.unwrap().0, 200);
+    assert_eq!(second.send("GET", "/healthz", vec![]).await.unwrap().0, 200);
+    assert!(
+        Conn::open(addr, &ca, Proto::Http1).await.is_err(),
+        "a third connection is refused"
+    );
+    drop(first);
+    eventually("a slot to free up", || {
+        let ca = ca.clone();
+        async move { Conn::open(addr, &ca, Proto::Http1).await.is_ok() }
+    })
+    .await;
+    assert_eq!(second.send("GET", "/healthz", vec![]).await.unwrap().0, 200);
+}
