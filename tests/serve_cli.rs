@@ -77,7 +77,10 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_an_in_flight_request_then_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr, _logs) = spawn_serve(&["--drain-timeout", "10"], dir.path());
+    let (mut child, addr, logs) = spawn_serve(
+        &["--drain-timeout", "10", "--log-format", "json"],
+        dir.path(),
+    );
     let ca = std::fs::read(dir.path().join("certs/ca.crt")).expect("dev CA written under certs/");
 
     let review = std::fs::read(repo("examples/admission/create-statefulset-typo.json")).unwrap();
@@ -131,6 +134,20 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
 
     let status = wait_exit(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
+
+    // One structured line per decision, with what an operator greps for.
+    // The reader thread ends when the exited server's stderr closes, so this sees every line.
+    let decision = logs
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+        .find(|v| v["message"] == "admission decision")
+        .expect("a JSON decision log line");
+    assert_eq!(decision["uid"], "3f6a1c52-2a9e-4c3e-9d57-0e5b1d7e2a10");
+    assert_eq!(decision["kind"], "StatefulSet");
+    assert_eq!(decision["object"], "demo/web-canary");
+    assert_eq!(decision["user"], "kubernetes-admin");
+    assert_eq!(decision["decision"], "deny");
+    assert_eq!(decision["rules"], "sts-service-exists");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
