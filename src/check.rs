@@ -169,7 +169,7 @@ impl ObjectResult {
             "skipped"
         } else if !self.decision.allowed() {
             "deny"
-        } else if !self.decision.warnings().is_empty() {
+        } else if self.decision.has_warnings() {
             "warn"
         } else {
             "ok"

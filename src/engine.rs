@@ -124,6 +124,11 @@ impl Decision {
             .collect()
     }
 
+    /// Whether the response carries any warning (without building the texts).
+    pub fn has_warnings(&self) -> bool {
+        !self.notes.is_empty() || self.violations.iter().any(|v| v.action == Action::Warn)
+    }
+
     /// Rule ids that fired, for logs and metrics.
     pub fn rule_ids(&self) -> Vec<&'static str> {
         let mut ids: Vec<&'static str> = self.violations.iter().map(|v| v.rule.as_str()).collect();

@@ -81,7 +81,6 @@ impl From<LeanNode> for View {
 #[derive(Debug, Default)]
 pub struct ClusterStats {
     pub watch_errors: AtomicU64,
-    pub live_lookups: AtomicU64,
 }
 
 pub struct ClusterInventory {
@@ -181,7 +180,6 @@ impl ClusterInventory {
         what: String,
         call: impl std::future::Future<Output = Result<T, kube::Error>>,
     ) -> Lookup<T> {
-        self.stats.live_lookups.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.lookup_timeout, call).await {
             Err(_) => Err(LookupError {
                 what,

@@ -219,10 +219,6 @@ impl Findings {
             }
         }
     }
-
-    pub fn has(&self, rule: RuleId) -> bool {
-        self.findings.iter().any(|f| f.rule == rule)
-    }
 }
 
 /// Joins names for messages: `a`, `a and b`, `a, b and c`.

@@ -224,7 +224,7 @@ fn record(metrics: &Metrics, endpoint: Endpoint, r: &Reviewed) {
         "deny"
     } else if d.patch.is_some() {
         "patch"
-    } else if !d.warnings().is_empty() {
+    } else if d.has_warnings() {
         "warn"
     } else {
         "allow"
