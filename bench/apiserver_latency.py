@@ -3,10 +3,11 @@ through the real API with no webhook registered, with sts-guard registered, and 
 reference webhook (../shared/bench/peer-go) registered in its place, all in one run on one
 control plane. Run through bench/apiserver-latency.sh, which builds what this needs.
 
-The three configurations take turns in rounds (ROUNDS x PER_ROUND requests each), so drift
-of the machine or of etcd during the run falls on all three alike. Both webhooks are
-registered through the chart's webhook configurations (clientConfig pointed at the local
-server over a loopback URL, so kube-apiserver offers HTTP/2).
+Each webhook is measured on both ways kube-apiserver calls one, through the chart's webhook
+configurations: behind the chart's Service (HTTP/1.1, one connection per concurrent call: the
+production path; the servers run in a network namespace of the run, see tests/e2e) and at a
+loopback URL (HTTP/2). The configurations take turns in rounds (ROUNDS x PER_ROUND requests
+each), so drift of the machine or of etcd during the run falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
 
-from controlplane import ControlPlane, Process, b64, free_port, https_get, wait_until  # noqa: E402
-from harness import Kubectl, chart_webhooks, dump_all, render_chart, start_sts_guard  # noqa: E402
+from controlplane import ControlPlane, NetworkNamespace, Process, b64, free_port, https_get, wait_until  # noqa: E402
+from harness import (  # noqa: E402
+    Kubectl, chart_identity, chart_webhooks, dump_all, endpoint_slice, service_server, url_server,
+    webhook_configurations,
+)
 
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 PER_ROUND = int(os.environ.get("PER_ROUND", "100"))
@@ -82,40 +86,64 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+def start_peer(run_dir: pathlib.Path, binary: pathlib.Path, name: str, address: str, port: int,
+               tls_dir: pathlib.Path, netns: NetworkNamespace | None = None, server_name: str | None = None) -> Process:
+    argv = [str(binary), "-addr", f"{address}:{port}", "-cert", str(tls_dir / "tls.crt"),
+            "-key", str(tls_dir / "tls.key"), "-services", str(PEER_DIR / "bodies" / "services.json")]
+    peer = Process(name, netns.argv(argv) if netns else argv, run_dir / f"{name}.log")
+    wait_until(f"{name} listening", lambda: peer.check_running() or https_get(
+        f"https://{address}:{port}/validate", tls_dir / "ca.crt", server_name=server_name)[0] > 0)
+    return peer
+
+
 def main() -> int:
     bin_dir = pathlib.Path(os.environ["E2E_BIN_DIR"])
     run_dir = pathlib.Path(tempfile.mkdtemp(prefix="sts-guard-latency-"))
     cluster = ControlPlane(bin_dir, run_dir / "control-plane")
     processes: list = []
+    netns = None
     try:
         cluster.start()
         kubectl = Kubectl(cluster.binary("kubectl"), cluster.admin_kubeconfig)
         kubectl.ok("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "nginx"},
             "spec": {"clusterIP": "None", "selector": {"app": "nginx"}, "ports": [{"port": 80}]}}))
+        identity = chart_identity(cluster, kubectl, run_dir)
+        netns = NetworkNamespace(str(os.getpid() % 100000))
 
-        sts_guard = start_sts_guard(cluster, kubectl, run_dir)
-        processes.append(sts_guard)
-        peer_port = free_port()
-        peer = Process("peer-go", [
-            str(build_peer(run_dir)), "-addr", f"127.0.0.1:{peer_port}",
-            "-cert", str(sts_guard.certs / "tls.crt"), "-key", str(sts_guard.certs / "tls.key"),
-            "-services", str(PEER_DIR / "bodies" / "services.json"),
-        ], run_dir / "peer-go.log")
-        processes.append(peer)
-        wait_until("peer-go listening", lambda: https_get(f"https://127.0.0.1:{peer_port}/validate", sts_guard.ca)[0] > 0)
+        # Behind the chart's Service: the EndpointSlice decides which server kube-apiserver reaches.
+        sts_guard_h1 = service_server(identity, run_dir, netns, cluster)
+        processes.append(sts_guard_h1)
+        sts_guard_h1.start()
+        service, _ = sts_guard_h1.service_objects
+        peer_binary = build_peer(run_dir)
+        peer_h1_port = sts_guard_h1.port + 1
+        processes.append(start_peer(run_dir, peer_binary, "peer-go-service", netns.address, peer_h1_port,
+                                    sts_guard_h1.tls_dir, netns, sts_guard_h1.server_name))
+        # At a loopback URL.
+        sts_guard_h2 = url_server(identity, run_dir)
+        processes.append(sts_guard_h2)
+        sts_guard_h2.start()
+        peer_h2_port = free_port()
+        processes.append(start_peer(run_dir, peer_binary, "peer-go-url", "127.0.0.1", peer_h2_port,
+                                    sts_guard_h2.tls_dir))
 
+        through_service = webhook_configurations(identity.docs)
         configurations = {
-            "no webhook": [],
-            "sts-guard": sts_guard.webhook_configurations,
-            "peer-go": chart_webhooks(render_chart(), f"https://127.0.0.1:{peer_port}", b64(sts_guard.ca)),
+            "no webhook": ([], None),
+            "sts-guard HTTP/1.1 (Service)": (through_service, endpoint_slice(service, netns.address, sts_guard_h1.port)),
+            "peer-go HTTP/1.1 (Service)": (through_service, endpoint_slice(service, netns.address, peer_h1_port)),
+            "sts-guard HTTP/2 (URL)": (sts_guard_h2.webhook_configurations, None),
+            "peer-go HTTP/2 (URL)": (
+                chart_webhooks(identity.docs, f"https://127.0.0.1:{peer_h2_port}", b64(sts_guard_h2.ca)), None),
         }
+        kubectl.ok("apply", "-f", "-", input=dump_all([service]))
         api = Api(cluster)
         samples = {name: {"create": [], "delete": []} for name in configurations}
         sequence = 0
         for round_number in range(ROUNDS):
-            for name, webhooks in configurations.items():
-                register(kubectl, api, webhooks, name)
+            for name, (webhooks, endpoints) in configurations.items():
+                register(kubectl, api, webhooks, endpoints, name)
                 for _ in range(PER_ROUND):
                     sequence += 1
                     status, seconds, body = api.create(f"bench-{sequence}")
@@ -132,21 +160,26 @@ def main() -> int:
         for process in processes:
             process.stop()
         cluster.stop()
+        if netns:
+            netns.delete()
 
 
-def register(kubectl: Kubectl, api: Api, webhooks: list[dict], name: str):
-    """Registers exactly these webhook configurations and waits until kube-apiserver uses them:
-    a dry-run create naming a missing Service is allowed without a webhook, and denied by the
-    one registered (sts-guard's denial names its rule id, the peer's does not)."""
+def register(kubectl: Kubectl, api: Api, webhooks: list[dict], endpoints: dict | None, name: str):
+    """Registers exactly these webhook configurations (and points the chart's Service at the
+    server), then waits until kube-apiserver uses them: a dry-run create naming a missing Service
+    is allowed without a webhook and denied by the one registered (sts-guard's denial names its
+    rule id, the peer's does not)."""
     kubectl.ok("delete", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "--all")
+    if endpoints:
+        kubectl.ok("apply", "-f", "-", input=dump_all([endpoints]))
     if webhooks:
         kubectl.ok("apply", "-f", "-", input=dump_all(webhooks))
 
     def active():
         status, _, body = api.create("probe", dry_run=True, service_name="absent")
-        if name == "no webhook":
+        if not webhooks:
             return status == 201
-        return status == 403 and (b"sts-service-exists" in body) == (name == "sts-guard")
+        return status == 403 and (b"sts-service-exists" in body) == name.startswith("sts-guard")
 
     wait_until("webhook registration in effect", active, timeout=60, interval=0.2)
 
@@ -165,8 +198,11 @@ def report(samples):
         print(f"| {name} | {c50:.2f} | {c99:.2f} | {d50:.2f} | {d99:.2f} | {r50:.2f} | {r99:.2f} |")
     added = {name: statistics.median(ops["create"]) - statistics.median(base["create"])
              for name, ops in samples.items() if name != "no webhook"}
-    print(f"\nadded create p50: sts-guard {added['sts-guard'] * 1e3:.2f} ms, peer-go {added['peer-go'] * 1e3:.2f} ms "
-          f"(sts-guard/peer-go {added['sts-guard'] / added['peer-go']:.2f})")
+    for transport in ("HTTP/1.1 (Service)", "HTTP/2 (URL)"):
+        ours, peer = added[f"sts-guard {transport}"], added[f"peer-go {transport}"]
+        print(f"\n{transport}: create p50 added by sts-guard {ours * 1e3:.2f} ms, by peer-go {peer * 1e3:.2f} ms "
+              f"(sts-guard/peer-go {ours / peer:.2f})", end="")
+    print()
 
 
 if __name__ == "__main__":

@@ -148,6 +148,7 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
     assert_eq!(decision["user"], "kubernetes-admin");
     assert_eq!(decision["decision"], "deny");
     assert_eq!(decision["rules"], "sts-service-exists");
+    assert_eq!(decision["http"], "HTTP/1.1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

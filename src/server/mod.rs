@@ -12,7 +12,7 @@ use crate::rules::Action;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use certs::{CertError, SwappableCert};
@@ -86,15 +86,19 @@ pub fn router(
     Router::new()
         .route(
             "/validate",
-            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Body| {
-                handle(s, h, b, Endpoint::Validate)
-            }),
+            post(
+                |s: State<Arc<AppState>>, v: Version, h: HeaderMap, b: Body| {
+                    handle(s, v, h, b, Endpoint::Validate)
+                },
+            ),
         )
         .route(
             "/mutate",
-            post(|s: State<Arc<AppState>>, h: HeaderMap, b: Body| {
-                handle(s, h, b, Endpoint::Mutate)
-            }),
+            post(
+                |s: State<Arc<AppState>>, v: Version, h: HeaderMap, b: Body| {
+                    handle(s, v, h, b, Endpoint::Mutate)
+                },
+            ),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -142,6 +146,7 @@ fn plain(status: StatusCode, message: String) -> Response {
 
 async fn handle(
     State(state): State<Arc<AppState>>,
+    version: Version,
     headers: HeaderMap,
     body: Body,
     endpoint: Endpoint,
@@ -206,7 +211,7 @@ async fn handle(
             plain(StatusCode::BAD_REQUEST, bad.0)
         }
         Ok(reviewed) => {
-            record(&state.metrics, endpoint, &reviewed);
+            record(&state.metrics, endpoint, version, &reviewed);
             state
                 .metrics
                 .latency
@@ -217,8 +222,9 @@ async fn handle(
     }
 }
 
-/// One log line and the counters for a decision.
-fn record(metrics: &Metrics, endpoint: Endpoint, r: &Reviewed) {
+/// One log line and the counters for a decision. The log names the HTTP version: kube-apiserver
+/// calls a Service-backed webhook over HTTP/1.1 and a loopback URL over HTTP/2.
+fn record(metrics: &Metrics, endpoint: Endpoint, version: Version, r: &Reviewed) {
     let d = &r.decision;
     let decision = if !d.allowed() {
         "deny"
@@ -261,6 +267,7 @@ fn record(metrics: &Metrics, endpoint: Endpoint, r: &Reviewed) {
         user = %r.user,
         decision,
         rules = %d.rule_ids().join(","),
+        http = ?version,
         "admission decision"
     );
 }

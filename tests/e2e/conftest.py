@@ -18,17 +18,17 @@ import tempfile
 
 import pytest
 
-from controlplane import ControlPlane, tail
-from harness import ROOT, Kubectl, dump_all, start_sts_guard
+from controlplane import ControlPlane, NetworkNamespace, tail
+from harness import ROOT, ChartIdentity, Kubectl, chart_identity, dump_all, service_server, url_server
 
 
-def _sigterm_as_exit(signum, frame):
-    # CI stops a run with SIGTERM: turn it into an exception so fixture teardowns stop the
-    # control plane instead of the interpreter dying with its children still running.
-    raise SystemExit(f"terminated by signal {signum}")
+def _sigterm_as_interrupt(signum, frame):
+    # CI stops a run with SIGTERM: end the session as Ctrl-C does, so fixture teardowns stop
+    # the control plane instead of the interpreter dying with its children still running.
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
-signal.signal(signal.SIGTERM, _sigterm_as_exit)
+signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
 def pytest_addoption(parser):
@@ -85,14 +85,37 @@ def kubectl(cluster) -> Kubectl:
 
 
 @pytest.fixture(scope="session")
-def sts_guard(cluster, kubectl, run_dir):
+def identity(cluster, kubectl, run_dir) -> ChartIdentity:
+    return chart_identity(cluster, kubectl, run_dir)
+
+
+@pytest.fixture(scope="session", params=["service", "url"], ids=["http1-service", "http2-url"])
+def sts_guard(request, cluster, kubectl, identity, run_dir):
     """sts-guard serving the real apiserver, registered through the chart's webhook
-    configurations; unregistered and stopped at the end of the session."""
-    server = start_sts_guard(cluster, kubectl, run_dir)
+    configurations, once per way kube-apiserver calls a webhook: through the chart's Service
+    (HTTP/1.1, the production path) and at a loopback URL (HTTP/2). Every scenario runs against
+    both; each gets namespaces of its own per transport."""
+    netns = None
+    if request.param == "service":
+        netns = NetworkNamespace(str(os.getpid() % 100000))
+        server = service_server(identity, run_dir, netns, cluster)
+        kubectl.namespace_suffix = "-h1"
+    else:
+        server = url_server(identity, run_dir)
+        kubectl.namespace_suffix = "-h2"
     try:
+        server.start()
+        if server.service_objects:
+            kubectl.ok("apply", "-f", "-", input=dump_all(server.service_objects))
         kubectl.ok("apply", "-f", "-", input=dump_all(server.webhook_configurations))
         yield server
     finally:
-        server.stop()
+        kubectl.namespace_suffix = ""
         for doc in server.webhook_configurations:
             kubectl("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found")
+        for doc in server.service_objects:
+            kubectl("delete", doc["kind"], doc["metadata"]["name"], "-n", doc["metadata"]["namespace"],
+                    "--ignore-not-found")
+        server.stop()
+        if netns:
+            netns.delete()

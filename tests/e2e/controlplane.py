@@ -12,15 +12,19 @@ import base64
 import ctypes
 import datetime
 import ipaddress
+import http.client
 import json
 import os
 import pathlib
+import random
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from cryptography import x509
@@ -208,11 +212,20 @@ def tail(path: pathlib.Path, lines: int = 40) -> str:
         return f"({path}: {error})"
 
 
-def https_get(url: str, ca: pathlib.Path, cert=None, key=None, timeout: float = 5.0):
-    """GET over TLS verified against `ca`; returns (status, body text)."""
+def https_get(url: str, ca: pathlib.Path, cert=None, key=None, timeout: float = 5.0, server_name=None):
+    """GET over TLS verified against `ca` (as `server_name` when given, else the URL's host);
+    returns (status, body text)."""
     context = ssl.create_default_context(cafile=str(ca))
     if cert:
         context.load_cert_chain(str(cert), str(key))
+    if server_name:
+        parsed = urllib.parse.urlsplit(url)
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout) as raw:
+            connection = http.client.HTTPSConnection(server_name, parsed.port, context=context, timeout=timeout)
+            connection.sock = context.wrap_socket(raw, server_hostname=server_name)
+            connection.request("GET", parsed.path)
+            response = connection.getresponse()
+            return response.status, response.read().decode(errors="replace")
     try:
         with urllib.request.urlopen(url, context=context, timeout=timeout) as response:
             return response.status, response.read().decode()
@@ -297,6 +310,8 @@ class ControlPlane:
             # NodeRestriction limits node identities as in a real cluster (scenario 6 acts as one).
             "--enable-admission-plugins=NodeRestriction",
             "--endpoint-reconciler-type=none",
+            # No kube-proxy here: reach a Service-backed webhook at an endpoint of its Service.
+            "--enable-aggregator-routing=true",
             "--v=1",
         ]
         self._start("kube-apiserver", argv)
@@ -343,6 +358,110 @@ class ControlPlane:
         return "\n".join(
             f"--- {log.name} ---\n{tail(log)}" for log in sorted(self.run_dir.glob("*.log"))
         )
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+class NetworkNamespace:
+    """A network namespace of the run's own, joined to the root namespace by a veth pair.
+
+    It gives a webhook server an address kube-apiserver reaches the way it reaches a webhook pod
+    through its Service: EndpointSlices reject loopback addresses, and only a Service-backed
+    webhook is called over HTTP/1.1 with one connection per concurrent request (a loopback URL
+    gets HTTP/2). Needs root (CAP_NET_ADMIN), as CI has.
+    """
+
+    def __init__(self, tag: str):
+        self.name = f"sts-guard-e2e-{tag}"
+        subnet = random.randrange(1, 250)
+        self.host_address = f"10.213.{subnet}.1"
+        self.address = f"10.213.{subnet}.2"
+        self._host_if, self._inner_if = f"sge{tag}h"[:15], f"sge{tag}n"[:15]
+        self._listeners: list[socket.socket] = []
+        self._run("ip", "netns", "add", self.name)
+        try:
+            self._run("ip", "link", "add", self._host_if, "type", "veth", "peer", "name", self._inner_if)
+            self._run("ip", "link", "set", self._inner_if, "netns", self.name)
+            self._run("ip", "addr", "add", f"{self.host_address}/30", "dev", self._host_if)
+            self._run("ip", "link", "set", self._host_if, "up")
+            for command in (["addr", "add", f"{self.address}/30", "dev", self._inner_if],
+                            ["link", "set", self._inner_if, "up"], ["link", "set", "lo", "up"]):
+                self._run("ip", "netns", "exec", self.name, "ip", *command)
+        except BaseException:
+            self.delete()
+            raise
+
+    @staticmethod
+    def _run(*argv: str):
+        completed = subprocess.run(argv, capture_output=True, text=True)
+        if completed.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: {completed.stderr.strip()} (the e2e run needs root for its network namespace)")
+
+    def argv(self, argv: list[str]) -> list[str]:
+        """`argv` run inside the namespace (ip netns exec execs it: the PID is the program's)."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def forward_loopback(self, port: int):
+        """Makes 127.0.0.1:`port` inside the namespace reach 127.0.0.1:`port` of the root
+        namespace (a TCP relay in this process), so a server in the namespace can use the
+        apiserver's loopback address and certificate."""
+        listener = self._listen_inside("127.0.0.1", port)
+        self._listeners.append(listener)
+        threading.Thread(target=self._relay, args=(listener, port), daemon=True).start()
+
+    def _listen_inside(self, host: str, port: int) -> socket.socket:
+        # setns() moves only the calling thread; a socket keeps the namespace it was made in.
+        made: dict = {}
+
+        def enter_and_listen():
+            try:
+                fd = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
+                try:
+                    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns")
+                finally:
+                    os.close(fd)
+                made["socket"] = socket.create_server((host, port))
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller
+                made["error"] = error
+
+        thread = threading.Thread(target=enter_and_listen)
+        thread.start()
+        thread.join()
+        if "error" in made:
+            raise made["error"]
+        return made["socket"]
+
+    @staticmethod
+    def _relay(listener: socket.socket, port: int):
+        def pump(source, sink):
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+        while True:
+            try:
+                inside, _ = listener.accept()
+            except OSError:
+                return  # listener closed
+            try:
+                outside = socket.create_connection(("127.0.0.1", port), timeout=5)
+                outside.settimeout(None)
+            except OSError:
+                inside.close()
+                continue
+            for source, sink in ((inside, outside), (outside, inside)):
+                threading.Thread(target=pump, args=(source, sink), daemon=True).start()
+
+    def delete(self):
+        for listener in self._listeners:
+            listener.close()
+        subprocess.run(["ip", "link", "del", self._host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
 def b64(path: pathlib.Path) -> str:

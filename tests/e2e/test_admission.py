@@ -1,8 +1,10 @@
 """What a user sees when sts-guard sits on a real kube-apiserver's admission path: every
 scenario runs the real kubectl and asserts on kubectl's output and on the stored objects.
 
-Each scenario works in its own namespace. The tests run in file order: the last two stop
-sts-guard (scenario 8) and restart kube-apiserver (scenario 9).
+Every scenario runs twice, once per way kube-apiserver calls the webhook (the `sts_guard`
+fixture: through the chart's Service over HTTP/1.1, and at a loopback URL over HTTP/2), each
+time in namespaces of its own. The tests run in file order: the last two stop sts-guard
+(scenario 8) and restart kube-apiserver (scenario 9).
 """
 
 from __future__ import annotations
@@ -268,7 +270,7 @@ def recreated_unbound(kubectl, ns, pod, old_uid):
 
 def test_force_delete_of_a_running_statefulset_pod(kubectl, sts_guard):
     ns = kubectl.namespace("s6-force")
-    node = "worker-s6"
+    node = f"worker-{ns}"
     kubectl.ok("create", "-f", "-", input=json.dumps(
         {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}}}))
     kubectl.ok("apply", "-n", ns, "-f", "-", input=json.dumps(service("web", {"app": "web"})))
@@ -348,6 +350,14 @@ def test_sts_guard_runs_with_read_only_rbac(kubectl, sts_guard):
     # Decisions were made from the watch cache of the real apiserver; no lookup failed.
     assert re.search(r'^sts_guard_inventory_objects\{kind="Service"\} [1-9]', metrics, re.M), metrics
     assert not re.search(r"^sts_guard_lookup_errors_total\S* [1-9]", metrics, re.M), metrics
+
+
+def test_kube_apiserver_calls_over_the_protocol_of_the_transport(sts_guard):
+    # Through a Service: HTTP/1.1, one connection per concurrent call; at a loopback URL: HTTP/2.
+    decisions = sts_guard.decisions()
+    assert len(decisions) > 20, decisions
+    assert {d["http"] for d in decisions} == {sts_guard.expected_http}
+    assert {d["endpoint"] for d in decisions} == {"validate", "mutate"}
 
 
 # --- 8. namespaces that never reach the webhook --------------------------------------------
