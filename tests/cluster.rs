@@ -146,6 +146,78 @@ async fn a_cache_miss_is_confirmed_live_before_denying() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_a_watch_is_failing_its_cache_is_confirmed_live() {
+    let fake = FakeApi::start().await;
+    fake.apply(svc("nginx").value());
+    fake.apply(node("node-a").value());
+    let inv = synced_inventory(&fake, &[]).await;
+    let delete_nginx = review_json(
+        "DELETE",
+        None,
+        Some(&svc("nginx")),
+        "admin",
+        &[],
+        json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}),
+    );
+    // Healthy watches: the cache knows no StatefulSet governed by nginx, nothing is asked live.
+    fake.clear_requests();
+    assert!(
+        decide(&inv, delete_nginx.clone(), &Config::default())
+            .await
+            .allowed()
+    );
+    assert_eq!(live_gets(&fake), Vec::<String>::new());
+
+    // The watches fail (as while kube-apiserver restarts); meanwhile a StatefulSet governed by
+    // nginx is created, which the failed watches cannot have seen.
+    fake.fail_watches(true);
+    let probe = inv.clone();
+    eventually("the watches to fail", move || {
+        probe
+            .stats
+            .watch_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    })
+    .await;
+    fake.apply_silently(sts("web").value());
+    assert!(
+        inv.statefulsets_governed_by("default", "nginx")
+            .unwrap()
+            .is_empty(),
+        "the cache has not seen it"
+    );
+    let d = decide(&inv, delete_nginx, &Config::default()).await;
+    assert!(!d.allowed(), "a failing watch's cache decided alone");
+    assert_eq!(d.denials().next().unwrap().rule, RuleId::SvcGoverningDelete);
+    assert!(
+        live_gets(&fake)
+            .iter()
+            .any(|r| r.contains("/namespaces/default/statefulsets")),
+        "{:?}",
+        live_gets(&fake)
+    );
+
+    // Once the watches deliver again, the cache decides on its own again.
+    fake.fail_watches(false);
+    fake.apply(svc("later").value());
+    let probe = inv.clone();
+    eventually("the resumed Service watch", move || {
+        probe.service("default", "later").unwrap().is_some()
+    })
+    .await;
+    fake.clear_requests();
+    let d = decide(
+        &inv,
+        create(&sts("db").set("spec.serviceName", json!("later"))),
+        &Config::default(),
+    )
+    .await;
+    assert!(d.allowed(), "{}", d.denial_message());
+    assert_eq!(live_gets(&fake), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_missing_from_the_cache_is_confirmed_before_a_force_delete_passes() {
     let fake = FakeApi::start().await;
     seed(&fake);

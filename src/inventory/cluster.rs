@@ -13,6 +13,10 @@
 //! StatefulSet may not have reached the watch yet. So a decision that rests on a cache answer
 //! that would deny (Service or Node not found, a StatefulSet governed by a Service) is
 //! re-evaluated with live answers for exactly those lookups before it is returned.
+//!
+//! While a watch is failing (say kube-apiserver restarts) its kind's cache misses every change
+//! until the watch resumes or relists, so then every lookup of that kind is confirmed live: a
+//! StatefulSet created meanwhile must still keep its governing Service from being deleted.
 
 use super::lean::{LeanNode, LeanService, LeanStatefulSet};
 use super::{Evaluator, Inventory, Lookup, LookupError, StaticInventory};
@@ -28,7 +32,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube_core::admission::AdmissionRequest;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -40,6 +44,10 @@ enum Kind {
 }
 
 impl Kind {
+    fn index(self) -> usize {
+        self as usize
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Kind::Service => "Service",
@@ -81,6 +89,15 @@ impl From<LeanNode> for View {
 #[derive(Debug, Default)]
 pub struct ClusterStats {
     pub watch_errors: AtomicU64,
+    /// Per kind (by `Kind::index`): watch scopes that failed and have not delivered an event
+    /// since, so their part of the cache may be missing changes.
+    failing_watches: [AtomicUsize; 3],
+}
+
+impl ClusterStats {
+    fn cache_trusted(&self, kind: Kind) -> bool {
+        self.failing_watches[kind.index()].load(Ordering::Acquire) == 0
+    }
 }
 
 pub struct ClusterInventory {
@@ -247,15 +264,17 @@ impl ClusterInventory {
             .unwrap_or_else(|e| e.into_inner());
         let synced = self.synced();
         let denies = !decision.allowed();
+        // Not synced yet, or its watch failing: nothing the cache says of a kind can be trusted.
+        let stale = |kind| !synced || !self.stats.cache_trusted(kind);
         let to_confirm: Vec<&Call> = calls
             .iter()
             .filter(|call| match call {
-                // Not synced yet: nothing the cache says can be trusted.
-                _ if !synced => true,
+                // Only feeds the did-you-mean hint; never decides.
                 Call::ServicesIn => false,
                 // A missing Node makes a force delete safe: a stale miss would wrongly allow.
-                Call::Node(_, found) => denies || !found,
-                Call::Service(..) | Call::Governed(..) => denies,
+                Call::Node(_, found) => denies || !found || stale(Kind::Node),
+                Call::Service(..) => denies || stale(Kind::Service),
+                Call::Governed(..) => denies || stale(Kind::StatefulSet),
             })
             .collect();
         if to_confirm.is_empty() {
@@ -476,15 +495,25 @@ where
     let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
     let mut relist: Option<Vec<View>> = None;
+    let failing = &shared.stats.failing_watches[kind.index()];
+    let mut failed = false;
     while let Some(event) = stream.next().await {
         let event = match event {
             Ok(event) => event,
             Err(err) => {
                 shared.stats.watch_errors.fetch_add(1, Ordering::Relaxed);
+                if !failed {
+                    failed = true;
+                    failing.fetch_add(1, Ordering::AcqRel);
+                }
                 tracing::warn!(kind = kind.as_str(), namespace = ?namespace, %err, "watch failed; retrying with backoff");
                 continue;
             }
         };
+        // A relist that completed, or an event of a resumed watch (which delivers what was
+        // missed first), ends the failure once it is in the cache.
+        let recovers =
+            failed && matches!(event, Event::InitDone | Event::Apply(_) | Event::Delete(_));
         match event {
             Event::Init => relist = Some(Vec::new()),
             Event::InitApply(obj) => relist.get_or_insert_with(Vec::new).push(View::from(obj)),
@@ -529,6 +558,11 @@ where
                     Kind::Node => idx.remove_node(name),
                 }
             }
+        }
+        if recovers {
+            failed = false;
+            failing.fetch_sub(1, Ordering::AcqRel);
+            tracing::info!(kind = kind.as_str(), namespace = ?namespace, "watch recovered");
         }
     }
 }

@@ -25,6 +25,7 @@ struct Inner {
     log: Vec<(u64, String, String, Value)>,
     watchers: Vec<(String, Option<String>, mpsc::UnboundedSender<Bytes>)>,
     down: bool,
+    failing_watches: bool,
     /// Kinds (plurals) whose next watch request is answered with 410 Gone.
     expire_next_watch: std::collections::HashSet<String>,
     requests: Vec<String>,
@@ -168,6 +169,17 @@ impl FakeApi {
         }
     }
 
+    /// While set, open watches end and new ones fail with 500 (an etcd error, or kube-apiserver
+    /// going away: kube-rs retries 503s for minutes before its watcher reports them); lists and
+    /// GETs still answer.
+    pub fn fail_watches(&self, failing: bool) {
+        let mut inner = self.lock();
+        inner.failing_watches = failing;
+        if failing {
+            inner.watchers.clear();
+        }
+    }
+
     /// Requests seen so far, as "METHOD path?query".
     pub fn requests(&self) -> Vec<String> {
         self.lock().requests.clone()
@@ -269,6 +281,12 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri) -> Response {
     }
     let in_scope = |key: &Key| key.0 == plural && ns.as_ref().is_none_or(|n| n == &key.1);
     if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        if guard.failing_watches {
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &status(500, "InternalError", "watch failed"),
+            );
+        }
         if guard.expire_next_watch.remove(&plural) {
             let gone = json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")});
             return (

@@ -385,22 +385,28 @@ def test_ignored_namespaces_do_not_depend_on_the_webhook(kubectl, sts_guard):
 # --- 9. kube-apiserver restarts under a running sts-guard --------------------------------
 
 
+def cached(sts_guard, kind: str) -> int:
+    found = re.search(rf'^sts_guard_inventory_objects\{{kind="{kind}"\}} (\d+)', sts_guard.metrics(), re.M)
+    assert found, sts_guard.metrics()
+    return int(found.group(1))
+
+
 def test_apiserver_restart_is_survived_without_restarting_sts_guard(cluster, kubectl, sts_guard):
     ns = kubectl.namespace("s9-restart")
     pid = sts_guard.process.pid
+    statefulsets_before = cached(sts_guard, "StatefulSet")
     cluster.restart_apiserver()
     wait_until("sts-guard /readyz after the apiserver restart", sts_guard.ready, timeout=60)
 
     # Created after the restart: the decisions must see them through the resumed watches.
     kubectl.ok("apply", "-n", ns, "-f", "-", input=json.dumps(service("nginx", {"app": "web"})))
     kubectl.ok("apply", "-n", ns, "-f", "-", input=json.dumps(statefulset("web", "nginx", labels={"app": "web"})))
-    # A governed StatefulSet missing from the cache would let this delete through, so a denial
-    # proves the watch delivered it.
-    message = wait_until(
-        "the Service delete to be denied from the cache",
-        lambda: (lambda r: r.stderr if not r.ok and "svc-governing-delete" in r.stderr else None)(
-            kubectl("delete", "service", "nginx", "-n", ns, "--dry-run=server")),
-        timeout=60, interval=0.5,
-    )
-    assert f"it is the governing Service of StatefulSet {ns}/web" in message
+    # Right after the restart the watches are still resuming or relisting: a StatefulSet
+    # missing from the cache would let this delete through unless sts-guard confirms live
+    # while its watches are failing. Denied at the first attempt, not eventually.
+    result = kubectl("delete", "service", "nginx", "-n", ns, "--dry-run=server")
+    message = denied(result)
+    assert f"svc-governing-delete: Service {ns}/nginx: it is the governing Service of StatefulSet {ns}/web" in message
+    # The watches resumed: the cache itself holds the StatefulSet created after the restart.
+    wait_until("the new StatefulSet in the cache", lambda: cached(sts_guard, "StatefulSet") == statefulsets_before + 1)
     assert sts_guard.process.pid == pid and sts_guard.process.running()
