@@ -12,6 +12,17 @@ use kube_core::{DynamicObject, Status};
 #[error("{0}")]
 pub struct BadReview(pub String);
 
+impl BadReview {
+    /// The reason, with what it quotes from the body cut short: a client must not be able to
+    /// have a megabyte of its own input echoed into the response and the log.
+    fn new(reason: String) -> BadReview {
+        BadReview(crate::model::clip(&reason, MAX_ECHOED))
+    }
+}
+
+/// The most characters of a reason that quotes the body.
+const MAX_ECHOED: usize = 512;
+
 /// What the server logs and counts for one review.
 pub struct Reviewed {
     pub uid: String,
@@ -40,7 +51,7 @@ pub fn review(
 /// Reads an AdmissionReview body into its request.
 pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
     let mut value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| BadReview(format!("body is not an AdmissionReview: {e}")))?;
+        .map_err(|e| BadReview::new(format!("body is not an AdmissionReview: {e}")))?;
     // The objects are decoded apart from the envelope: kube's types decode them through
     // serde's `flatten` buffering, which costs as much again as the parse itself.
     let (object, old_object) = match value.get_mut("request").and_then(|r| r.as_object_mut()) {
@@ -48,13 +59,13 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview>
         None => (None, None),
     };
     let review: AdmissionReview<DynamicObject> = serde_json::from_value(value)
-        .map_err(|e| BadReview(format!("body is not an AdmissionReview: {e}")))?;
+        .map_err(|e| BadReview::new(format!("body is not an AdmissionReview: {e}")))?;
     if !matches!(
         review.types.api_version.as_str(),
         "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
     ) || review.types.kind != "AdmissionReview"
     {
-        return Err(BadReview(format!(
+        return Err(BadReview::new(format!(
             "expected kind AdmissionReview of admission.k8s.io/v1, got {:?} of {:?}",
             review.types.kind, review.types.api_version
         )));
@@ -70,6 +81,38 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview>
     Ok(request)
 }
 
+/// The answer to a review the server will not evaluate: a denial with `message` and code 413,
+/// echoing the uid. Only the envelope is read (the objects are skipped, never built).
+pub fn refuse_unevaluated(body: &[u8], message: &str) -> Result<Vec<u8>, BadReview> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        request: Option<EnvelopeRequest>,
+    }
+    #[derive(serde::Deserialize)]
+    struct EnvelopeRequest {
+        #[serde(default)]
+        uid: String,
+    }
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|e| BadReview::new(format!("body is not an AdmissionReview: {e}")))?;
+    let uid = envelope
+        .request
+        .map(|r| r.uid)
+        .filter(|uid| !uid.is_empty())
+        .ok_or_else(|| BadReview("AdmissionReview has no request.uid".into()))?;
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": uid,
+            "allowed": false,
+            "status": {"status": "Failure", "code": 413, "reason": "RequestEntityTooLarge", "message": message},
+        },
+    });
+    serde_json::to_vec(&review)
+        .map_err(|e| BadReview::new(format!("cannot encode the response: {e}")))
+}
+
 /// Builds and serializes the response AdmissionReview for a decision.
 pub fn encode(
     request: &AdmissionRequest<DynamicObject>,
@@ -77,7 +120,7 @@ pub fn encode(
 ) -> Result<Reviewed, BadReview> {
     let response = respond(request, &decision);
     let body = encode_review(response)
-        .map_err(|e| BadReview(format!("cannot encode the response: {e}")))?;
+        .map_err(|e| BadReview::new(format!("cannot encode the response: {e}")))?;
     Ok(Reviewed {
         uid: request.uid.clone(),
         kind: request.kind.kind.clone(),
@@ -132,7 +175,7 @@ fn decode_object(
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v) => crate::manifest::to_dynamic(v)
             .map(Some)
-            .map_err(|e| BadReview(format!("{field}: {e}"))),
+            .map_err(|e| BadReview::new(format!("{field}: {e}"))),
     }
 }
 

@@ -68,15 +68,28 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = 8 * 1024 * 1024, env = "STS_GUARD_BODY_LIMIT")]
     pub body_limit: usize,
-    /// Seconds allowed for the TLS handshake and the request headers.
+    /// Seconds allowed for the TLS handshake, for the first request after it, and for the
+    /// headers of each request.
     #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
     pub header_timeout: f64,
+    /// Seconds a connection may stay open with no request in flight (above the 90 s after
+    /// which kube-apiserver closes its own idle connections).
+    #[arg(long, default_value_t = 120.0, value_parser = positive_seconds)]
+    pub idle_timeout: f64,
     /// Seconds allowed for receiving a request body.
     #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
     pub request_timeout: f64,
     /// Most connections served at once; more are closed on accept.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = positive_count)]
     pub max_connections: usize,
+    /// Most connections from one client address (kube-apiserver opens one per concurrent
+    /// review, so leave it room; any pod can reach the webhook port).
+    #[arg(long, default_value_t = 256, value_parser = positive_count)]
+    pub max_connections_per_client: usize,
+    /// Bytes of memory that request bodies and their evaluation may hold at once, across all
+    /// requests; a review that alone would need more is answered without being evaluated.
+    #[arg(long, default_value_t = 48 * 1024 * 1024, env = "STS_GUARD_MEMORY_BUDGET")]
+    pub memory_budget: usize,
     /// Seconds SIGTERM waits for in-flight requests (keep it below the pod's grace period).
     #[arg(long, default_value_t = 20.0, value_parser = positive_seconds, env = "STS_GUARD_DRAIN_TIMEOUT")]
     pub drain_timeout: f64,
@@ -92,6 +105,13 @@ pub struct ServeArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn positive_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(format!("{s:?} is not a whole number above 0")),
+    }
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {

@@ -413,11 +413,9 @@ impl Ctx<'_> {
             return Ok(());
         }
         let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
-        let mut data = obj.data.clone();
-        let note =
-            mutate::inject_pod_identity(&obj.metadata, self.namespace, &mut data, self.config)?;
-        decision.notes.extend(note);
-        finish_patch(&obj.data, &data, RuleId::PodIdentityEnv, decision);
+        let mutation =
+            mutate::inject_pod_identity(&obj.metadata, self.namespace, &obj.data, self.config)?;
+        finish_patch(mutation, RuleId::PodIdentityEnv, decision);
         Ok(())
     }
 
@@ -434,26 +432,25 @@ impl Ctx<'_> {
             )),
             _ => None,
         };
-        let mut data = obj.data.clone();
-        let change = mutate::default_partition(
+        let mutation = mutate::default_partition(
             &obj.metadata,
             &view,
-            &mut data,
+            &obj.data,
             old.as_ref().map(|(v, d)| (v, *d)),
             self.config,
         )?;
-        decision.notes.extend(change.warning);
-        finish_patch(&obj.data, &data, RuleId::StsPartitionDefault, decision);
+        finish_patch(mutation, RuleId::StsPartitionDefault, decision);
         Ok(())
     }
 }
 
-/// The patch from `original` to `mutated`; none when nothing changed. Only `metadata` is outside
-/// `data`, and no mutation touches it, so the diff's paths are the object's own.
-fn finish_patch(original: &Value, mutated: &Value, rule: RuleId, decision: &mut Decision) {
-    let patch = json_patch::diff(original, mutated);
-    if !patch.0.is_empty() {
-        decision.patch = Some(patch);
+/// The rule's operations become the response's patch (none when there are none), its warning
+/// a note. Mutations read `data`, which holds everything but `metadata`, and no mutation
+/// touches `metadata`, so their paths are the object's own.
+fn finish_patch(mutation: mutate::Mutation, rule: RuleId, decision: &mut Decision) {
+    decision.notes.extend(mutation.warning);
+    if !mutation.operations.is_empty() {
+        decision.patch = Some(json_patch::Patch(mutation.operations));
         decision.mutated_by.push(rule);
     }
 }

@@ -93,8 +93,27 @@ impl<'a> Fields<'a> {
         (!cur.is_null()).then_some(cur)
     }
 
+    /// The value at `path` like [`Fields::get`], but a step through something that is not a
+    /// map is an error naming it (`spec: 5` is a wrong type, not a missing spec).
+    fn lookup(&self, path: &str) -> Result<Option<&'a Value>, FieldError> {
+        let mut cur = self.root;
+        let mut walked = 0;
+        for part in path.split('.') {
+            cur = match cur {
+                Value::Object(map) => match map.get(part) {
+                    Some(next) => next,
+                    None => return Ok(None),
+                },
+                Value::Null => return Ok(None),
+                other => return Err(wrong(&path[..walked.max(1) - 1], "a map", other)),
+            };
+            walked += part.len() + 1;
+        }
+        Ok((!cur.is_null()).then_some(cur))
+    }
+
     pub fn str(&self, path: &str) -> Result<Option<&'a str>, FieldError> {
-        match self.get(path) {
+        match self.lookup(path)? {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(wrong(path, "a string", other)),
@@ -102,7 +121,7 @@ impl<'a> Fields<'a> {
     }
 
     pub fn int(&self, path: &str) -> Result<Option<i64>, FieldError> {
-        match self.get(path) {
+        match self.lookup(path)? {
             None => Ok(None),
             Some(v) => v
                 .as_i64()
@@ -112,8 +131,21 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An int32 field of the API (replicas, ordinals, partitions): a larger number is not one
+    /// the API server stores, and sums of int32 values cannot overflow.
+    pub fn int32(&self, path: &str) -> Result<Option<i64>, FieldError> {
+        match self.int(path)? {
+            Some(v) if i32::try_from(v).is_err() => Err(FieldError {
+                path: path.to_string(),
+                expected: "an integer that fits in 32 bits",
+                found: v.to_string(),
+            }),
+            other => Ok(other),
+        }
+    }
+
     pub fn labels(&self, path: &str) -> Result<Labels, FieldError> {
-        match self.get(path) {
+        match self.lookup(path)? {
             None => Ok(Labels::new()),
             Some(Value::Object(map)) => map
                 .iter()
@@ -127,11 +159,19 @@ impl<'a> Fields<'a> {
     }
 
     pub fn array(&self, path: &str) -> Result<&'a [Value], FieldError> {
-        match self.get(path) {
+        match self.lookup(path)? {
             None => Ok(&[]),
             Some(Value::Array(items)) => Ok(items),
             Some(other) => Err(wrong(path, "a list", other)),
         }
+    }
+}
+
+/// `text` cut to at most `max` characters, marked with an ellipsis where it was cut.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}… ({} bytes in all)", &text[..end], text.len()),
     }
 }
 
@@ -140,7 +180,7 @@ fn wrong(path: &str, expected: &'static str, found: &Value) -> FieldError {
         Value::Null => "null".to_string(),
         Value::Bool(b) => format!("boolean {b}"),
         Value::Number(n) => format!("number {n}"),
-        Value::String(s) => format!("string {s:?}"),
+        Value::String(s) => format!("string {:?}", clip(s, 100)),
         Value::Array(_) => "a list".to_string(),
         Value::Object(_) => "a map".to_string(),
     };
@@ -231,9 +271,9 @@ impl StatefulSetView {
             namespace,
             name,
             service_name: f.str("spec.serviceName")?.map(str::to_string),
-            replicas: f.int("spec.replicas")?.unwrap_or(1),
+            replicas: f.int32("spec.replicas")?.unwrap_or(1),
             template_labels: f.labels("spec.template.metadata.labels")?,
-            ordinals_start: f.int("spec.ordinals.start")?.unwrap_or(0),
+            ordinals_start: f.int32("spec.ordinals.start")?.unwrap_or(0),
             pod_management_policy: f
                 .str("spec.podManagementPolicy")?
                 .unwrap_or("OrderedReady")
@@ -242,7 +282,7 @@ impl StatefulSetView {
                 .str("spec.updateStrategy.type")?
                 .unwrap_or("RollingUpdate")
                 .to_string(),
-            partition: f.int("spec.updateStrategy.rollingUpdate.partition")?,
+            partition: f.int32("spec.updateStrategy.rollingUpdate.partition")?,
         })
     }
 
@@ -335,6 +375,44 @@ mod tests {
         svc.cluster_ip = Some("10.0.0.1".into());
         assert!(!svc.is_headless());
         assert_eq!(svc.describe_addressing(), "it has clusterIP 10.0.0.1");
+    }
+
+    #[test]
+    fn a_wrong_type_on_the_way_to_a_field_is_named() {
+        let obj = DynamicObject {
+            types: None,
+            metadata: ObjectMeta::default(),
+            data: json!({"spec": 5}),
+        };
+        let err = StatefulSetView::from_object(&obj, "default").unwrap_err();
+        assert_eq!(err.to_string(), "spec: expected a map, found number 5");
+    }
+
+    #[test]
+    fn int32_fields_refuse_numbers_the_api_cannot_store() {
+        let obj = DynamicObject {
+            types: None,
+            metadata: ObjectMeta::default(),
+            data: json!({"spec": {"replicas": i64::MAX}}),
+        };
+        let err = StatefulSetView::from_object(&obj, "default").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.replicas: expected an integer that fits in 32 bits, found 9223372036854775807"
+        );
+    }
+
+    #[test]
+    fn a_huge_wrong_value_is_quoted_short() {
+        let huge = "x".repeat(7 << 20);
+        let obj = DynamicObject {
+            types: None,
+            metadata: ObjectMeta::default(),
+            data: json!({"spec": {"replicas": huge}}),
+        };
+        let err = StatefulSetView::from_object(&obj, "default").unwrap_err();
+        assert_eq!(err.path, "spec.replicas");
+        assert!(err.to_string().len() < 200, "{}", err.to_string().len());
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The mutating rules. Each edits a copy of the object's JSON; the engine turns the difference
-//! into a JSON Patch, so the patch is always consistent with what was changed.
+//! The mutating rules. Each reads the object and returns the few JSON Patch `add` operations
+//! it needs, built directly: no copy of the object and no diff, so the cost grows linearly with
+//! the object (a pod with thousands of containers costs what its bytes cost). A unit property
+//! test holds the operations to what mutating a copy and diffing it would give.
 
 use crate::config::Config;
 use crate::model::{
@@ -7,20 +9,50 @@ use crate::model::{
     StatefulSetView, controlling_statefulset,
 };
 use crate::rules::RuleId;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
+/// At most this many identity variables are added to one pod (a few hundred containers; about
+/// 200 KB of patch). A pod that would need more is admitted unchanged with a warning rather
+/// than answered with a patch many times its own size.
+pub const MAX_IDENTITY_VARIABLES: usize = 2_000;
+
+/// What a mutating rule wants done: patch operations and a warning for the user.
+#[derive(Debug, Default)]
+pub struct Mutation {
+    pub operations: Vec<PatchOperation>,
+    pub warning: Option<String>,
+}
+
+impl Mutation {
+    fn warn(warning: String) -> Mutation {
+        Mutation {
+            operations: Vec::new(),
+            warning: Some(warning),
+        }
+    }
+}
+
+/// A JSON Patch `add` at the path made of `tokens` (escaped as JSON Pointer requires).
+fn add<'t>(tokens: impl IntoIterator<Item = &'t str>, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: PointerBuf::from_tokens(tokens),
+        value,
+    })
+}
+
 /// `pod-identity-env`: adds identity variables to every container and init container of a
-/// StatefulSet pod. Returns a warning when the pod is admitted unchanged for a reason the
-/// user should know.
+/// StatefulSet pod. Warns when the pod is admitted unchanged for a reason the user should know.
 pub fn inject_pod_identity(
     meta: &ObjectMeta,
     namespace: &str,
-    data: &mut Value,
+    data: &Value,
     config: &Config,
-) -> Result<Option<String>, FieldError> {
+) -> Result<Mutation, FieldError> {
     let Some(statefulset) = controlling_statefulset(meta) else {
-        return Ok(None);
+        return Ok(Mutation::default());
     };
     if meta
         .annotations
@@ -28,11 +60,11 @@ pub fn inject_pod_identity(
         .and_then(|a| a.get(INJECT_IDENTITY_ANNOTATION))
         .is_some_and(|v| v == "false")
     {
-        return Ok(None);
+        return Ok(Mutation::default());
     }
     let pod_name = meta.name.as_deref().unwrap_or("");
     let Some(ordinal) = pod_ordinal(meta, pod_name, statefulset) else {
-        return Ok(Some(format!(
+        return Ok(Mutation::warn(format!(
             "{}: Pod {namespace}/{pod_name}: cannot tell its ordinal (no {POD_INDEX_LABEL} label and the name does not end in -<number> after {statefulset:?}); admitted without identity variables.",
             RuleId::PodIdentityEnv
         )));
@@ -66,31 +98,52 @@ pub fn inject_pod_identity(
         vars.push((&names.pod_fqdn, json!({"value": fqdn})));
     }
 
+    // Counted first, so that a pod beyond the cap costs no patch at all.
+    let mut needed = 0;
+    for_each_container(&f, |_, _, container| {
+        needed += missing_env_operations(container, &vars, None)?;
+        Ok(())
+    })?;
+    if needed > MAX_IDENTITY_VARIABLES {
+        return Ok(Mutation::warn(format!(
+            "{}: Pod {namespace}/{pod_name}: its containers would take {needed} identity variables, more than the {MAX_IDENTITY_VARIABLES} one pod gets; admitted without them.",
+            RuleId::PodIdentityEnv
+        )));
+    }
+    let mut operations = Vec::with_capacity(needed);
+    for_each_container(&f, |list, index, container| {
+        let index = index.to_string();
+        let at = ["spec", list, &index];
+        missing_env_operations(container, &vars, Some((at, &mut operations))).map(drop)
+    })?;
+    Ok(Mutation {
+        operations,
+        warning: None,
+    })
+}
+
+/// Calls `visit` with every container and init container (list name, index, fields); errors
+/// name the container's path.
+fn for_each_container<'a>(
+    f: &Fields<'a>,
+    mut visit: impl FnMut(&'static str, usize, &'a Map<String, Value>) -> Result<(), FieldError>,
+) -> Result<(), FieldError> {
     for list in ["containers", "initContainers"] {
-        // Validate first so that a malformed container list is reported, not half-patched.
-        Fields::new(data).array(&format!("spec.{list}"))?;
-        let Some(containers) = data
-            .get_mut("spec")
-            .and_then(|s| s.get_mut(list))
-            .and_then(Value::as_array_mut)
-        else {
-            continue;
-        };
-        for (i, container) in containers.iter_mut().enumerate() {
-            let Some(container) = container.as_object_mut() else {
+        for (i, container) in f.array(&format!("spec.{list}"))?.iter().enumerate() {
+            let Some(container) = container.as_object() else {
                 return Err(FieldError {
                     path: format!("spec.{list}[{i}]"),
                     expected: "a map",
                     found: "another type".into(),
                 });
             };
-            add_missing_env(container, &vars).map_err(|mut e| {
+            visit(list, i, container).map_err(|mut e| {
                 e.path = format!("spec.{list}[{i}].{}", e.path);
                 e
             })?;
         }
     }
-    Ok(None)
+    Ok(())
 }
 
 /// The ordinal from the pod-index label, else from the `<statefulset>-<n>` name.
@@ -114,85 +167,92 @@ fn parse_decimal(s: &str) -> Option<u64> {
         .flatten()
 }
 
-/// Appends each variable the container does not define yet; the user's own definition wins.
-fn add_missing_env(
-    container: &mut Map<String, Value>,
+/// The operations that give a container each variable it does not define yet (the user's own
+/// definition wins): one `add` of the whole list where `env` is absent or null, else one
+/// append per missing variable. Returns how many variables that is; builds the operations
+/// only when given where to put them (the container's path and the list).
+fn missing_env_operations(
+    container: &Map<String, Value>,
     vars: &[(&str, Value)],
-) -> Result<(), FieldError> {
-    let env = container
-        .entry("env")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if env.is_null() {
-        *env = Value::Array(Vec::new());
-    }
-    let Some(env) = env.as_array_mut() else {
-        return Err(FieldError {
+    build: Option<([&str; 3], &mut Vec<PatchOperation>)>,
+) -> Result<usize, FieldError> {
+    let entry = |name: &str, source: &Value| {
+        let mut entry = Map::new();
+        entry.insert("name".into(), Value::String(name.to_string()));
+        if let Value::Object(fields) = source {
+            entry.extend(fields.clone());
+        }
+        Value::Object(entry)
+    };
+    match container.get("env") {
+        None | Some(Value::Null) => {
+            if let Some((at, operations)) = build {
+                let all = vars.iter().map(|(name, source)| entry(name, source));
+                operations.push(add(
+                    at.into_iter().chain(["env"]),
+                    Value::Array(all.collect()),
+                ));
+            }
+            Ok(vars.len())
+        }
+        Some(Value::Array(env)) => {
+            let missing = vars.iter().filter(|(name, _)| {
+                !env.iter()
+                    .any(|e| e.get("name").and_then(Value::as_str) == Some(name))
+            });
+            let Some((at, operations)) = build else {
+                return Ok(missing.count());
+            };
+            let before = operations.len();
+            for (name, source) in missing {
+                operations.push(add(at.into_iter().chain(["env", "-"]), entry(name, source)));
+            }
+            Ok(operations.len() - before)
+        }
+        Some(_) => Err(FieldError {
             path: "env".into(),
             expected: "a list",
             found: "another type".into(),
-        });
-    };
-    for (name, source) in vars {
-        let defined = env
-            .iter()
-            .any(|e| e.get("name").and_then(Value::as_str) == Some(name));
-        if !defined {
-            let mut entry = Map::new();
-            entry.insert("name".into(), Value::String(name.to_string()));
-            if let Value::Object(fields) = source {
-                entry.extend(fields.clone());
-            }
-            env.push(Value::Object(entry));
-        }
+        }),
     }
-    Ok(())
-}
-
-/// What `sts-partition-default` did, for the response.
-pub struct PartitionChange {
-    pub warning: Option<String>,
 }
 
 /// `sts-partition-default`: explicit partition on CREATE; staged canary rollouts on UPDATE.
 pub fn default_partition(
     meta: &ObjectMeta,
     view: &StatefulSetView,
-    data: &mut Value,
+    data: &Value,
     old: Option<(&StatefulSetView, &Value)>,
     config: &Config,
-) -> Result<PartitionChange, FieldError> {
-    let none = PartitionChange { warning: None };
+) -> Result<Mutation, FieldError> {
     if view.update_strategy != "RollingUpdate" {
-        return Ok(none);
+        return Ok(Mutation::default());
     }
     let Some((old_view, old_data)) = old else {
+        let mut mutation = Mutation::default();
         if view.partition.is_none() {
-            set_partition(data, 0);
+            mutation.operations = partition_operations(data, 0);
         }
-        return Ok(none);
+        return Ok(mutation);
     };
     let template_changed =
         Fields::new(data).get("spec.template") != Fields::new(old_data).get("spec.template");
     if !template_changed || view.partition != old_view.partition {
-        return Ok(none);
+        return Ok(Mutation::default());
     }
     let canary = match canary_size(meta, &view.namespace, config) {
         Ok(Some(n)) => n,
-        Ok(None) => return Ok(none),
-        Err(warning) => {
-            return Ok(PartitionChange {
-                warning: Some(warning),
-            });
-        }
+        Ok(None) => return Ok(Mutation::default()),
+        Err(warning) => return Ok(Mutation::warn(warning)),
     };
     let staged = view.ordinals_start + (view.replicas - canary).max(0);
     let current = view.partition.unwrap_or(0);
     if staged <= current {
         // Never lower a partition the user set.
-        return Ok(none);
+        return Ok(Mutation::default());
     }
-    set_partition(data, staged);
-    Ok(PartitionChange {
+    Ok(Mutation {
+        operations: partition_operations(data, staged),
         warning: Some(format!(
             "{}: StatefulSet {}/{}: staged rollout: partition set to {staged}, so only the {canary} highest ordinals take the new revision; promote by lowering spec.updateStrategy.rollingUpdate.partition (to {} for all pods).",
             RuleId::StsPartitionDefault,
@@ -221,26 +281,223 @@ fn canary_size(meta: &ObjectMeta, namespace: &str, config: &Config) -> Result<Op
     Ok(config.partition_canary.get(namespace).copied())
 }
 
-fn set_partition(data: &mut Value, partition: i64) {
-    let Some(spec) = data.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
+/// The operations that set `spec.updateStrategy.rollingUpdate.partition`, creating what is
+/// missing (a null or non-map `rollingUpdate` is replaced; a non-map `updateStrategy` is left
+/// alone, as the API server will refuse it anyway).
+fn partition_operations(data: &Value, partition: i64) -> Vec<PatchOperation> {
+    let Some(spec) = data.get("spec").and_then(Value::as_object) else {
+        return Vec::new();
     };
-    let strategy = spec
-        .entry("updateStrategy")
-        .or_insert_with(|| json!({"type": "RollingUpdate"}));
-    if !strategy.is_object() {
-        return;
-    }
+    let Some(strategy) = spec.get("updateStrategy") else {
+        return vec![add(
+            ["spec", "updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}),
+        )];
+    };
+    let Some(strategy) = strategy.as_object() else {
+        return Vec::new();
+    };
+    let mut operations = Vec::new();
     if strategy.get("type").is_none_or(Value::is_null) {
-        strategy["type"] = json!("RollingUpdate");
+        operations.push(add(
+            ["spec", "updateStrategy", "type"],
+            json!("RollingUpdate"),
+        ));
     }
-    let rolling = strategy
-        .as_object_mut()
-        .map(|s| s.entry("rollingUpdate").or_insert_with(|| json!({})));
-    if let Some(rolling) = rolling {
-        if !rolling.is_object() {
-            *rolling = json!({});
+    operations.push(match strategy.get("rollingUpdate") {
+        Some(Value::Object(_)) => add(
+            ["spec", "updateStrategy", "rollingUpdate", "partition"],
+            json!(partition),
+        ),
+        _ => add(
+            ["spec", "updateStrategy", "rollingUpdate"],
+            json!({"partition": partition}),
+        ),
+    });
+    operations
+}
+
+#[cfg(test)]
+mod tests {
+    //! The operations built directly must do exactly what mutating a copy of the object and
+    //! diffing it (the simple, always-right way) does, and a second pass must add nothing.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn apply(data: &Value, operations: &[PatchOperation]) -> Value {
+        let mut patched = data.clone();
+        json_patch::patch(&mut patched, operations).expect("the patch applies");
+        patched
+    }
+
+    /// The reference: append each missing variable to a copy, then diff.
+    fn reference_identity(data: &Value, vars: &[(&str, Value)]) -> Value {
+        let mut copy = data.clone();
+        for list in ["containers", "initContainers"] {
+            let Some(containers) = copy["spec"].get_mut(list).and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for container in containers {
+                let env = container
+                    .as_object_mut()
+                    .unwrap()
+                    .entry("env")
+                    .or_insert_with(|| json!([]));
+                if env.is_null() {
+                    *env = json!([]);
+                }
+                let env = env.as_array_mut().unwrap();
+                for (name, source) in vars {
+                    if !env.iter().any(|e| e["name"] == *name) {
+                        let mut entry = json!({"name": name});
+                        entry
+                            .as_object_mut()
+                            .unwrap()
+                            .extend(source.as_object().unwrap().clone());
+                        env.push(entry);
+                    }
+                }
+            }
         }
-        rolling["partition"] = json!(partition);
+        apply(data, &json_patch::diff(data, &copy).0)
+    }
+
+    fn env_list() -> impl Strategy<Value = Value> {
+        let name = prop::sample::select(vec![
+            "POD_NAME",
+            "POD_ORDINAL",
+            "POD_FQDN",
+            "STATEFULSET_SERVICE",
+            "OTHER",
+            "a/b~c",
+        ]);
+        prop_oneof![
+            Just(Value::Null),
+            Just(json!("absent")),
+            prop::collection::vec((name, "[a-z]{0,3}"), 0..4).prop_map(|vars| json!(
+                vars.into_iter()
+                    .map(|(n, v)| json!({"name": n, "value": v}))
+                    .collect::<Vec<_>>()
+            )),
+        ]
+    }
+
+    fn containers() -> impl Strategy<Value = Value> {
+        prop::collection::vec(env_list(), 0..4).prop_map(|envs| {
+            json!(
+                envs.into_iter()
+                    .enumerate()
+                    .map(|(i, env)| match env {
+                        Value::String(_) => json!({"name": format!("c{i}"), "image": "x"}),
+                        env => json!({"name": format!("c{i}"), "image": "x", "env": env}),
+                    })
+                    .collect::<Vec<_>>()
+            )
+        })
+    }
+
+    fn pod_meta() -> ObjectMeta {
+        serde_json::from_value(json!({
+            "name": "web-3", "namespace": "default",
+            "labels": {"apps.kubernetes.io/pod-index": "3"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u", "controller": true}]
+        }))
+        .unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn identity_operations_equal_the_diff_of_a_mutated_copy(
+            containers in containers(),
+            init in prop::option::of(containers()),
+            subdomain in prop::option::of("[a-z]{1,4}"),
+            hostname in prop::option::of("[a-z]{1,4}"),
+        ) {
+            let mut spec = json!({"containers": containers});
+            if let Some(init) = init { spec["initContainers"] = init; }
+            if let Some(s) = &subdomain { spec["subdomain"] = json!(s); }
+            if let Some(h) = &hostname { spec["hostname"] = json!(h); }
+            let data = json!({"spec": spec});
+            let config = Config::default();
+            let mutation = inject_pod_identity(&pod_meta(), "default", &data, &config).unwrap();
+            prop_assert!(mutation.warning.is_none());
+
+            let host = hostname.clone().unwrap_or_else(|| "web-3".into());
+            let field_ref = |path: &str| json!({"valueFrom": {"fieldRef": {"fieldPath": path}}});
+            let mut vars = vec![
+                ("POD_NAME", field_ref("metadata.name")),
+                ("POD_NAMESPACE", field_ref("metadata.namespace")),
+                ("POD_ORDINAL", json!({"value": "3"})),
+                ("STATEFULSET_NAME", json!({"value": "web"})),
+                ("POD_HOSTNAME", json!({"value": host.clone()})),
+            ];
+            if let Some(s) = &subdomain {
+                vars.push(("STATEFULSET_SERVICE", json!({"value": s})));
+                vars.push(("POD_FQDN", json!({"value": format!("{host}.{s}.default.svc.cluster.local")})));
+            }
+            let patched = apply(&data, &mutation.operations);
+            prop_assert_eq!(&patched, &reference_identity(&data, &vars));
+            // Reinvocation: the patched pod needs nothing more.
+            let again = inject_pod_identity(&pod_meta(), "default", &patched, &config).unwrap();
+            prop_assert!(again.operations.is_empty(), "{:?}", again.operations);
+        }
+
+        #[test]
+        fn partition_operations_equal_the_diff_of_a_mutated_copy(
+            strategy in prop_oneof![
+                Just(None),
+                Just(Some(Value::Null)),
+                Just(Some(json!("junk"))),
+                (prop::option::of(prop_oneof![Just(Value::Null), Just(json!("RollingUpdate"))]),
+                 prop::option::of(prop_oneof![Just(Value::Null), Just(json!({})), Just(json!("junk")),
+                                              Just(json!({"partition": 1, "maxUnavailable": 2}))]))
+                    .prop_map(|(kind, rolling)| {
+                        let mut s = json!({});
+                        if let Some(k) = kind { s["type"] = k; }
+                        if let Some(r) = rolling { s["rollingUpdate"] = r; }
+                        Some(s)
+                    }),
+            ],
+            partition in 0i64..5,
+        ) {
+            let mut data = json!({"spec": {"replicas": 3}});
+            if let Some(s) = strategy { data["spec"]["updateStrategy"] = s; }
+            // The reference: what the copy-and-diff implementation did.
+            let mut copy = data.clone();
+            {
+                let spec = copy["spec"].as_object_mut().unwrap();
+                let strategy = spec.entry("updateStrategy").or_insert_with(|| json!({"type": "RollingUpdate"}));
+                if strategy.is_object() {
+                    if strategy.get("type").is_none_or(Value::is_null) {
+                        strategy["type"] = json!("RollingUpdate");
+                    }
+                    let rolling = strategy.as_object_mut().unwrap().entry("rollingUpdate").or_insert_with(|| json!({}));
+                    if !rolling.is_object() {
+                        *rolling = json!({});
+                    }
+                    rolling["partition"] = json!(partition);
+                }
+            }
+            let expected = apply(&data, &json_patch::diff(&data, &copy).0);
+            prop_assert_eq!(apply(&data, &partition_operations(&data, partition)), expected);
+        }
+    }
+
+    #[test]
+    fn a_pod_beyond_the_variable_cap_is_admitted_unchanged_with_a_warning() {
+        let containers: Vec<Value> = (0..MAX_IDENTITY_VARIABLES / 5 + 1)
+            .map(|i| json!({"name": format!("c{i}"), "image": "x"}))
+            .collect();
+        let data = json!({"spec": {"containers": containers}});
+        let mutation =
+            inject_pod_identity(&pod_meta(), "default", &data, &Config::default()).unwrap();
+        assert!(mutation.operations.is_empty());
+        let warning = mutation.warning.unwrap();
+        assert!(
+            warning.starts_with(
+                "pod-identity-env: Pod default/web-3: its containers would take 2005 identity variables, more than the 2000 one pod gets"
+            ),
+            "{warning}"
+        );
     }
 }

@@ -106,7 +106,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         body_limit: args.body_limit,
         header_timeout: Duration::from_secs_f64(args.header_timeout),
         request_timeout: Duration::from_secs_f64(args.request_timeout),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         max_connections: args.max_connections,
+        max_connections_per_client: args.max_connections_per_client,
+        memory_budget: args.memory_budget,
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         cert_reload_interval: Duration::from_secs_f64(args.cert_reload_interval),
     };

@@ -39,6 +39,9 @@ fn options(dir: &Path) -> ServerOptions {
         header_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_millis(500),
         max_connections: 64,
+        idle_timeout: Duration::from_secs(2),
+        max_connections_per_client: 64,
+        memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(5),
         cert_reload_interval: Duration::from_millis(100),
     }

@@ -28,6 +28,11 @@ pub struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -49,6 +54,7 @@ pub struct Metrics {
     pub inventory_objects: Family<KindLabels, Gauge>,
     pub lookup_errors: Counter,
     pub watch_errors: Counter,
+    pub refused: Family<RefusalLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,7 +116,14 @@ impl Default for Metrics {
             "Inventory watch failures (each is retried with backoff)",
             watch_errors.clone(),
         );
+        let refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "refused",
+            "Connections and requests refused by a limit (reason: connection_limit, per_client_connection_limit, memory_budget, too_large_to_evaluate)",
+            refused.clone(),
+        );
         Metrics {
+            refused,
             watch_errors,
             registry,
             requests,

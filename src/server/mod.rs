@@ -2,6 +2,8 @@
 //! ALPN. Evaluation lives in [`crate::admission`]; this module is transport only.
 
 pub mod certs;
+mod connection;
+pub mod limits;
 pub mod metrics;
 
 use crate::admission::{self, Reviewed};
@@ -16,9 +18,9 @@ use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use certs::{CertError, SwappableCert};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
+use connection::Deadlines;
+use http_body_util::BodyExt;
+use limits::{ConnectionLimits, MemoryBudget, RefusalLog, Reservation, evaluation_cost};
 use metrics::{
     EndpointLabels, KindLabels, Metrics, RequestLabels, RuleLabels, kind_label, operation_label,
 };
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// Everything `serve` needs, resolved from flags.
@@ -39,10 +41,36 @@ pub struct ServerOptions {
     pub body_limit: usize,
     pub header_timeout: Duration,
     pub request_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Bytes request bodies and their evaluation may hold at once, across all requests.
+    pub memory_budget: usize,
     pub drain_timeout: Duration,
     pub cert_reload_interval: Duration,
 }
+
+/// What one request may spend: its body size and time, and memory from the shared budget.
+pub struct RequestLimits {
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub memory_budget: usize,
+}
+
+impl ServerOptions {
+    fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            body_limit: self.body_limit,
+            request_timeout: self.request_timeout,
+            memory_budget: self.memory_budget,
+        }
+    }
+}
+
+/// Bodies up to this size are evaluated on the async workers; larger ones on a thread that may
+/// block, so that a large review never holds up the others.
+const INLINE_EVALUATION_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -64,6 +92,8 @@ struct AppState {
     ready: Arc<AtomicBool>,
     body_limit: usize,
     request_timeout: Duration,
+    budget: MemoryBudget,
+    refusals: RefusalLog,
 }
 
 /// The routes, without transport: `/validate`, `/mutate`, `/healthz`, `/readyz`, `/metrics`.
@@ -72,16 +102,17 @@ pub fn router(
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    body_limit: usize,
-    request_timeout: Duration,
+    limits: RequestLimits,
 ) -> Router {
     let state = Arc::new(AppState {
         inventory,
         config,
+        refusals: RefusalLog::new(metrics.clone()),
         metrics,
         ready,
-        body_limit,
-        request_timeout,
+        body_limit: limits.body_limit,
+        request_timeout: limits.request_timeout,
+        budget: MemoryBudget::new(limits.memory_budget),
     });
     Router::new()
         .route(
@@ -166,9 +197,10 @@ async fn handle(
             format!("body exceeds the {} byte limit", state.body_limit),
         );
     }
+    let mut reservation = state.budget.empty();
     let bytes = match tokio::time::timeout(
         state.request_timeout,
-        axum::body::to_bytes(body, state.body_limit),
+        read_body(body, &state, declared, &mut reservation),
     )
     .await
     {
@@ -179,31 +211,51 @@ async fn handle(
                 "body not received in time".into(),
             );
         }
-        Ok(Err(err)) => {
+        Ok(Err(refusal)) => {
             state.metrics.bad_requests.get_or_create(&label).inc();
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-            return if too_large {
-                plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body exceeds the {} byte limit", state.body_limit),
-                )
-            } else {
-                plain(StatusCode::BAD_REQUEST, format!("cannot read body: {err}"))
-            };
+            return refusal.response(&state);
         }
         Ok(Ok(bytes)) => bytes,
     };
-    let reviewed = match admission::decode(&bytes) {
-        Ok(request) => {
-            let decision = state
-                .inventory
-                .decide(&request, &state.config, endpoint)
-                .await;
-            admission::encode(&request, decision)
+    let cost = evaluation_cost(&bytes);
+    if cost > state.budget.total() {
+        let _ = state.refusals.refused("too_large_to_evaluate", None);
+        return too_large_to_evaluate(&bytes, cost, &state, endpoint);
+    }
+    // The decoded tree and its evaluation stay within the budget too; waiting for memory that
+    // other requests give back counts against this request's own time.
+    if tokio::time::timeout(
+        state.request_timeout,
+        state.budget.grow(&mut reservation, cost),
+    )
+    .await
+    .is_err()
+    {
+        let _ = state.refusals.refused("memory_budget", None);
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server busy: its memory budget for requests is in use; retry".into(),
+        );
+    }
+    let evaluate = async {
+        match admission::decode(&bytes) {
+            Ok(request) => {
+                let decision = state
+                    .inventory
+                    .decide(&request, &state.config, endpoint)
+                    .await;
+                admission::encode(&request, decision)
+            }
+            Err(bad) => Err(bad),
         }
-        Err(bad) => Err(bad),
     };
+    let reviewed = if bytes.len() > INLINE_EVALUATION_BYTES {
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| runtime.block_on(evaluate))
+    } else {
+        evaluate.await
+    };
+    drop(reservation);
     match reviewed {
         Err(bad) => {
             state.metrics.bad_requests.get_or_create(&label).inc();
@@ -219,6 +271,92 @@ async fn handle(
                 .observe(started.elapsed().as_secs_f64());
             ([(header::CONTENT_TYPE, "application/json")], reviewed.body).into_response()
         }
+    }
+}
+
+/// Why a request body was not read.
+enum BodyRefusal {
+    TooLarge,
+    Budget,
+    Unreadable(String),
+}
+
+impl BodyRefusal {
+    fn response(self, state: &AppState) -> Response {
+        match self {
+            BodyRefusal::TooLarge => plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body exceeds the {} byte limit", state.body_limit),
+            ),
+            BodyRefusal::Budget => {
+                let _ = state.refusals.refused("memory_budget", None);
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server busy: its memory budget for request bodies is in use; retry".into(),
+                )
+            }
+            BodyRefusal::Unreadable(err) => {
+                plain(StatusCode::BAD_REQUEST, format!("cannot read body: {err}"))
+            }
+        }
+    }
+}
+
+/// Reads the body within the size limit, holding its bytes under the shared memory budget as
+/// they arrive (a declared length up front), so that stalled uploads cannot add up past it.
+async fn read_body(
+    mut body: Body,
+    state: &AppState,
+    declared: Option<u64>,
+    reservation: &mut Reservation,
+) -> Result<axum::body::Bytes, BodyRefusal> {
+    if let Some(length) = declared
+        && !state.budget.try_grow(reservation, length as usize)
+    {
+        return Err(BodyRefusal::Budget);
+    }
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyRefusal::Unreadable(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let length = buffer.len() + data.len();
+        if length > state.body_limit {
+            return Err(BodyRefusal::TooLarge);
+        }
+        if !state.budget.try_grow(reservation, length) {
+            return Err(BodyRefusal::Budget);
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer.into())
+}
+
+/// A readable review that would cost more to evaluate than the whole budget: answered, not
+/// evaluated, with a denial that says why and which flag decides.
+fn too_large_to_evaluate(
+    body: &[u8],
+    cost: usize,
+    state: &AppState,
+    endpoint: Endpoint,
+) -> Response {
+    const MIB: usize = 1024 * 1024;
+    let message = format!(
+        "sts-guard did not evaluate this request: it would take about {} MiB of memory, more than the {} MiB the server gives all requests together (--memory-budget). Raise --memory-budget and the pod's memory limit to admit objects this large.",
+        cost.div_ceil(MIB),
+        state.budget.total() / MIB
+    );
+    match admission::refuse_unevaluated(body, &message) {
+        Ok(review) => {
+            tracing::warn!(
+                endpoint = endpoint.as_str(),
+                cost,
+                "request too large to evaluate"
+            );
+            ([(header::CONTENT_TYPE, "application/json")], review).into_response()
+        }
+        Err(bad) => plain(StatusCode::BAD_REQUEST, bad.0),
     }
 }
 
@@ -311,8 +449,7 @@ pub async fn start(
         config,
         metrics.clone(),
         ready.clone(),
-        options.body_limit,
-        options.request_timeout,
+        options.request_limits(),
     );
     start_router(options, app, metrics, ready).await
 }
@@ -341,6 +478,7 @@ pub async fn start_router(
         source,
     })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let metrics_for_refusals = metrics.clone();
     tokio::spawn(reload_certificates(
         options.cert_path.clone(),
         options.key_path.clone(),
@@ -356,6 +494,7 @@ pub async fn start_router(
         app,
         options,
         ready.clone(),
+        Arc::new(RefusalLog::new(metrics_for_refusals)),
         shutdown_rx,
     ));
     Ok(Running {
@@ -372,10 +511,16 @@ async fn accept_loop(
     app: Router,
     options: ServerOptions,
     ready: Arc<AtomicBool>,
+    refusals: Arc<RefusalLog>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(options.max_connections));
+    let limits = ConnectionLimits::new(options.max_connections, options.max_connections_per_client);
+    let deadlines = Deadlines {
+        headers: options.header_timeout,
+        first_request: options.header_timeout,
+        idle: options.idle_timeout,
+    };
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -389,18 +534,23 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => break,
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = options.max_connections, "connection limit reached; closing");
-            drop(tcp);
-            continue;
+        // Reap finished connections so the set only holds live ones.
+        while connections.try_join_next().is_some() {}
+        let slot = match limits.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                let _ = refusals.refused(reason, Some(peer.ip()));
+                drop(tcp);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
-        let header_timeout = options.header_timeout;
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(deadlines.headers, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
                     tracing::debug!(%peer, %err, "TLS handshake failed");
@@ -411,30 +561,19 @@ async fn accept_loop(
                     return;
                 }
             };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(true);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(256)
-                .keep_alive_interval(Some(Duration::from_secs(30)));
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(err) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %err, "connection ended with an error");
-            }
-            drop(permit);
+            connection::serve(tls, app, deadlines, peer, shutdown).await;
         });
     }
     drop(listener);
     ready.store(false, Ordering::Release);
     tracing::info!(deadline = ?options.drain_timeout, "draining in-flight requests");
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("drained"),
-        _ = tokio::time::sleep(options.drain_timeout) => tracing::warn!("drain deadline passed; closing remaining connections"),
+    let drained = async { while connections.join_next().await.is_some() {} };
+    match tokio::time::timeout(options.drain_timeout, drained).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => {
+            tracing::warn!("drain deadline passed; closing remaining connections");
+            connections.abort_all();
+        }
     }
 }
 

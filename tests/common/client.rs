@@ -53,7 +53,15 @@ pub async fn tls_connect(
     ca_pem: &[u8],
     proto: Proto,
 ) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
+    tls_over(TcpStream::connect(addr).await?, ca_pem, proto).await
+}
+
+/// TLS to `localhost` over an already connected socket.
+pub async fn tls_over(
+    tcp: TcpStream,
+    ca_pem: &[u8],
+    proto: Proto,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let connector = TlsConnector::from(Arc::new(client_config(ca_pem, proto)));
     let tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -71,7 +79,11 @@ pub enum Conn {
 
 impl Conn {
     pub async fn open(addr: SocketAddr, ca_pem: &[u8], proto: Proto) -> std::io::Result<Conn> {
-        let io = TokioIo::new(tls_connect(addr, ca_pem, proto).await?);
+        Conn::over(TcpStream::connect(addr).await?, ca_pem, proto).await
+    }
+
+    pub async fn over(tcp: TcpStream, ca_pem: &[u8], proto: Proto) -> std::io::Result<Conn> {
+        let io = TokioIo::new(tls_over(tcp, ca_pem, proto).await?);
         Ok(match proto {
             Proto::Http1 => {
                 let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
