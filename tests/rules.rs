@@ -272,6 +272,60 @@ fn shared_claim_warns_only_with_more_than_one_replica() {
     );
 }
 
+/// Kubernetes' cockroachdb e2e manifest (test/e2e/testing-manifests/statefulset/cockroachdb):
+/// the pod template has a volume `datadir` with `claimName: datadir`, and a claim template of
+/// the same name. The StatefulSet controller swaps that volume for each pod's own claim
+/// (`datadir-cockroachdb-N`), so no claim is shared.
+#[test]
+fn volume_named_like_a_claim_template_is_per_pod_storage_not_a_shared_claim() {
+    let inv = inventory(&[svc("nginx")]);
+    let cockroach = sts("cockroachdb")
+        .set(
+            "spec.template.spec.volumes",
+            json!([{"name": "datadir", "persistentVolumeClaim": {"claimName": "datadir"}}]),
+        )
+        .set(
+            "spec.volumeClaimTemplates",
+            json!([{
+                "metadata": {"name": "datadir",
+                             "annotations": {"volume.alpha.kubernetes.io/storage-class": "anything"}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+            }]),
+        );
+    let d = validate_create(&cockroach, &inv);
+    assert!(d.allowed() && d.violations.is_empty(), "{d:?}");
+
+    // A second claim volume that no template replaces is still shared by every replica.
+    let mixed = cockroach.clone().set(
+        "spec.template.spec.volumes",
+        json!([
+            {"name": "datadir", "persistentVolumeClaim": {"claimName": "datadir"}},
+            {"name": "backups", "persistentVolumeClaim": {"claimName": "datadir"}}
+        ]),
+    );
+    let d = validate_create(&mixed, &inv);
+    assert_eq!(rules_of(&d), vec![(RuleId::StsSharedClaim, Action::Warn)]);
+    assert_eq!(
+        d.violations[0].field,
+        "spec.template.spec.volumes[1].persistentVolumeClaim"
+    );
+
+    // A malformed claim template is reported with its path, not skipped.
+    let d = validate_create(
+        &cockroach.set(
+            "spec.volumeClaimTemplates",
+            json!([{"metadata": {"name": 7}}]),
+        ),
+        &inv,
+    );
+    assert!(
+        d.invalid
+            .as_deref()
+            .is_some_and(|m| m.contains("spec.volumeClaimTemplates[0].metadata.name")),
+        "{d:?}"
+    );
+}
+
 #[test]
 fn pvc_retention_delete_warns() {
     let inv = inventory(&[svc("nginx")]);
