@@ -214,6 +214,8 @@ pub struct StatefulSetView {
     pub service_name: Option<String>,
     /// `spec.replicas`, defaulted to 1 as the API server does.
     pub replicas: i64,
+    /// `spec.selector.matchLabels`: the labels that make a pod this StatefulSet's.
+    pub selector: Labels,
     pub template_labels: Labels,
     pub ordinals_start: i64,
     /// `OrderedReady` (the default) or `Parallel`.
@@ -232,6 +234,7 @@ impl StatefulSetView {
             name,
             service_name: f.str("spec.serviceName")?.map(str::to_string),
             replicas: f.int("spec.replicas")?.unwrap_or(1),
+            selector: f.labels("spec.selector.matchLabels")?,
             template_labels: f.labels("spec.template.metadata.labels")?,
             ordinals_start: f.int("spec.ordinals.start")?.unwrap_or(0),
             pod_management_policy: f

@@ -89,12 +89,21 @@ pub struct StatefulSetSpec {
     service_name: Option<String>,
     replicas: Option<i64>,
     #[serde(default, deserialize_with = "null_as_default")]
+    selector: Selector,
+    #[serde(default, deserialize_with = "null_as_default")]
     template: Template,
     #[serde(default, deserialize_with = "null_as_default")]
     ordinals: Ordinals,
     pod_management_policy: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     update_strategy: UpdateStrategy,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Selector {
+    #[serde(default, deserialize_with = "null_as_default")]
+    match_labels: Labels,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -197,6 +206,7 @@ impl From<LeanStatefulSet> for StatefulSetView {
             name,
             service_name: spec.service_name,
             replicas: spec.replicas.unwrap_or(1),
+            selector: spec.selector.match_labels,
             template_labels: spec.template.metadata.labels,
             ordinals_start: spec.ordinals.start.unwrap_or(0),
             pod_management_policy: spec
@@ -246,7 +256,7 @@ mod tests {
         assert_eq!(ServiceView::from(lean), full);
 
         let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": "d"},
-            "spec": {"serviceName": "s", "replicas": 2, "ordinals": {"start": 3}, "podManagementPolicy": "Parallel",
+            "spec": {"serviceName": "s", "replicas": 2, "selector": {"matchLabels": {"app": "x"}}, "ordinals": {"start": 3}, "podManagementPolicy": "Parallel",
                      "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
                      "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}});
         let lean: LeanStatefulSet = serde_json::from_value(sts.clone()).unwrap();

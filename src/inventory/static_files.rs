@@ -164,6 +164,7 @@ mod tests {
             name: name.into(),
             service_name: Some(service.into()),
             replicas: 1,
+            selector: Default::default(),
             template_labels: Default::default(),
             ordinals_start: 0,
             pod_management_policy: "OrderedReady".into(),
