@@ -6,7 +6,7 @@ use crate::model::{
     CANARY_ANNOTATION, FieldError, Fields, INJECT_IDENTITY_ANNOTATION, POD_INDEX_LABEL,
     StatefulSetView, controlling_statefulset,
 };
-use crate::rules::RuleId;
+use crate::rules::{RuleId, join_names};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
 
@@ -66,6 +66,7 @@ pub fn inject_pod_identity(
         vars.push((&names.pod_fqdn, json!({"value": fqdn})));
     }
 
+    let mut shadowed: Vec<String> = Vec::new();
     for list in ["containers", "initContainers"] {
         // Validate first so that a malformed container list is reported, not half-patched.
         Fields::new(data).array(&format!("spec.{list}"))?;
@@ -84,13 +85,95 @@ pub fn inject_pod_identity(
                     found: "another type".into(),
                 });
             };
-            add_missing_env(container, &vars).map_err(|mut e| {
+            let at = |mut e: FieldError| {
                 e.path = format!("spec.{list}[{i}].{}", e.path);
                 e
-            })?;
+            };
+            let sources = env_from_sources(container).map_err(at)?;
+            let skipped = add_missing_env(container, &vars, &sources).map_err(at)?;
+            if !skipped.is_empty() {
+                let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+                let from: Vec<String> = sources
+                    .iter()
+                    .filter(|s| skipped.iter().any(|n| s.could_define(n)))
+                    .map(EnvFromSource::describe)
+                    .collect();
+                shadowed.push(format!(
+                    "container {name:?}: {} not added, since {} may define them",
+                    join_names(&skipped),
+                    join_names(&from)
+                ));
+            }
         }
     }
-    Ok(None)
+    if shadowed.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{}: Pod {namespace}/{pod_name}: {} (an env entry would override envFrom). To get them, give that envFrom a prefix these names do not start with, or define them in env.",
+        RuleId::PodIdentityEnv,
+        shadowed.join("; ")
+    )))
+}
+
+/// One `envFrom` entry of a container: every key of its ConfigMap or Secret becomes a variable
+/// named `prefix + key`.
+struct EnvFromSource {
+    prefix: String,
+    /// `ConfigMap "name"` or `Secret "name"`.
+    source: String,
+}
+
+impl EnvFromSource {
+    /// Whether a key of the source could become the variable `name`. The keys are unknown here
+    /// (reading ConfigMaps and Secrets is not sts-guard's to do), so any name with the prefix
+    /// could be one.
+    fn could_define(&self, name: &str) -> bool {
+        name.starts_with(&self.prefix)
+    }
+
+    fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("{} (envFrom, no prefix)", self.source)
+        } else {
+            format!("{} (envFrom prefix {:?})", self.source, self.prefix)
+        }
+    }
+}
+
+fn env_from_sources(container: &Map<String, Value>) -> Result<Vec<EnvFromSource>, FieldError> {
+    let entries = match container.get("envFrom") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => {
+            return Err(FieldError {
+                path: "envFrom".into(),
+                expected: "a list",
+                found: "another type".into(),
+            });
+        }
+    };
+    let mut sources = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let f = Fields::new(entry);
+        let at = |mut e: FieldError| {
+            e.path = format!("envFrom[{i}].{}", e.path);
+            e
+        };
+        let source = match (
+            f.str("configMapRef.name").map_err(at)?,
+            f.str("secretRef.name").map_err(at)?,
+        ) {
+            (Some(name), _) => format!("ConfigMap {name:?}"),
+            (None, Some(name)) => format!("Secret {name:?}"),
+            (None, None) => "an envFrom entry".to_string(),
+        };
+        sources.push(EnvFromSource {
+            prefix: f.str("prefix").map_err(at)?.unwrap_or("").to_string(),
+            source,
+        });
+    }
+    Ok(sources)
 }
 
 /// The ordinal from the pod-index label, else from the `<statefulset>-<n>` name.
@@ -114,38 +197,57 @@ fn parse_decimal(s: &str) -> Option<u64> {
         .flatten()
 }
 
-/// Appends each variable the container does not define yet; the user's own definition wins.
-fn add_missing_env(
+/// Appends each variable the container does not define yet; the user's own definition wins,
+/// in `env` and in `envFrom` alike: an `env` entry overrides a variable of the same name from
+/// `envFrom`, so a name an `envFrom` source could define is left out. Returns those names.
+fn add_missing_env<'v>(
     container: &mut Map<String, Value>,
-    vars: &[(&str, Value)],
-) -> Result<(), FieldError> {
-    let env = container
-        .entry("env")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    if env.is_null() {
-        *env = Value::Array(Vec::new());
-    }
-    let Some(env) = env.as_array_mut() else {
-        return Err(FieldError {
-            path: "env".into(),
-            expected: "a list",
-            found: "another type".into(),
-        });
+    vars: &[(&'v str, Value)],
+    env_from: &[EnvFromSource],
+) -> Result<Vec<&'v str>, FieldError> {
+    let existing: &[Value] = match container.get("env") {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(FieldError {
+                path: "env".into(),
+                expected: "a list",
+                found: "another type".into(),
+            });
+        }
     };
+    let mut skipped = Vec::new();
+    let mut added = Vec::new();
     for (name, source) in vars {
-        let defined = env
+        let defined = existing
             .iter()
             .any(|e| e.get("name").and_then(Value::as_str) == Some(name));
-        if !defined {
-            let mut entry = Map::new();
-            entry.insert("name".into(), Value::String(name.to_string()));
-            if let Value::Object(fields) = source {
-                entry.extend(fields.clone());
-            }
-            env.push(Value::Object(entry));
+        if defined {
+            continue;
+        }
+        if env_from.iter().any(|from| from.could_define(name)) {
+            skipped.push(*name);
+            continue;
+        }
+        let mut entry = Map::new();
+        entry.insert("name".into(), Value::String(name.to_string()));
+        if let Value::Object(fields) = source {
+            entry.extend(fields.clone());
+        }
+        added.push(Value::Object(entry));
+    }
+    if !added.is_empty() {
+        let env = container
+            .entry("env")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if env.is_null() {
+            *env = Value::Array(Vec::new());
+        }
+        if let Some(env) = env.as_array_mut() {
+            env.extend(added);
         }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// What `sts-partition-default` did, for the response.
