@@ -284,6 +284,30 @@ impl NodeView {
     }
 }
 
+/// Label the StatefulSet controller puts on every pod it creates, with the pod's name.
+pub const STATEFULSET_POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+
+/// What `sts-guard audit` needs to know of a live StatefulSet pod (pods are read only there:
+/// the webhook never lists them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodView {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    /// The StatefulSet that controls the pod (ownerReference with `controller: true`).
+    pub statefulset: Option<String>,
+    /// `spec.nodeName`, when scheduled.
+    pub node_name: Option<String>,
+    /// `metadata.deletionTimestamp`: set by a graceful delete to the end of its grace period.
+    pub deletion_timestamp: Option<k8s_openapi::jiff::Timestamp>,
+}
+
+impl PodView {
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef::new("Pod", &self.namespace, &self.name)
+    }
+}
+
 /// The StatefulSet that controls a pod, from its ownerReferences.
 pub fn controlling_statefulset(meta: &ObjectMeta) -> Option<&str> {
     meta.owner_references.as_ref()?.iter().find_map(|o| {
