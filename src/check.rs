@@ -154,7 +154,8 @@ pub fn create_request(object: DynamicObject, namespace: &str) -> AdmissionReques
 
 /// The verdict on one object.
 pub struct ObjectResult {
-    pub pos: SourcePos,
+    /// Where the object was read; `None` for objects read from a live cluster (`audit`).
+    pub pos: Option<SourcePos>,
     pub kind: String,
     pub namespace: String,
     pub name: String,
@@ -177,8 +178,14 @@ impl ObjectResult {
     }
 }
 
+#[derive(Default)]
 pub struct CheckReport {
     pub objects: Vec<ObjectResult>,
+    /// Objects checked without any finding that are counted but not listed in `objects`
+    /// (`audit` lists only objects with something to say; `check` lists every object).
+    pub unlisted_ok: usize,
+    /// Objects skipped (excluded namespace) that are counted but not listed.
+    pub unlisted_skipped: usize,
 }
 
 impl CheckReport {
@@ -186,6 +193,23 @@ impl CheckReport {
         self.objects
             .iter()
             .filter(|o| o.verdict() == "deny")
+            .count()
+    }
+
+    /// Every object, listed or not.
+    pub fn total(&self) -> usize {
+        self.objects.len() + self.unlisted_ok + self.unlisted_skipped
+    }
+
+    /// Objects that were checked (not skipped), listed or not.
+    pub fn checked(&self) -> usize {
+        self.objects.iter().filter(|o| o.skipped.is_none()).count() + self.unlisted_ok
+    }
+
+    pub fn warned(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| o.verdict() == "warn")
             .count()
     }
 
@@ -220,7 +244,7 @@ pub fn check_objects(
                 }
             };
             ObjectResult {
-                pos: o.pos,
+                pos: Some(o.pos),
                 kind,
                 namespace: o.namespace,
                 name,
@@ -230,7 +254,10 @@ pub fn check_objects(
         })
         .collect();
     drop_reported_twins(&mut results);
-    CheckReport { objects: results }
+    CheckReport {
+        objects: results,
+        ..CheckReport::default()
+    }
 }
 
 /// In a set of files the same broken pair would be reported twice: on the StatefulSet
@@ -238,7 +265,7 @@ pub fn check_objects(
 /// to the StatefulSet, whose promise breaks; the Service's twin is dropped when every
 /// StatefulSet it names already reports it. (The webhook has no such pair: it judges one
 /// request at a time.)
-fn drop_reported_twins(results: &mut [ObjectResult]) {
+pub(crate) fn drop_reported_twins(results: &mut [ObjectResult]) {
     let reported: HashSet<(ObjectRef, RuleId)> = results
         .iter()
         .flat_map(|r| r.decision.violations.iter())

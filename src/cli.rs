@@ -28,6 +28,9 @@ pub enum Command {
     /// Serve the admission webhook over TLS (POST /validate, /mutate; GET /healthz, /readyz,
     /// /metrics).
     Serve(ServeArgs),
+    /// Read a live cluster once and list the StatefulSets, Services and StatefulSet pods that
+    /// break the rules. Exit 0: no denial; 1: denials; 2: the cluster could not be read.
+    Audit(AuditArgs),
     /// Evaluate one AdmissionReview exactly as the server would and print the response.
     Review(ReviewArgs),
     /// Write a CA and a serving certificate for bootstrapping.
@@ -179,6 +182,41 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Audit only this namespace (repeatable). Default: every namespace.
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespaces: Vec<String>,
+    /// Audit every namespace (the default).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Kubeconfig context to use (default: the current context; without a kubeconfig, the
+    /// in-cluster service account).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Config file (rule actions, excluded namespaces, ...).
+    #[arg(long, env = "STS_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Objects per list request (lists are paged, so memory stays bounded).
+    #[arg(long, default_value_t = crate::audit::DEFAULT_PAGE_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub page_size: u32,
+    /// Seconds each API request may take.
+    #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+    pub request_timeout: f64,
+    /// No progress lines on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
     Text,
@@ -186,7 +224,7 @@ pub enum OutputFormat {
     Sarif,
 }
 
-/// Exit status of `check`.
+/// Exit status of `check` and `audit`.
 pub const EXIT_DENIED: u8 = 1;
 pub const EXIT_UNREADABLE: u8 = 2;
 
@@ -195,6 +233,7 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Check(args) => run_check(&args),
         Command::Serve(args) => crate::serve_cmd::run(args),
+        Command::Audit(args) => crate::audit_cmd::run(args),
         Command::Review(args) => run_review(&args),
         Command::Certs(args) => run_certs(&args),
     }

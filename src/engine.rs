@@ -216,6 +216,62 @@ pub fn evaluate(
     decision
 }
 
+/// Turns rule findings about `object` into the decision's violations: the configured action of
+/// each rule (`off` drops it), UPDATE grandfathering (`already_broken`: rules the old object
+/// broke deny no more, they warn), and `onLookupError` for lookups that failed. Every path that
+/// judges an object goes through here, `sts-guard audit`'s live checks included.
+pub fn apply_policy(
+    object: &ObjectRef,
+    findings: Findings,
+    already_broken: &HashSet<RuleId>,
+    config: &Config,
+    decision: &mut Decision,
+) {
+    for f in findings.findings {
+        let configured = config.action(f.rule);
+        if configured == Action::Off {
+            continue;
+        }
+        let grandfathered = configured == Action::Deny && already_broken.contains(&f.rule);
+        decision.violations.push(Violation {
+            rule: f.rule,
+            action: if grandfathered {
+                Action::Warn
+            } else {
+                configured
+            },
+            object: object.clone(),
+            field: f.field,
+            problem: if grandfathered {
+                format!(
+                    "{} (already the case before this update, so not denied)",
+                    f.problem
+                )
+            } else {
+                f.problem
+            },
+            hint: f.hint,
+            related: f.related,
+            grandfathered,
+        });
+    }
+    for (rule, err) in findings.lookup_failures {
+        if config.action(rule) == Action::Off {
+            continue;
+        }
+        decision.lookups_failed += 1;
+        let text = format!("{rule}: {object}: could not look up {err}");
+        match config.on_lookup_error {
+            OnLookupError::Allow => decision
+                .notes
+                .push(format!("{text}; rule not evaluated (onLookupError: allow)")),
+            OnLookupError::Deny => decision.lookup_denials.push(format!(
+                "{text}; denied by onLookupError: deny. Retry when the API server is reachable."
+            )),
+        }
+    }
+}
+
 struct Ctx<'a> {
     req: &'a AdmissionRequest<DynamicObject>,
     namespace: &'a str,
@@ -246,49 +302,13 @@ impl Ctx<'_> {
         already_broken: &HashSet<RuleId>,
         decision: &mut Decision,
     ) {
-        for f in findings.findings {
-            let configured = self.config.action(f.rule);
-            if configured == Action::Off {
-                continue;
-            }
-            let grandfathered = configured == Action::Deny && already_broken.contains(&f.rule);
-            decision.violations.push(Violation {
-                rule: f.rule,
-                action: if grandfathered {
-                    Action::Warn
-                } else {
-                    configured
-                },
-                object: self.object_ref(kind),
-                field: f.field,
-                problem: if grandfathered {
-                    format!(
-                        "{} (already the case before this update, so not denied)",
-                        f.problem
-                    )
-                } else {
-                    f.problem
-                },
-                hint: f.hint,
-                related: f.related,
-                grandfathered,
-            });
-        }
-        for (rule, err) in findings.lookup_failures {
-            if self.config.action(rule) == Action::Off {
-                continue;
-            }
-            decision.lookups_failed += 1;
-            let text = format!("{rule}: {}: could not look up {err}", self.object_ref(kind));
-            match self.config.on_lookup_error {
-                OnLookupError::Allow => decision
-                    .notes
-                    .push(format!("{text}; rule not evaluated (onLookupError: allow)")),
-                OnLookupError::Deny => decision.lookup_denials.push(format!(
-                    "{text}; denied by onLookupError: deny. Retry when the API server is reachable."
-                )),
-            }
-        }
+        apply_policy(
+            &self.object_ref(kind),
+            findings,
+            already_broken,
+            self.config,
+            decision,
+        );
     }
 
     fn statefulset_findings(

@@ -3,10 +3,10 @@
 //! ```text
 //!   AdmissionReview ──► server (axum + rustls) ─┐
 //!   sts-guard review ───────────────────────────┼──► engine::evaluate(request, inventory, config)
-//!   sts-guard check ──► manifest ─► check ──────┘           │            │
-//!                                                     rules::*      mutate::*
-//!                                                (pure functions over the Inventory trait)
-//!   Inventory: StaticInventory (files) | cluster watch caches
+//!   sts-guard check ──► manifest ─► check ──────┤           │            │
+//!   sts-guard audit ──► paged lists ─► audit ───┘     rules::*      mutate::*
+//!                       (+ rules::live on pods)  (pure functions over the Inventory trait)
+//!   Inventory: StaticInventory (files, audit's lists) | cluster watch caches
 //! ```
 //!
 //! A StatefulSet's `spec.serviceName` names its *governing* Service, which must exist, be
@@ -14,6 +14,8 @@
 //! force deletion of StatefulSet pods, and mutations give pods their identity as env vars.
 
 pub mod admission;
+pub mod audit;
+mod audit_cmd;
 pub mod check;
 pub mod cli;
 pub mod config;

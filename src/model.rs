@@ -254,6 +254,8 @@ pub struct StatefulSetView {
     pub service_name: Option<String>,
     /// `spec.replicas`, defaulted to 1 as the API server does.
     pub replicas: i64,
+    /// `spec.selector.matchLabels`: the labels that make a pod this StatefulSet's.
+    pub selector: Labels,
     pub template_labels: Labels,
     pub ordinals_start: i64,
     /// `OrderedReady` (the default) or `Parallel`.
@@ -272,6 +274,7 @@ impl StatefulSetView {
             name,
             service_name: f.str("spec.serviceName")?.map(str::to_string),
             replicas: f.int32("spec.replicas")?.unwrap_or(1),
+            selector: f.labels("spec.selector.matchLabels")?,
             template_labels: f.labels("spec.template.metadata.labels")?,
             ordinals_start: f.int32("spec.ordinals.start")?.unwrap_or(0),
             pod_management_policy: f
@@ -318,6 +321,30 @@ impl NodeView {
             name: obj.metadata.name.clone().unwrap_or_default(),
             out_of_service,
         })
+    }
+}
+
+/// Label the StatefulSet controller puts on every pod it creates, with the pod's name.
+pub const STATEFULSET_POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+
+/// What `sts-guard audit` needs to know of a live StatefulSet pod (pods are read only there:
+/// the webhook never lists them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodView {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    /// The StatefulSet that controls the pod (ownerReference with `controller: true`).
+    pub statefulset: Option<String>,
+    /// `spec.nodeName`, when scheduled.
+    pub node_name: Option<String>,
+    /// `metadata.deletionTimestamp`: set by a graceful delete to the end of its grace period.
+    pub deletion_timestamp: Option<k8s_openapi::jiff::Timestamp>,
+}
+
+impl PodView {
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef::new("Pod", &self.namespace, &self.name)
     }
 }
 

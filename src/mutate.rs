@@ -8,7 +8,7 @@ use crate::model::{
     CANARY_ANNOTATION, FieldError, Fields, INJECT_IDENTITY_ANNOTATION, POD_INDEX_LABEL,
     StatefulSetView, controlling_statefulset,
 };
-use crate::rules::RuleId;
+use crate::rules::{RuleId, join_names};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -98,27 +98,49 @@ pub fn inject_pod_identity(
         vars.push((&names.pod_fqdn, json!({"value": fqdn})));
     }
 
-    // Counted first, so that a pod beyond the cap costs no patch at all.
-    let mut needed = 0;
-    for_each_container(&f, |_, _, container| {
-        needed += missing_env_operations(container, &vars, None)?;
+    // Planned first, so that a pod beyond the cap costs no patch at all.
+    let mut plans = Vec::new();
+    let mut shadowed = Vec::new();
+    for_each_container(&f, |list, index, container| {
+        let sources = env_from_sources(container)?;
+        let plan = plan_env(container, &vars, &sources, list, index)?;
+        if !plan.shadowed.is_empty() {
+            let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+            let from: Vec<String> = sources
+                .iter()
+                .filter(|s| plan.shadowed.iter().any(|n| s.could_define(n)))
+                .map(EnvFromSource::describe)
+                .collect();
+            shadowed.push(format!(
+                "container {name:?}: {} not added, since {} may define them",
+                join_names(&plan.shadowed),
+                join_names(&from)
+            ));
+        }
+        plans.push(plan);
         Ok(())
     })?;
+    let needed: usize = plans.iter().map(|plan| plan.missing.len()).sum();
     if needed > MAX_IDENTITY_VARIABLES {
         return Ok(Mutation::warn(format!(
             "{}: Pod {namespace}/{pod_name}: its containers would take {needed} identity variables, more than the {MAX_IDENTITY_VARIABLES} one pod gets; admitted without them.",
             RuleId::PodIdentityEnv
         )));
     }
+    let warning = (!shadowed.is_empty()).then(|| {
+        format!(
+            "{}: Pod {namespace}/{pod_name}: {} (an env entry would override envFrom). To get them, give that envFrom a prefix these names do not start with, or define them in env.",
+            RuleId::PodIdentityEnv,
+            shadowed.join("; ")
+        )
+    });
     let mut operations = Vec::with_capacity(needed);
-    for_each_container(&f, |list, index, container| {
-        let index = index.to_string();
-        let at = ["spec", list, &index];
-        missing_env_operations(container, &vars, Some((at, &mut operations))).map(drop)
-    })?;
+    for plan in plans {
+        plan.operations(&vars, &mut operations);
+    }
     Ok(Mutation {
         operations,
-        warning: None,
+        warning,
     })
 }
 
@@ -167,54 +189,149 @@ fn parse_decimal(s: &str) -> Option<u64> {
         .flatten()
 }
 
-/// The operations that give a container each variable it does not define yet (the user's own
-/// definition wins): one `add` of the whole list where `env` is absent or null, else one
-/// append per missing variable. Returns how many variables that is; builds the operations
-/// only when given where to put them (the container's path and the list).
-fn missing_env_operations(
+/// What one container gets: the indices (into the variables) of those it lacks, and whether
+/// its `env` is to be created (absent or null) rather than appended to.
+struct EnvPlan<'v> {
+    list: &'static str,
+    index: usize,
+    create_env: bool,
+    missing: Vec<usize>,
+    /// Names left out because an `envFrom` source could define them.
+    shadowed: Vec<&'v str>,
+}
+
+/// The user's own definition wins, in `env` and in `envFrom` alike: an `env` entry overrides a
+/// variable of the same name from `envFrom`, so a name an `envFrom` source could define is
+/// left out.
+fn plan_env<'v>(
     container: &Map<String, Value>,
-    vars: &[(&str, Value)],
-    build: Option<([&str; 3], &mut Vec<PatchOperation>)>,
-) -> Result<usize, FieldError> {
-    let entry = |name: &str, source: &Value| {
-        let mut entry = Map::new();
-        entry.insert("name".into(), Value::String(name.to_string()));
-        if let Value::Object(fields) = source {
-            entry.extend(fields.clone());
-        }
-        Value::Object(entry)
-    };
-    match container.get("env") {
-        None | Some(Value::Null) => {
-            if let Some((at, operations)) = build {
-                let all = vars.iter().map(|(name, source)| entry(name, source));
-                operations.push(add(
-                    at.into_iter().chain(["env"]),
-                    Value::Array(all.collect()),
-                ));
-            }
-            Ok(vars.len())
-        }
-        Some(Value::Array(env)) => {
-            let missing = vars.iter().filter(|(name, _)| {
-                !env.iter()
-                    .any(|e| e.get("name").and_then(Value::as_str) == Some(name))
+    vars: &[(&'v str, Value)],
+    env_from: &[EnvFromSource],
+    list: &'static str,
+    index: usize,
+) -> Result<EnvPlan<'v>, FieldError> {
+    let (create_env, existing): (bool, &[Value]) = match container.get("env") {
+        None | Some(Value::Null) => (true, &[]),
+        Some(Value::Array(items)) => (false, items),
+        Some(_) => {
+            return Err(FieldError {
+                path: "env".into(),
+                expected: "a list",
+                found: "another type".into(),
             });
-            let Some((at, operations)) = build else {
-                return Ok(missing.count());
-            };
-            let before = operations.len();
-            for (name, source) in missing {
-                operations.push(add(at.into_iter().chain(["env", "-"]), entry(name, source)));
-            }
-            Ok(operations.len() - before)
         }
-        Some(_) => Err(FieldError {
-            path: "env".into(),
-            expected: "a list",
-            found: "another type".into(),
-        }),
+    };
+    let mut plan = EnvPlan {
+        list,
+        index,
+        create_env,
+        missing: Vec::new(),
+        shadowed: Vec::new(),
+    };
+    for (i, (name, _)) in vars.iter().enumerate() {
+        let defined = existing
+            .iter()
+            .any(|e| e.get("name").and_then(Value::as_str) == Some(name));
+        if defined {
+            continue;
+        }
+        if env_from.iter().any(|from| from.could_define(name)) {
+            plan.shadowed.push(name);
+        } else {
+            plan.missing.push(i);
+        }
     }
+    Ok(plan)
+}
+
+impl EnvPlan<'_> {
+    /// One `add` of the whole list where `env` is to be created, else one append per variable.
+    fn operations(&self, vars: &[(&str, Value)], operations: &mut Vec<PatchOperation>) {
+        if self.missing.is_empty() {
+            return;
+        }
+        let entry = |i: &usize| {
+            let (name, source) = &vars[*i];
+            let mut entry = Map::new();
+            entry.insert("name".into(), Value::String(name.to_string()));
+            if let Value::Object(fields) = source {
+                entry.extend(fields.clone());
+            }
+            Value::Object(entry)
+        };
+        let index = self.index.to_string();
+        let env = ["spec", self.list, &index, "env"];
+        if self.create_env {
+            operations.push(add(
+                env,
+                Value::Array(self.missing.iter().map(entry).collect()),
+            ));
+        } else {
+            for i in &self.missing {
+                operations.push(add(env.into_iter().chain(["-"]), entry(i)));
+            }
+        }
+    }
+}
+
+/// One `envFrom` entry of a container: every key of its ConfigMap or Secret becomes a variable
+/// named `prefix + key`.
+struct EnvFromSource {
+    prefix: String,
+    /// `ConfigMap "name"` or `Secret "name"`.
+    source: String,
+}
+
+impl EnvFromSource {
+    /// Whether a key of the source could become the variable `name`. The keys are unknown here
+    /// (reading ConfigMaps and Secrets is not sts-guard's to do), so any name with the prefix
+    /// could be one.
+    fn could_define(&self, name: &str) -> bool {
+        name.starts_with(&self.prefix)
+    }
+
+    fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("{} (envFrom, no prefix)", self.source)
+        } else {
+            format!("{} (envFrom prefix {:?})", self.source, self.prefix)
+        }
+    }
+}
+
+fn env_from_sources(container: &Map<String, Value>) -> Result<Vec<EnvFromSource>, FieldError> {
+    let entries = match container.get("envFrom") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => {
+            return Err(FieldError {
+                path: "envFrom".into(),
+                expected: "a list",
+                found: "another type".into(),
+            });
+        }
+    };
+    let mut sources = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let f = Fields::new(entry);
+        let at = |mut e: FieldError| {
+            e.path = format!("envFrom[{i}].{}", e.path);
+            e
+        };
+        let source = match (
+            f.str("configMapRef.name").map_err(at)?,
+            f.str("secretRef.name").map_err(at)?,
+        ) {
+            (Some(name), _) => format!("ConfigMap {name:?}"),
+            (None, Some(name)) => format!("Secret {name:?}"),
+            (None, None) => "an envFrom entry".to_string(),
+        };
+        sources.push(EnvFromSource {
+            prefix: f.str("prefix").map_err(at)?.unwrap_or("").to_string(),
+            source,
+        });
+    }
+    Ok(sources)
 }
 
 /// `sts-partition-default`: explicit partition on CREATE; staged canary rollouts on UPDATE.

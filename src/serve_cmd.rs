@@ -157,9 +157,9 @@ async fn shutdown_signal() {
 /// A client from the in-cluster service account or KUBECONFIG, with a hint when neither exists.
 async fn cluster_client() -> Result<kube::Client, String> {
     let hint = "run inside a cluster with a service account, set KUBECONFIG, or pass --manifests DIR|FILE to answer lookups from manifest files";
-    let config = kube::Config::infer()
+    let config = crate::inventory::client_config(None)
         .await
-        .map_err(|e| format!("no cluster credentials ({e}); {hint}"))?;
+        .map_err(|e| format!("{e}; {hint}"))?;
     kube::Client::try_from(config)
         .map_err(|e| format!("cannot create a Kubernetes client ({e}); {hint}"))
 }

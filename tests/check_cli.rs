@@ -320,3 +320,22 @@ fn help_is_available_on_every_subcommand() {
         assert!(out.status.success(), "{args:?}");
     }
 }
+
+/// Both cockroachdb manifests of the corpus (Kubernetes' e2e one and the examples one) mount a
+/// pod-template volume named like their claim template: per-pod storage, no warning at all.
+#[test]
+fn cockroachdb_volume_named_like_its_claim_template_gets_no_shared_claim_warning() {
+    for set in ["e2e-cockroachdb", "k8s-examples-cockroachdb"] {
+        let dir = corpus_dir().join("manifests").join(set);
+        let out = run_check(&["--output", "json", dir.to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(0), "{set}");
+        let report = json_of(&out);
+        let sts = report["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["kind"] == "StatefulSet")
+            .unwrap();
+        assert_eq!(sts["verdict"], "ok", "{set}: {sts:#}");
+    }
+}

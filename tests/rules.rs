@@ -103,6 +103,133 @@ fn did_you_mean_only_suggests_headless_services_that_select_the_pods() {
     );
 }
 
+/// grafana/helm-charts tempo-distributed, as rendered for release `tempo`: the ingester
+/// StatefulSet says `serviceName: ingester`, which no Service has. Two headless Services select
+/// its pods: `tempo-gossip-ring` selects every memberlist member of every component,
+/// `tempo-ingester-discovery` exactly the ingester's pods (its selector is the StatefulSet's own
+/// spec.selector). Both selectors have three pairs.
+fn tempo_chart() -> (Obj, Vec<Obj>) {
+    let selector = |component: Option<&str>, memberlist: bool| {
+        let mut labels =
+            json!({"app.kubernetes.io/name": "tempo", "app.kubernetes.io/instance": "tempo"});
+        if let Some(c) = component {
+            labels["app.kubernetes.io/component"] = json!(c);
+        }
+        if memberlist {
+            labels["app.kubernetes.io/part-of"] = json!("memberlist");
+        }
+        labels
+    };
+    let mut pod_labels = selector(Some("ingester"), true);
+    pod_labels["app.kubernetes.io/version"] = json!("2.6.0");
+    let ingester = sts("tempo-ingester")
+        .set("spec.serviceName", json!("ingester"))
+        .set(
+            "spec.selector.matchLabels",
+            selector(Some("ingester"), false),
+        )
+        .set("spec.template.metadata.labels", pod_labels);
+    let services = vec![
+        svc("tempo-gossip-ring").set("spec.selector", selector(None, true)),
+        svc("tempo-ingester-discovery").set("spec.selector", selector(Some("ingester"), false)),
+        svc("tempo-ingester")
+            .set("spec.clusterIP", json!("10.96.14.2"))
+            .set("spec.selector", selector(Some("ingester"), false)),
+        svc("tempo-distributor-discovery")
+            .set("spec.selector", selector(Some("distributor"), false)),
+    ];
+    (ingester, services)
+}
+
+#[test]
+fn did_you_mean_prefers_the_service_that_selects_exactly_this_statefulsets_pods() {
+    let (ingester, services) = tempo_chart();
+    let d = validate_create(&ingester, &inventory(&services));
+    assert_denied(
+        &d,
+        "StatefulSet default/tempo-ingester",
+        &[RuleId::StsServiceExists],
+    );
+    let message = d.denial_message();
+    assert!(
+        message.contains(
+            "The headless Service \"tempo-ingester-discovery\" selects this StatefulSet's pods — \
+             did you mean serviceName: tempo-ingester-discovery? (\"tempo-gossip-ring\" also selects \
+             them, with a broader selector.)"
+        ),
+        "{message}"
+    );
+    // The same choice when serviceName is missing altogether.
+    let d = validate_create(&ingester.remove("spec.serviceName"), &inventory(&services));
+    assert!(
+        d.denial_message()
+            .contains("did you mean serviceName: tempo-ingester-discovery?"),
+        "{}",
+        d.denial_message()
+    );
+}
+
+/// The chart's legacy labels (`enterprise.legacyLabels`): the gossip ring selects one pair,
+/// `tempo-gossip-member: "true"`; the discovery Service two. More pairs is more specific.
+#[test]
+fn did_you_mean_prefers_the_selector_with_more_pairs() {
+    let ingester = sts("tempo-ingester")
+        .set("spec.serviceName", json!("ingester"))
+        .remove("spec.selector")
+        .set(
+            "spec.template.metadata.labels",
+            json!({"app": "tempo-ingester", "release": "tempo", "tempo-gossip-member": "true"}),
+        );
+    let inv = inventory(&[
+        svc("tempo-gossip-ring").set("spec.selector", json!({"tempo-gossip-member": "true"})),
+        svc("tempo-ingester-discovery").set(
+            "spec.selector",
+            json!({"app": "tempo-ingester", "release": "tempo"}),
+        ),
+    ]);
+    let message = validate_create(&ingester, &inv).denial_message();
+    assert!(
+        message.contains("did you mean serviceName: tempo-ingester-discovery? (\"tempo-gossip-ring\" also selects them"),
+        "{message}"
+    );
+}
+
+/// Equally specific candidates: the name closest to the one written wins, and the message says
+/// that several fit.
+#[test]
+fn did_you_mean_names_every_equally_specific_service_and_picks_the_closest_name() {
+    let inv = inventory(&[svc("nginx"), svc("web-headless"), svc("nginx-headless")]);
+    let message =
+        validate_create(&sts("web").set("spec.serviceName", json!("ngnix")), &inv).denial_message();
+    assert!(
+        message.contains(
+            "The headless Services \"nginx\", \"nginx-headless\" and \"web-headless\" select this \
+             StatefulSet's pods equally specifically — did you mean serviceName: nginx? (the name \
+             closest to \"ngnix\")"
+        ),
+        "{message}"
+    );
+    let message = validate_create(
+        &sts("web").set("spec.serviceName", json!("web-headles")),
+        &inv,
+    )
+    .denial_message();
+    assert!(
+        message.contains(
+            "did you mean serviceName: web-headless? (the name closest to \"web-headles\")"
+        ),
+        "{message}"
+    );
+    // Equally close too: the first by name, and the message does not pretend otherwise.
+    let inv = inventory(&[svc("b1"), svc("a1")]);
+    let message =
+        validate_create(&sts("web").set("spec.serviceName", json!("c1")), &inv).denial_message();
+    assert!(
+        message.contains("did you mean serviceName: a1? (first by name; none is closer to \"c1\")"),
+        "{message}"
+    );
+}
+
 #[test]
 fn service_that_is_not_headless_is_denied() {
     let cases = [
@@ -269,6 +396,60 @@ fn shared_claim_warns_only_with_more_than_one_replica() {
         validate_create(&shared.set("spec.replicas", json!(1)), &inv)
             .violations
             .is_empty()
+    );
+}
+
+/// Kubernetes' cockroachdb e2e manifest (test/e2e/testing-manifests/statefulset/cockroachdb):
+/// the pod template has a volume `datadir` with `claimName: datadir`, and a claim template of
+/// the same name. The StatefulSet controller swaps that volume for each pod's own claim
+/// (`datadir-cockroachdb-N`), so no claim is shared.
+#[test]
+fn volume_named_like_a_claim_template_is_per_pod_storage_not_a_shared_claim() {
+    let inv = inventory(&[svc("nginx")]);
+    let cockroach = sts("cockroachdb")
+        .set(
+            "spec.template.spec.volumes",
+            json!([{"name": "datadir", "persistentVolumeClaim": {"claimName": "datadir"}}]),
+        )
+        .set(
+            "spec.volumeClaimTemplates",
+            json!([{
+                "metadata": {"name": "datadir",
+                             "annotations": {"volume.alpha.kubernetes.io/storage-class": "anything"}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+            }]),
+        );
+    let d = validate_create(&cockroach, &inv);
+    assert!(d.allowed() && d.violations.is_empty(), "{d:?}");
+
+    // A second claim volume that no template replaces is still shared by every replica.
+    let mixed = cockroach.clone().set(
+        "spec.template.spec.volumes",
+        json!([
+            {"name": "datadir", "persistentVolumeClaim": {"claimName": "datadir"}},
+            {"name": "backups", "persistentVolumeClaim": {"claimName": "datadir"}}
+        ]),
+    );
+    let d = validate_create(&mixed, &inv);
+    assert_eq!(rules_of(&d), vec![(RuleId::StsSharedClaim, Action::Warn)]);
+    assert_eq!(
+        d.violations[0].field,
+        "spec.template.spec.volumes[1].persistentVolumeClaim"
+    );
+
+    // A malformed claim template is reported with its path, not skipped.
+    let d = validate_create(
+        &cockroach.set(
+            "spec.volumeClaimTemplates",
+            json!([{"metadata": {"name": 7}}]),
+        ),
+        &inv,
+    );
+    assert!(
+        d.invalid
+            .as_deref()
+            .is_some_and(|m| m.contains("spec.volumeClaimTemplates[0].metadata.name")),
+        "{d:?}"
     );
 }
 

@@ -379,6 +379,113 @@ async fn mutate_adds_identity_env_once_and_keeps_user_values() {
     }
 }
 
+/// `env` overrides `envFrom` in Kubernetes, and the keys of a ConfigMap or Secret are not
+/// known at admission, so an identity variable that an `envFrom` could define is left out,
+/// with a warning that says which and why. The shapes are those charts render for
+/// `extraEnvVarsCM`/`envFrom`: one unprefixed ConfigMap, and prefixed ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutate_leaves_out_identity_names_an_env_from_could_define() {
+    let s = start().await;
+    let pod = sts_pod(2, "node-a")
+        .set("spec.containers", json!([
+            {"name": "kafka", "image": "a",
+             "envFrom": [{"configMapRef": {"name": "kafka-env"}}],
+             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+            {"name": "exporter", "image": "b",
+             "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "exporter-cfg"}},
+                         {"prefix": "POD_", "secretRef": {"name": "exporter-creds"}}]},
+            {"name": "plain", "image": "c", "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "c"}}]}
+        ]))
+        .set("spec.initContainers", json!([{"name": "init", "image": "d"}]));
+    let review = admin_review("CREATE", Some(&pod), None);
+    let response = post_review(&s, Proto::Http2, "/mutate", &review).await;
+    assert_eq!(response["allowed"], true);
+    let mut patched = review["request"]["object"].clone();
+    json_patch::patch(&mut patched, &patch_of(&response).expect("a patch")).unwrap();
+    let names = |path: &str, i: usize| -> Vec<String> {
+        patched["spec"][path][i]["env"]
+            .as_array()
+            .map(|env| {
+                env.iter()
+                    .map(|e| e["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let all = [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "POD_ORDINAL",
+        "STATEFULSET_NAME",
+        "POD_HOSTNAME",
+        "STATEFULSET_SERVICE",
+        "POD_FQDN",
+    ];
+    // Unprefixed: the ConfigMap could hold any name; only the user's own env entry is there.
+    assert_eq!(names("containers", 0), vec!["POD_NAME"]);
+    // Prefix POD_ on the Secret: the POD_* names are left out, the others added.
+    assert_eq!(
+        names("containers", 1),
+        vec!["STATEFULSET_NAME", "STATEFULSET_SERVICE"]
+    );
+    // A prefix no identity name starts with changes nothing; nor does no envFrom at all.
+    assert_eq!(names("containers", 2), all);
+    assert_eq!(names("initContainers", 0), all);
+    assert_eq!(
+        response["warnings"],
+        json!([
+            "pod-identity-env: Pod default/web-2: container \"kafka\": POD_NAMESPACE, POD_ORDINAL, \
+             STATEFULSET_NAME, POD_HOSTNAME, STATEFULSET_SERVICE and POD_FQDN not added, since \
+             ConfigMap \"kafka-env\" (envFrom, no prefix) may define them; container \"exporter\": \
+             POD_NAME, POD_NAMESPACE, POD_ORDINAL, POD_HOSTNAME and POD_FQDN not added, since Secret \
+             \"exporter-creds\" (envFrom prefix \"POD_\") may define them (an env entry would \
+             override envFrom). To get them, give that envFrom a prefix these names do not start \
+             with, or define them in env."
+        ])
+    );
+    // Reinvocation adds nothing and says the same.
+    let again = admin_review("CREATE", Some(&Obj(patched.clone())), None);
+    let response = post_review(&s, Proto::Http1, "/mutate", &again).await;
+    assert!(response.get("patch").is_none(), "{response:#}");
+    assert_eq!(response["warnings"].as_array().unwrap().len(), 1);
+
+    // Every container sourcing everything from an unprefixed envFrom: no patch at all.
+    let only_env_from = sts_pod(0, "node-a").set(
+        "spec.containers",
+        json!([{"name": "kafka", "image": "a", "envFrom": [{"configMapRef": {"name": "kafka-env"}}]}]),
+    );
+    let response = post_review(
+        &s,
+        Proto::Http2,
+        "/mutate",
+        &admin_review("CREATE", Some(&only_env_from), None),
+    )
+    .await;
+    assert!(response.get("patch").is_none(), "{response:#}");
+    assert_eq!(response["allowed"], true);
+
+    // A malformed envFrom names its path.
+    let bad = sts_pod(0, "node-a").set(
+        "spec.containers",
+        json!([{"name": "kafka", "image": "a", "envFrom": [{"prefix": 7}]}]),
+    );
+    let response = post_review(
+        &s,
+        Proto::Http2,
+        "/mutate",
+        &admin_review("CREATE", Some(&bad), None),
+    )
+    .await;
+    assert_eq!(response["allowed"], false);
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.containers[0].envFrom[0].prefix: expected a string"),
+        "{response:#}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutate_derives_the_ordinal_from_the_name_and_honours_opt_out() {
     let s = start().await;

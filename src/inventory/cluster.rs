@@ -459,6 +459,23 @@ impl Inventory for Overlay<'_> {
     }
 }
 
+/// The client configuration `serve` and `audit` use: the kubeconfig (`KUBECONFIG`, else
+/// `~/.kube/config`) with its current context or `context`, else the in-cluster service
+/// account. The error is one line.
+pub async fn client_config(context: Option<&str>) -> Result<kube::Config, String> {
+    match context {
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no cluster credentials ({e})")),
+        Some(context) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot use kubeconfig context {context:?} ({e})")),
+    }
+}
+
 fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,

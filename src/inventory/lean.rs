@@ -3,8 +3,11 @@
 //! containers, a Node's status and image list) is skipped by the JSON decoder without being
 //! allocated, which keeps both the cache and the transient memory of a 10,000-object list small.
 
-use crate::model::{Labels, NodeView, OUT_OF_SERVICE_TAINT, ServiceView, StatefulSetView};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::model::{
+    Labels, NodeView, OUT_OF_SERVICE_TAINT, PodView, ServiceView, StatefulSetView,
+    controlling_statefulset,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::Resource;
 use serde::{Deserialize, Deserializer};
@@ -39,9 +42,21 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
 
 macro_rules! lean_resource {
     ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty) => {
+        lean_resource!(
+            $ty,
+            $spec,
+            $kind,
+            $group,
+            $version,
+            $plural,
+            $scope,
+            "lean_meta"
+        );
+    };
+    ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty, $meta:literal) => {
         #[derive(Debug, Clone, Deserialize)]
         pub struct $ty {
-            #[serde(deserialize_with = "lean_meta", default)]
+            #[serde(deserialize_with = $meta, default)]
             pub metadata: ObjectMeta,
             #[serde(default, deserialize_with = "null_as_default")]
             pub spec: $spec,
@@ -89,12 +104,21 @@ pub struct StatefulSetSpec {
     service_name: Option<String>,
     replicas: Option<i64>,
     #[serde(default, deserialize_with = "null_as_default")]
+    selector: Selector,
+    #[serde(default, deserialize_with = "null_as_default")]
     template: Template,
     #[serde(default, deserialize_with = "null_as_default")]
     ordinals: Ordinals,
     pod_management_policy: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     update_strategy: UpdateStrategy,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Selector {
+    #[serde(default, deserialize_with = "null_as_default")]
+    match_labels: Labels,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -168,6 +192,116 @@ lean_resource!(
     ClusterResourceScope
 );
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    node_name: Option<String>,
+}
+
+fn pod_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Owner {
+        #[serde(default)]
+        api_version: String,
+        #[serde(default)]
+        kind: String,
+        #[serde(default)]
+        name: String,
+        controller: Option<bool>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+        resource_version: Option<String>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        labels: Labels,
+        deletion_timestamp: Option<Time>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        owner_references: Vec<Owner>,
+    }
+    let m = Meta::deserialize(d)?;
+    // Only the controlling owner matters; the others are not kept.
+    let owners: Vec<OwnerReference> = m
+        .owner_references
+        .into_iter()
+        .filter(|o| o.controller == Some(true))
+        .map(|o| OwnerReference {
+            api_version: o.api_version,
+            kind: o.kind,
+            name: o.name,
+            controller: o.controller,
+            ..OwnerReference::default()
+        })
+        .collect();
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        resource_version: m.resource_version,
+        labels: (!m.labels.is_empty()).then_some(m.labels),
+        deletion_timestamp: m.deletion_timestamp,
+        owner_references: (!owners.is_empty()).then_some(owners),
+        ..ObjectMeta::default()
+    })
+}
+
+// A pod as `sts-guard audit` reads it: name, namespace, labels, deletionTimestamp and the
+// controlling owner of `metadata`; `spec.nodeName`. Containers, volumes and status are skipped
+// by the decoder.
+lean_resource!(
+    LeanPod,
+    PodSpec,
+    "Pod",
+    "",
+    "v1",
+    "pods",
+    NamespaceResourceScope,
+    "pod_meta"
+);
+
+impl From<LeanPod> for PodView {
+    fn from(p: LeanPod) -> Self {
+        let statefulset = controlling_statefulset(&p.metadata).map(str::to_string);
+        let m = p.metadata;
+        PodView {
+            namespace: m.namespace.unwrap_or_default(),
+            name: m.name.unwrap_or_default(),
+            labels: m.labels.unwrap_or_default(),
+            statefulset,
+            node_name: p.spec.node_name.filter(|n| !n.is_empty()),
+            deletion_timestamp: m.deletion_timestamp.map(|t| t.0),
+        }
+    }
+}
+
+// A StatefulSet as `sts-guard audit` checks it: the lean metadata and the whole `spec` (the
+// storage rules read volumes and claim templates), without `status` or `managedFields`.
+lean_resource!(
+    AuditStatefulSet,
+    serde_json::Value,
+    "StatefulSet",
+    "apps",
+    "v1",
+    "statefulsets",
+    NamespaceResourceScope
+);
+
+impl AuditStatefulSet {
+    /// The object as a request would carry it, for [`evaluate`](crate::engine::evaluate).
+    pub fn into_dynamic(self) -> kube_core::DynamicObject {
+        kube_core::DynamicObject {
+            types: Some(kube_core::TypeMeta {
+                api_version: "apps/v1".into(),
+                kind: "StatefulSet".into(),
+            }),
+            metadata: self.metadata,
+            data: serde_json::json!({ "spec": self.spec }),
+        }
+    }
+}
+
 fn ns_name(meta: &ObjectMeta) -> (String, String) {
     (
         meta.namespace.clone().unwrap_or_default(),
@@ -197,6 +331,7 @@ impl From<LeanStatefulSet> for StatefulSetView {
             name,
             service_name: spec.service_name,
             replicas: spec.replicas.unwrap_or(1),
+            selector: spec.selector.match_labels,
             template_labels: spec.template.metadata.labels,
             ordinals_start: spec.ordinals.start.unwrap_or(0),
             pod_management_policy: spec
@@ -246,7 +381,7 @@ mod tests {
         assert_eq!(ServiceView::from(lean), full);
 
         let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": "d"},
-            "spec": {"serviceName": "s", "replicas": 2, "ordinals": {"start": 3}, "podManagementPolicy": "Parallel",
+            "spec": {"serviceName": "s", "replicas": 2, "selector": {"matchLabels": {"app": "x"}}, "ordinals": {"start": 3}, "podManagementPolicy": "Parallel",
                      "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
                      "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}});
         let lean: LeanStatefulSet = serde_json::from_value(sts.clone()).unwrap();
@@ -261,5 +396,29 @@ mod tests {
         let bare: LeanStatefulSet =
             serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": null})).unwrap();
         assert_eq!(StatefulSetView::from(bare).replicas, 1);
+    }
+
+    #[test]
+    fn a_lean_pod_keeps_labels_deletion_and_its_controlling_statefulset() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "d", "labels": {"app": "web"},
+                "deletionTimestamp": "2025-06-01T12:00:00Z", "managedFields": [{"manager": "x"}],
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "not-controller", "uid": "1"},
+                    {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "2", "controller": true}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running"}});
+        let view = PodView::from(serde_json::from_value::<LeanPod>(pod).unwrap());
+        assert_eq!(view.name, "web-1");
+        assert_eq!(view.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(view.statefulset.as_deref(), Some("web"));
+        assert_eq!(view.node_name.as_deref(), Some("n1"));
+        assert_eq!(
+            view.deletion_timestamp.map(|t| t.to_string()).as_deref(),
+            Some("2025-06-01T12:00:00Z")
+        );
+        let bare: LeanPod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        let view = PodView::from(bare);
+        assert!(view.statefulset.is_none() && view.node_name.is_none() && view.labels.is_empty());
     }
 }

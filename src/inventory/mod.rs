@@ -6,10 +6,10 @@
 //! the engine applies `onLookupError` to it.
 
 mod cluster;
-mod lean;
+pub(crate) mod lean;
 mod static_files;
 
-pub use cluster::{ClusterInventory, ClusterStats};
+pub use cluster::{ClusterInventory, ClusterStats, client_config};
 pub use static_files::StaticInventory;
 
 use crate::config::Config;

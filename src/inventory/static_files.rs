@@ -106,6 +106,22 @@ impl StaticInventory {
         self.nodes.clear();
     }
 
+    /// Every Service, in no particular order.
+    pub fn all_services(&self) -> impl Iterator<Item = &Arc<ServiceView>> {
+        self.services.values().flat_map(HashMap::values)
+    }
+
+    /// The StatefulSet `namespace/name`.
+    pub fn statefulset(&self, namespace: &str, name: &str) -> Option<&Arc<StatefulSetView>> {
+        self.statefulsets
+            .get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// Every StatefulSet, in no particular order.
+    pub fn all_statefulsets(&self) -> impl Iterator<Item = &Arc<StatefulSetView>> {
+        self.statefulsets.values()
+    }
+
     /// Object counts (Services, StatefulSets, Nodes), for logs and metrics.
     pub fn sizes(&self) -> (usize, usize, usize) {
         (
@@ -164,6 +180,7 @@ mod tests {
             name: name.into(),
             service_name: Some(service.into()),
             replicas: 1,
+            selector: Default::default(),
             template_labels: Default::default(),
             ordinals_start: 0,
             pod_management_policy: "OrderedReady".into(),

@@ -4,6 +4,7 @@
 //! other objects and reports [`Finding`]s. It never decides what happens: the engine applies the
 //! configured action (deny, warn, off) and the UPDATE grandfathering.
 
+pub mod live;
 pub mod pod;
 pub mod service;
 pub mod statefulset;
@@ -27,6 +28,8 @@ pub enum RuleId {
     StsSharedClaim,
     StsPvcRetention,
     StsOrderedDelete,
+    StsServiceSelectsLivePods,
+    PodStuckTerminating,
     PodIdentityEnv,
     StsPartitionDefault,
 }
@@ -50,7 +53,7 @@ impl Action {
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 14] = [
+    pub const ALL: [RuleId; 16] = [
         RuleId::StsServiceName,
         RuleId::StsServiceExists,
         RuleId::StsServiceHeadless,
@@ -63,6 +66,8 @@ impl RuleId {
         RuleId::StsSharedClaim,
         RuleId::StsPvcRetention,
         RuleId::StsOrderedDelete,
+        RuleId::StsServiceSelectsLivePods,
+        RuleId::PodStuckTerminating,
         RuleId::PodIdentityEnv,
         RuleId::StsPartitionDefault,
     ];
@@ -81,6 +86,8 @@ impl RuleId {
             RuleId::StsSharedClaim => "sts-shared-claim",
             RuleId::StsPvcRetention => "sts-pvc-retention",
             RuleId::StsOrderedDelete => "sts-ordered-delete",
+            RuleId::StsServiceSelectsLivePods => "sts-service-selects-live-pods",
+            RuleId::PodStuckTerminating => "pod-stuck-terminating",
             RuleId::PodIdentityEnv => "pod-identity-env",
             RuleId::StsPartitionDefault => "sts-partition-default",
         }
@@ -95,6 +102,15 @@ impl RuleId {
         matches!(self, RuleId::PodIdentityEnv | RuleId::StsPartitionDefault)
     }
 
+    /// Rules only `sts-guard audit` can evaluate: they read live pods, which neither an
+    /// admission request nor a manifest file shows.
+    pub fn is_audit_only(self) -> bool {
+        matches!(
+            self,
+            RuleId::StsServiceSelectsLivePods | RuleId::PodStuckTerminating
+        )
+    }
+
     /// The action when config says nothing. `None` for mutating rules.
     pub fn default_action(self) -> Option<Action> {
         match self {
@@ -102,7 +118,8 @@ impl RuleId {
             RuleId::StsPartitionRange
             | RuleId::StsSharedClaim
             | RuleId::StsPvcRetention
-            | RuleId::StsOrderedDelete => Some(Action::Warn),
+            | RuleId::StsOrderedDelete
+            | RuleId::PodStuckTerminating => Some(Action::Warn),
             _ => Some(Action::Deny),
         }
     }
@@ -148,6 +165,12 @@ impl RuleId {
             }
             RuleId::StsOrderedDelete => {
                 "An OrderedReady StatefulSet is scaled to 0 before it is deleted."
+            }
+            RuleId::StsServiceSelectsLivePods => {
+                "The governing Service selects the StatefulSet's existing pods (audit only)."
+            }
+            RuleId::PodStuckTerminating => {
+                "No StatefulSet pod is stuck Terminating on a Node that is gone or out of service (audit only)."
             }
             RuleId::PodIdentityEnv => {
                 "StatefulSet pods get their ordinal, hostname and FQDN as environment variables."

@@ -1,6 +1,6 @@
 //! Rules on StatefulSets: the governing Service, rollout partitions, storage and deletion.
 
-use super::{Finding, Findings, RuleId};
+use super::{Finding, Findings, RuleId, join_names};
 use crate::inventory::Inventory;
 use crate::model::{
     FieldError, Fields, ServiceView, StatefulSetView, format_labels, selector_matches,
@@ -27,9 +27,7 @@ pub fn check_statefulset(
         None => {
             let suggestion = suggest_governing_service(sts, inventory, out, RuleId::StsServiceName);
             let hint = match suggestion {
-                Some(name) => format!(
-                    "The headless Service {name:?} selects this StatefulSet's pods — did you mean serviceName: {name}?"
-                ),
+                Some(suggestion) => suggestion.sentence(),
                 None => format!(
                     "Set spec.serviceName to a headless Service (clusterIP: None) whose selector matches {}, and create that Service before the StatefulSet.",
                     format_labels(&sts.template_labels)
@@ -66,8 +64,9 @@ fn service_missing(
 ) {
     let suggestion = suggest_governing_service(sts, inventory, out, RuleId::StsServiceExists);
     let hint = match suggestion {
-        Some(name) => format!(
-            "The headless Service {name:?} selects this StatefulSet's pods — did you mean serviceName: {name}? Create the governing Service before the StatefulSet."
+        Some(suggestion) => format!(
+            "{} Create the governing Service before the StatefulSet.",
+            suggestion.sentence()
         ),
         None => format!(
             "Create a headless Service {service_name:?} (clusterIP: None) whose selector matches {} before the StatefulSet.",
@@ -142,25 +141,124 @@ fn service_present(sts: &StatefulSetView, svc: &ServiceView, out: &mut Findings)
     }
 }
 
-/// A headless Service in the StatefulSet's namespace whose selector selects its pods.
+/// The headless Services in the StatefulSet's namespace whose selectors select its pods, for a
+/// "did you mean". In a multi-component chart several do: grafana tempo's `tempo-gossip-ring`
+/// selects the pods of every component (`app.kubernetes.io/part-of: memberlist`), while
+/// `tempo-ingester-discovery` selects exactly the ingester's. So candidates are ranked by how
+/// specific their selector is, then by how close their name is to the one written.
+struct Suggestion {
+    /// Candidates, best first.
+    names: Vec<String>,
+    /// Edit distance of each candidate's name to `compared_with`.
+    distances: Vec<usize>,
+    /// How many candidates at the front are equally specific.
+    tied: usize,
+    /// What the names were compared with: the serviceName written, or the StatefulSet's name.
+    compared_with: String,
+}
+
+impl Suggestion {
+    fn best(&self) -> &str {
+        &self.names[0]
+    }
+
+    /// "The headless Service "x" selects this StatefulSet's pods — did you mean serviceName:
+    /// x?", naming the other candidates when there are any.
+    fn sentence(&self) -> String {
+        let best = self.best();
+        let quoted: Vec<String> = self.names.iter().map(|n| format!("{n:?}")).collect();
+        if self.tied > 1 {
+            let why = if self.distances[0] < self.distances[1] {
+                format!("the name closest to {:?}", self.compared_with)
+            } else {
+                format!("first by name; none is closer to {:?}", self.compared_with)
+            };
+            return format!(
+                "The headless Services {} select this StatefulSet's pods equally specifically — did you mean serviceName: {best}? ({why})",
+                join_names(&quoted[..self.tied]),
+            );
+        }
+        let mut sentence = format!(
+            "The headless Service {best:?} selects this StatefulSet's pods — did you mean serviceName: {best}?"
+        );
+        match &quoted[1..] {
+            [] => {}
+            [one] => sentence.push_str(&format!(
+                " ({one} also selects them, with a broader selector.)"
+            )),
+            more => sentence.push_str(&format!(
+                " ({} also select them, with broader selectors.)",
+                join_names(more)
+            )),
+        }
+        sentence
+    }
+}
+
 fn suggest_governing_service(
     sts: &StatefulSetView,
     inventory: &dyn Inventory,
     out: &mut Findings,
     rule: RuleId,
-) -> Option<String> {
+) -> Option<Suggestion> {
     if sts.template_labels.is_empty() {
         return None;
     }
     let services = out.lookup(rule, inventory.services_in(&sts.namespace))?;
-    services
+    let written = sts.governing_service().unwrap_or(&sts.name);
+    // Specificity: a selector that holds every pair of the StatefulSet's own spec.selector
+    // selects only its pods; then, more pairs narrow it further.
+    let specificity = |svc: &ServiceView| {
+        (
+            selector_matches(&sts.selector, &svc.selector),
+            svc.selector.len(),
+        )
+    };
+    let mut candidates: Vec<(&ServiceView, (bool, usize), usize)> = services
         .iter()
-        .find(|svc| {
+        .filter(|svc| {
             svc.is_headless()
                 && !svc.selector.is_empty()
                 && selector_matches(&svc.selector, &sts.template_labels)
         })
-        .map(|svc| svc.name.clone())
+        .map(|svc| {
+            (
+                svc.as_ref(),
+                specificity(svc),
+                edit_distance(&svc.name, written),
+            )
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then(a.2.cmp(&b.2))
+            .then_with(|| a.0.name.cmp(&b.0.name))
+    });
+    let top = candidates.first()?.1;
+    Some(Suggestion {
+        tied: candidates.iter().take_while(|c| c.1 == top).count(),
+        names: candidates.iter().map(|c| c.0.name.clone()).collect(),
+        distances: candidates.iter().map(|c| c.2).collect(),
+        compared_with: written.to_string(),
+    })
+}
+
+/// Levenshtein distance over characters (names are short: at most 63 characters).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn check_partition_range(subject: &StatefulSetSubject<'_>, out: &mut Findings) {
@@ -191,6 +289,7 @@ fn check_storage(subject: &StatefulSetSubject<'_>, out: &mut Findings) -> Result
     let sts = subject.view;
     let f = Fields::new(subject.data);
     if sts.replicas > 1 {
+        let templates = claim_template_names(&f)?;
         for (i, volume) in f.array("spec.template.spec.volumes")?.iter().enumerate() {
             let v = Fields::new(volume);
             let at = |e: FieldError| FieldError {
@@ -201,6 +300,13 @@ fn check_storage(subject: &StatefulSetSubject<'_>, out: &mut Findings) -> Result
                 continue;
             };
             let volume_name = v.str("name").map_err(at)?.unwrap_or("");
+            // The StatefulSet controller replaces a template volume named like a claim template
+            // with that pod's own claim (`<template>-<pod>`), whatever its source says
+            // (pkg/controller/statefulset, updateStorage): nothing is shared. Kubernetes' own
+            // cockroachdb e2e manifest has exactly this shape.
+            if templates.contains(&volume_name) {
+                continue;
+            }
             out.push(Finding::new(
                 RuleId::StsSharedClaim,
                 format!("spec.template.spec.volumes[{i}].persistentVolumeClaim"),
@@ -231,6 +337,21 @@ fn check_storage(subject: &StatefulSetSubject<'_>, out: &mut Findings) -> Result
     Ok(())
 }
 
+/// `metadata.name` of every `spec.volumeClaimTemplates` entry.
+fn claim_template_names<'a>(f: &Fields<'a>) -> Result<Vec<&'a str>, FieldError> {
+    let mut names = Vec::new();
+    for (i, template) in f.array("spec.volumeClaimTemplates")?.iter().enumerate() {
+        let name = Fields::new(template)
+            .str("metadata.name")
+            .map_err(|e| FieldError {
+                path: format!("spec.volumeClaimTemplates[{i}].{}", e.path),
+                ..e
+            })?;
+        names.extend(name);
+    }
+    Ok(names)
+}
+
 /// Validating rules for a StatefulSet DELETE.
 pub fn check_statefulset_delete(sts: &StatefulSetView, out: &mut Findings) {
     if sts.replicas > 0 && sts.pod_management_policy == "OrderedReady" {
@@ -246,5 +367,23 @@ pub fn check_statefulset_delete(sts: &StatefulSetView, out: &mut Findings) {
                 sts.name, sts.namespace
             ),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("nginx", "nginx"), 0);
+        assert_eq!(edit_distance("nginx-svc", "nginx"), 4);
+        assert_eq!(
+            edit_distance("tempo-ingester-discovry", "tempo-ingester-discovery"),
+            1
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("ä", "a"), 1);
     }
 }

@@ -1,7 +1,9 @@
-//! An in-test Kubernetes API server at the HTTP level, enough for kube-rs watchers and live
-//! lookups: LIST with resourceVersion, WATCH streams (newline-delimited events, bookmarks,
-//! resume from a resourceVersion), `410 Gone` that forces a relist, GET with 404 Status, and
-//! switches to drop watches or to be down. Objects are stored as JSON fixtures.
+//! An in-test Kubernetes API server at the HTTP level, enough for kube-rs watchers, live
+//! lookups and `audit`: LIST with resourceVersion, `limit`/`continue` pages and label selectors
+//! (`key` and `key=value`), WATCH streams (newline-delimited events, bookmarks, resume from a
+//! resourceVersion), `410 Gone` that forces a relist or expires a continue token, GET with 404
+//! Status, `403 Forbidden` per resource, and switches to drop watches or to be down. Objects
+//! are stored as JSON fixtures.
 #![allow(dead_code)]
 
 use axum::body::{Body, Bytes};
@@ -28,6 +30,10 @@ struct Inner {
     failing_watches: bool,
     /// Kinds (plurals) whose next watch request is answered with 410 Gone.
     expire_next_watch: std::collections::HashSet<String>,
+    /// Kinds (plurals) whose next list request with a continue token gets 410 Expired.
+    expire_next_continue: std::collections::HashSet<String>,
+    /// Kinds (plurals) every request for which is answered 403 Forbidden.
+    forbidden: std::collections::HashSet<String>,
     requests: Vec<String>,
 }
 
@@ -42,6 +48,7 @@ fn plural_of(kind: &str) -> &'static str {
         "Service" => "services",
         "StatefulSet" => "statefulsets",
         "Node" => "nodes",
+        "Pod" => "pods",
         other => panic!("fake API server does not serve {other}"),
     }
 }
@@ -50,6 +57,7 @@ fn list_kind(plural: &str) -> &'static str {
     match plural {
         "services" => "ServiceList",
         "statefulsets" => "StatefulSetList",
+        "pods" => "PodList",
         _ => "NodeList",
     }
 }
@@ -180,6 +188,17 @@ impl FakeApi {
         }
     }
 
+    /// Answers every request for `plural` with 403 Forbidden, as RBAC would.
+    pub fn forbid(&self, plural: &str) {
+        self.lock().forbidden.insert(plural.to_string());
+    }
+
+    /// Answers the next list of `plural` that carries a continue token with 410 Expired, as
+    /// the API server does when the token outlived its snapshot.
+    pub fn expire_next_continue(&self, plural: &str) {
+        self.lock().expire_next_continue.insert(plural.to_string());
+    }
+
     /// Requests seen so far, as "METHOD path?query".
     pub fn requests(&self) -> Vec<String> {
         self.lock().requests.clone()
@@ -269,6 +288,22 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri) -> Response {
             &status(404, "NotFound", "no such path"),
         );
     };
+    if guard.forbidden.contains(&plural) {
+        let scope = match &ns {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        return json_response(
+            StatusCode::FORBIDDEN,
+            &status(
+                403,
+                "Forbidden",
+                &format!(
+                    "{plural} is forbidden: User \"system:serviceaccount:sts-guard:sts-guard\" cannot list resource \"{plural}\" in API group \"\" {scope}"
+                ),
+            ),
+        );
+    }
     if let Some(name) = name {
         let key = (plural.clone(), ns.clone().unwrap_or_default(), name.clone());
         return match guard.objects.get(&key) {
@@ -322,6 +357,17 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri) -> Response {
         )
             .into_response();
     }
+    if query.contains_key("continue") && guard.expire_next_continue.remove(&plural) {
+        return json_response(
+            StatusCode::GONE,
+            &status(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result.",
+            ),
+        );
+    }
+    let selector = query.get("labelSelector").map(|s| percent_decode(s));
     // Pagination as the API server does it: `limit` items, and a `continue` token for the rest.
     let skip: usize = query
         .get("continue")
@@ -337,6 +383,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri) -> Response {
         .iter()
         .filter(|(key, _)| in_scope(key))
         .map(|(_, obj)| obj)
+        .filter(|obj| selector.as_deref().is_none_or(|s| selects(s, obj)))
         .collect();
     let items: Vec<Value> = matching
         .iter()
@@ -352,4 +399,35 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri) -> Response {
         StatusCode::OK,
         &json!({"kind": list_kind(&plural), "apiVersion": "v1", "metadata": metadata, "items": items}),
     )
+}
+
+/// `key` (exists) and `key=value` requirements, comma-separated: what `audit` and kubectl send.
+fn selects(selector: &str, obj: &Value) -> bool {
+    let labels = &obj["metadata"]["labels"];
+    selector
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .all(|requirement| match requirement.split_once('=') {
+            Some((key, value)) => labels[key].as_str() == Some(value),
+            None => labels.get(requirement).is_some(),
+        })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -394,7 +394,6 @@ def cached(sts_guard, kind: str) -> int:
 def test_apiserver_restart_is_survived_without_restarting_sts_guard(cluster, kubectl, sts_guard):
     ns = kubectl.namespace("s9-restart")
     pid = sts_guard.process.pid
-    statefulsets_before = cached(sts_guard, "StatefulSet")
     cluster.restart_apiserver()
     wait_until("sts-guard /readyz after the apiserver restart", sts_guard.ready, timeout=60)
 
@@ -407,6 +406,11 @@ def test_apiserver_restart_is_survived_without_restarting_sts_guard(cluster, kub
     result = kubectl("delete", "service", "nginx", "-n", ns, "--dry-run=server")
     message = denied(result)
     assert f"svc-governing-delete: Service {ns}/nginx: it is the governing Service of StatefulSet {ns}/web" in message
-    # The watches resumed: the cache itself holds the StatefulSet created after the restart.
-    wait_until("the new StatefulSet in the cache", lambda: cached(sts_guard, "StatefulSet") == statefulsets_before + 1)
+    # The watches resumed: the cache itself holds every StatefulSet the API server has, the one
+    # created after the restart included (the gauge is refreshed every 5 s).
+    def in_step():
+        stored = kubectl.ok("get", "statefulsets", "-A", "-o", "name").stdout.split()
+        return cached(sts_guard, "StatefulSet") == len(stored)
+
+    wait_until("the cache in step with the API server", in_step, timeout=60, interval=0.5)
     assert sts_guard.process.pid == pid and sts_guard.process.running()

@@ -1,0 +1,599 @@
+//! `sts-guard audit`: which StatefulSets and Services in a live cluster already break the
+//! rules, and which StatefulSet pods are stuck.
+//!
+//! ```text
+//!   LIST Nodes, Services (paged, lean) ─► StaticInventory (the same index `serve` keeps)
+//!   LIST StatefulSets (paged; spec kept per page only) ─► evaluate() as CREATE, like `check`
+//!   every Service in the index ─────────────────────────► evaluate() as CREATE, like `check`
+//!   LIST StatefulSet pods (paged, lean) ─► rules::live: governing Service selects the pods?
+//!                                                       Terminating on a gone Node?
+//! ```
+//!
+//! The cluster is read once, with the same read-only identity as `serve` (plus `list pods`).
+//! Every list is paged (`limit` + `continue`), and only what the rules read is decoded and
+//! kept: the lean views in the index, the results that have something to say, and a count per
+//! StatefulSet of its pods. Clean objects are counted, not listed.
+
+use crate::check::{CheckReport, ObjectResult, create_request, drop_reported_twins};
+use crate::config::Config;
+use crate::engine::{Decision, Endpoint, Skip, apply_policy, evaluate};
+use crate::inventory::lean::{AuditStatefulSet, LeanNode, LeanPod, LeanService};
+use crate::inventory::{Inventory, StaticInventory};
+use crate::model::{
+    Labels, ObjectRef, PodView, STATEFULSET_POD_NAME_LABEL, ServiceView, StatefulSetView,
+};
+use crate::rules::Findings;
+use crate::rules::live::{
+    PodTally, check_service_selects_live_pods, check_stuck_terminating, selects_template,
+};
+use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use kube::api::{Api, ListParams};
+use kube::{Client, Resource};
+use kube_core::{DynamicObject, TypeMeta};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+use std::time::Duration;
+
+/// Page size of every list unless told otherwise (kubectl's chunk size).
+pub const DEFAULT_PAGE_SIZE: u32 = 500;
+
+/// A list restarts from the beginning at most this often when its continue token expires.
+const EXPIRED_RESTARTS: usize = 3;
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// The namespaces to audit; empty: all.
+    pub namespaces: Vec<String>,
+    /// Objects per list request.
+    pub page_size: u32,
+    /// A request the API server answers 429, 503 or 504 is tried again up to `retries` times,
+    /// after `retry_delay`, doubled each time. (Give the client `default_retry: false`: its
+    /// own policy waits up to 1000 s between 15 tries.)
+    pub retries: u32,
+    pub retry_delay: Duration,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            namespaces: Vec::new(),
+            page_size: DEFAULT_PAGE_SIZE,
+            retries: 5,
+            retry_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Objects read from the cluster, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub nodes: usize,
+    pub services: usize,
+    pub statefulsets: usize,
+    /// StatefulSet pods (those labelled `statefulset.kubernetes.io/pod-name`).
+    pub pods: usize,
+}
+
+pub struct AuditReport {
+    /// The objects with findings (others are counted in `unlisted_ok`/`unlisted_skipped`),
+    /// in namespace, kind and name order.
+    pub report: CheckReport,
+    pub listed: Listed,
+}
+
+/// Why the audit could not read the cluster; one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {action}: {reason}")]
+pub struct AuditError {
+    /// What was being done, e.g. `list pods in all namespaces`.
+    pub action: String,
+    pub reason: String,
+}
+
+/// Where listing stands, for a progress line on stderr.
+pub trait Progress {
+    /// `so_far` objects of `kind` read, more pages to come.
+    fn page(&mut self, kind: &'static str, so_far: usize);
+    /// Every object of `kind` read.
+    fn done(&mut self, kind: &'static str, total: usize);
+}
+
+/// No progress reports (tests, `--quiet`).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn page(&mut self, _: &'static str, _: usize) {}
+    fn done(&mut self, _: &'static str, _: usize) {}
+}
+
+/// Reads the cluster once and judges every StatefulSet and Service as `check` does (as if
+/// created), plus the checks only live pods can answer.
+pub async fn run(
+    client: Client,
+    options: &AuditOptions,
+    config: &Config,
+    progress: &mut dyn Progress,
+) -> Result<AuditReport, AuditError> {
+    let lister = Lister {
+        client,
+        namespaces: &options.namespaces,
+        page_size: options.page_size.max(1),
+        retries: options.retries,
+        retry_delay: options.retry_delay,
+    };
+    let mut audit = Audit {
+        config,
+        now: Timestamp::now(),
+        inventory: StaticInventory::new(),
+        results: Vec::new(),
+        clean: 0,
+        skipped: 0,
+        listed: Listed::default(),
+    };
+
+    let nodes = lister
+        .list(
+            lister.cluster_scoped::<LeanNode>(),
+            None,
+            "Nodes",
+            progress,
+            |page| match page {
+                Page::Restart => audit.inventory.clear_nodes(),
+                Page::Item(node) => audit.inventory.add_node(node.into()),
+            },
+        )
+        .await?;
+    audit.listed.nodes = nodes;
+
+    let services = lister
+        .list(
+            lister.namespaced::<LeanService>(),
+            None,
+            "Services",
+            progress,
+            |page| match page {
+                Page::Restart => audit.inventory.clear_services(None),
+                Page::Item(svc) => audit.inventory.add_service(svc.into()),
+            },
+        )
+        .await?;
+    audit.listed.services = services;
+
+    // StatefulSets are judged page by page (their specs are not kept), against the Services.
+    let mut phase = Phase::default();
+    let statefulsets = lister
+        .list(
+            lister.namespaced::<AuditStatefulSet>(),
+            None,
+            "StatefulSets",
+            progress,
+            |page| match page {
+                Page::Restart => {
+                    audit.inventory.clear_statefulsets(None);
+                    phase = Phase::default();
+                }
+                Page::Item(sts) => audit.statefulset(sts, &mut phase),
+            },
+        )
+        .await?;
+    audit.listed.statefulsets = statefulsets;
+    audit.absorb(phase);
+
+    // Services are judged from the index, now that it holds every StatefulSet they may govern.
+    let services: Vec<_> = audit.inventory.all_services().cloned().collect();
+    let mut phase = Phase::default();
+    for svc in services {
+        let decision = evaluate(
+            &create_request(service_object(&svc), &svc.namespace),
+            &audit.inventory,
+            config,
+            Endpoint::Validate,
+        );
+        phase.record(svc.object_ref(), decision);
+    }
+    audit.absorb(phase);
+
+    // Pods: counted against their governing Service's selector, and checked for being stuck.
+    let mut tallies = audit.tallies();
+    let mut phase = Phase::default();
+    let pods = lister
+        .list(
+            lister.namespaced::<LeanPod>(),
+            Some(STATEFULSET_POD_NAME_LABEL),
+            "Pods",
+            progress,
+            |page| match page {
+                Page::Restart => {
+                    tallies.values_mut().for_each(|t| t.1 = PodTally::default());
+                    phase = Phase::default();
+                }
+                Page::Item(pod) => audit.pod(PodView::from(pod), &mut tallies, &mut phase),
+            },
+        )
+        .await?;
+    audit.listed.pods = pods;
+    audit.absorb(phase);
+    audit.live_selection(tallies);
+
+    Ok(audit.finish())
+}
+
+/// A list callback's input: an object, or the news that the kind is listed again from the
+/// start (a continue token expired), so that what was taken of it so far must be forgotten.
+enum Page<K> {
+    Restart,
+    Item(K),
+}
+
+struct Lister<'a> {
+    client: Client,
+    namespaces: &'a [String],
+    page_size: u32,
+    retries: u32,
+    retry_delay: Duration,
+}
+
+impl Lister<'_> {
+    /// The lists of a namespaced kind: one per audited namespace, or one over all.
+    fn namespaced<K>(&self) -> Vec<(String, Api<K>)>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        let plural = K::plural(&());
+        if self.namespaces.is_empty() {
+            return vec![(
+                format!("list {plural} in all namespaces"),
+                Api::all(self.client.clone()),
+            )];
+        }
+        self.namespaces
+            .iter()
+            .map(|ns| {
+                (
+                    format!("list {plural} in namespace {ns}"),
+                    Api::namespaced(self.client.clone(), ns),
+                )
+            })
+            .collect()
+    }
+
+    fn cluster_scoped<K>(&self) -> Vec<(String, Api<K>)>
+    where
+        K: Resource<DynamicType = (), Scope = ClusterResourceScope>,
+    {
+        vec![(
+            format!("list {}", K::plural(&())),
+            Api::all(self.client.clone()),
+        )]
+    }
+
+    /// Lists every object of `apis`, one page at a time, handing each object to `take`.
+    /// Returns how many there were.
+    async fn list<K>(
+        &self,
+        apis: Vec<(String, Api<K>)>,
+        label_selector: Option<&str>,
+        kind: &'static str,
+        progress: &mut dyn Progress,
+        mut take: impl FnMut(Page<K>),
+    ) -> Result<usize, AuditError>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    {
+        let mut restarts = 0;
+        let mut total;
+        'kind: loop {
+            total = 0;
+            for (action, api) in &apis {
+                let mut token: Option<String> = None;
+                let mut retried = 0;
+                loop {
+                    let mut params = ListParams::default().limit(self.page_size);
+                    if let Some(selector) = label_selector {
+                        params = params.labels(selector);
+                    }
+                    if let Some(token) = &token {
+                        params = params.continue_token(token);
+                    }
+                    let page = match api.list(&params).await {
+                        Ok(page) => page,
+                        // The continue token outlived the server's snapshot (410 Expired, after
+                        // a few minutes or an etcd compaction): the kind is listed again.
+                        Err(kube::Error::Api(status))
+                            if status.code == 410
+                                && token.is_some()
+                                && restarts < EXPIRED_RESTARTS =>
+                        {
+                            restarts += 1;
+                            tracing::warn!(kind, restarts, "continue token expired; listing again");
+                            take(Page::Restart);
+                            continue 'kind;
+                        }
+                        // Overloaded or throttled (API priority and fairness): a while later.
+                        Err(kube::Error::Api(status))
+                            if matches!(status.code, 429 | 503 | 504) && retried < self.retries =>
+                        {
+                            tokio::time::sleep(self.retry_delay * 2u32.pow(retried)).await;
+                            retried += 1;
+                            continue;
+                        }
+                        Err(err) => {
+                            return Err(AuditError {
+                                action: action.clone(),
+                                reason: describe(&err),
+                            });
+                        }
+                    };
+                    retried = 0;
+                    token = page.metadata.continue_.filter(|t| !t.is_empty());
+                    total += page.items.len();
+                    page.items
+                        .into_iter()
+                        .for_each(|item| take(Page::Item(item)));
+                    if token.is_none() {
+                        break;
+                    }
+                    progress.page(kind, total);
+                }
+            }
+            break;
+        }
+        progress.done(kind, total);
+        Ok(total)
+    }
+}
+
+/// One kind's results, dropped and redone when its list starts over.
+#[derive(Default)]
+struct Phase {
+    results: Vec<ObjectResult>,
+    clean: usize,
+    skipped: usize,
+}
+
+impl Phase {
+    fn record(&mut self, object: ObjectRef, decision: Decision) {
+        if decision.skipped == Some(Skip::ExcludedNamespace) {
+            self.skipped += 1;
+        } else if decision.violations.is_empty()
+            && decision.notes.is_empty()
+            && decision.invalid.is_none()
+        {
+            self.clean += 1;
+        } else {
+            self.results.push(result(object, decision));
+        }
+    }
+}
+
+fn result(object: ObjectRef, decision: Decision) -> ObjectResult {
+    ObjectResult {
+        pos: None,
+        kind: object.kind.to_string(),
+        namespace: object.namespace,
+        name: object.name,
+        skipped: None,
+        decision,
+    }
+}
+
+struct Audit<'a> {
+    config: &'a Config,
+    now: Timestamp,
+    inventory: StaticInventory,
+    results: Vec<ObjectResult>,
+    /// Objects checked without a finding (not listed).
+    clean: usize,
+    /// Objects in excluded namespaces (not listed).
+    skipped: usize,
+    listed: Listed,
+}
+
+/// The selector of a StatefulSet's governing Service and its pods counted against it, by
+/// (namespace, StatefulSet).
+type Tallies = HashMap<(String, String), (Labels, PodTally)>;
+
+impl Audit<'_> {
+    fn absorb(&mut self, phase: Phase) {
+        self.results.extend(phase.results);
+        self.clean += phase.clean;
+        self.skipped += phase.skipped;
+    }
+
+    fn statefulset(&mut self, sts: AuditStatefulSet, phase: &mut Phase) {
+        let object = sts.into_dynamic();
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let name = object.metadata.name.clone().unwrap_or_default();
+        // A malformed object is reported by evaluate() below; it just is not indexed.
+        if let Ok(view) = StatefulSetView::from_object(&object, &namespace) {
+            self.inventory.add_statefulset(view);
+        }
+        let decision = evaluate(
+            &create_request(object, &namespace),
+            &self.inventory,
+            self.config,
+            Endpoint::Validate,
+        );
+        phase.record(ObjectRef::new("StatefulSet", &namespace, &name), decision);
+    }
+
+    /// The StatefulSets whose governing Service's selector matches their template: their pods
+    /// are counted against that selector.
+    fn tallies(&self) -> Tallies {
+        self.inventory
+            .all_statefulsets()
+            .filter(|sts| !self.config.is_excluded(&sts.namespace))
+            .filter_map(|sts| {
+                let service = sts.governing_service()?;
+                let svc = self.inventory.service(&sts.namespace, service).ok()??;
+                selects_template(sts, &svc).then(|| {
+                    (
+                        (sts.namespace.clone(), sts.name.clone()),
+                        (svc.selector.clone(), PodTally::default()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn pod(&mut self, pod: PodView, tallies: &mut Tallies, phase: &mut Phase) {
+        if self.config.is_excluded(&pod.namespace) {
+            phase.skipped += 1;
+            return;
+        }
+        if let Some(statefulset) = &pod.statefulset
+            && let Some((selector, tally)) =
+                tallies.get_mut(&(pod.namespace.clone(), statefulset.clone()))
+        {
+            tally.count(&pod, selector);
+        }
+        let mut findings = Findings::default();
+        check_stuck_terminating(&pod, self.now, &self.inventory, &mut findings);
+        let mut decision = Decision {
+            object: Some(pod.object_ref()),
+            ..Decision::default()
+        };
+        apply_policy(
+            &pod.object_ref(),
+            findings,
+            &HashSet::new(),
+            self.config,
+            &mut decision,
+        );
+        phase.record(pod.object_ref(), decision);
+    }
+
+    /// `sts-service-selects-live-pods` for every StatefulSet whose pods were counted; a finding
+    /// joins the StatefulSet's result (made when it had none).
+    fn live_selection(&mut self, tallies: Tallies) {
+        let mut index: HashMap<(String, String), usize> = self
+            .results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == "StatefulSet")
+            .map(|(i, r)| ((r.namespace.clone(), r.name.clone()), i))
+            .collect();
+        let mut keys: Vec<_> = tallies.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            let (_, tally) = &tallies[&key];
+            let Some(sts) = self.inventory.statefulset(&key.0, &key.1).cloned() else {
+                continue;
+            };
+            let Some(svc) = sts
+                .governing_service()
+                .and_then(|name| self.inventory.service(&sts.namespace, name).ok().flatten())
+            else {
+                continue;
+            };
+            let mut findings = Findings::default();
+            check_service_selects_live_pods(&sts, &svc, tally, &mut findings);
+            if findings.findings.is_empty() {
+                continue;
+            }
+            let i = *index.entry(key).or_insert_with(|| {
+                // It was counted clean when its own rules found nothing.
+                self.clean = self.clean.saturating_sub(1);
+                self.results.push(result(
+                    sts.object_ref(),
+                    Decision {
+                        object: Some(sts.object_ref()),
+                        ..Decision::default()
+                    },
+                ));
+                self.results.len() - 1
+            });
+            apply_policy(
+                &sts.object_ref(),
+                findings,
+                &HashSet::new(),
+                self.config,
+                &mut self.results[i].decision,
+            );
+        }
+    }
+
+    fn finish(mut self) -> AuditReport {
+        drop_reported_twins(&mut self.results);
+        let before = self.results.len();
+        self.results.retain(|r| {
+            !(r.decision.violations.is_empty()
+                && r.decision.notes.is_empty()
+                && r.decision.invalid.is_none())
+        });
+        self.clean += before - self.results.len();
+        self.results.sort_by(|a, b| {
+            (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name))
+        });
+        AuditReport {
+            report: CheckReport {
+                objects: self.results,
+                unlisted_ok: self.clean,
+                unlisted_skipped: self.skipped,
+            },
+            listed: self.listed,
+        }
+    }
+}
+
+/// A Service as a request would carry it, rebuilt from its lean view (everything the rules
+/// read of a Service is in the view).
+fn service_object(svc: &ServiceView) -> DynamicObject {
+    let mut spec = json!({ "selector": svc.selector });
+    if let Some(ip) = &svc.cluster_ip {
+        spec["clusterIP"] = json!(ip);
+    }
+    if let Some(t) = &svc.service_type {
+        spec["type"] = json!(t);
+    }
+    let mut object = DynamicObject {
+        types: Some(TypeMeta {
+            api_version: "v1".into(),
+            kind: "Service".into(),
+        }),
+        metadata: Default::default(),
+        data: json!({ "spec": spec }),
+    };
+    object.metadata.name = Some(svc.name.clone());
+    object.metadata.namespace = Some(svc.namespace.clone());
+    object
+}
+
+/// An API error in one line: what the server said, or why it could not be reached.
+fn describe(err: &kube::Error) -> String {
+    let one_line = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match err {
+        kube::Error::Api(status) if status.code == 403 => one_line(format!(
+            "forbidden: {}. sts-guard audit needs get and list on services, nodes, pods and apps/statefulsets (the chart's ClusterRole grants them)",
+            status.message.trim_end_matches('.')
+        )),
+        kube::Error::Api(status) if status.code == 401 => one_line(format!(
+            "the API server rejected the credentials (401 Unauthorized{})",
+            if status.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", status.message)
+            }
+        )),
+        kube::Error::Api(status) => one_line(format!(
+            "the API server answered {} {}: {}",
+            status.code, status.reason, status.message
+        )),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            one_line(format!("the API server could not be reached ({text})"))
+        }
+    }
+}

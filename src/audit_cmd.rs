@@ -1,0 +1,182 @@
+//! `sts-guard audit`: flags to one read of the cluster, the report to stdout, progress to
+//! stderr, and `check`'s exit codes.
+
+use crate::audit::{self, AuditOptions, AuditReport, Listed, Progress};
+use crate::cli::{AuditArgs, EXIT_DENIED, EXIT_UNREADABLE, OutputFormat, load_config};
+use crate::report;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub fn run(args: AuditArgs) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("sts-guard audit: {message}");
+        ExitCode::from(EXIT_UNREADABLE)
+    };
+    init_logging();
+    let config = match load_config(args.config.as_ref()) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let options = AuditOptions {
+        namespaces: args.namespaces.clone(),
+        page_size: args.page_size,
+        ..AuditOptions::default()
+    };
+    let mut progress = StderrProgress::new(args.quiet);
+    let result = runtime.block_on(async {
+        let mut client_config = crate::inventory::client_config(args.context.as_deref())
+            .await
+            .map_err(|e| {
+                format!("{e}; run it inside a cluster with a service account, set KUBECONFIG, or pass --context")
+            })?;
+        let timeout = Duration::from_secs_f64(args.request_timeout);
+        client_config.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
+        client_config.read_timeout = Some(timeout);
+        // The audit retries throttled requests itself, a bounded number of times.
+        client_config.default_retry = false;
+        let server = client_config.cluster_url.to_string();
+        let client = kube::Client::try_from(client_config)
+            .map_err(|e| format!("cannot create a Kubernetes client for {server} ({e})"))?;
+        audit::run(client, &options, &config, &mut progress)
+            .await
+            .map_err(|e| format!("{e} (API server {server})"))
+    });
+    progress.clear();
+    let audited = match result {
+        Ok(audited) => audited,
+        Err(message) => return fail(message),
+    };
+    let scope = if args.namespaces.is_empty() {
+        "all namespaces".to_string()
+    } else {
+        format!("namespaces {}", args.namespaces.join(", "))
+    };
+    let rendered = render(&audited, args.output, &scope);
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(rendered.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        eprintln!("sts-guard audit: cannot write output: {e}");
+        return ExitCode::from(EXIT_UNREADABLE);
+    }
+    if audited.report.denied() > 0 {
+        ExitCode::from(EXIT_DENIED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn render(audited: &AuditReport, output: OutputFormat, scope: &str) -> String {
+    let report = &audited.report;
+    let counts = report::by_namespace_and_rule(report);
+    match output {
+        OutputFormat::Text => {
+            let mut out = report::findings_text(report);
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            if counts.is_empty() {
+                out.push_str("No findings.\n");
+            } else {
+                out.push_str("Findings by namespace and rule:\n");
+                out.push_str(&report::summary_table(&counts));
+            }
+            out.push_str(&format!("{} ({scope}).\n", read_line(&audited.listed)));
+            out.push_str(&report::summary_line(report));
+            out
+        }
+        OutputFormat::Json => {
+            let mut json = report::json(report);
+            json["scope"] = serde_json::json!(scope);
+            json["listed"] = serde_json::json!({
+                "nodes": audited.listed.nodes,
+                "services": audited.listed.services,
+                "statefulsets": audited.listed.statefulsets,
+                "pods": audited.listed.pods,
+            });
+            json["byNamespace"] = report::summary_json(&counts);
+            format!("{json:#}\n")
+        }
+        OutputFormat::Sarif => format!("{:#}\n", report::sarif(report)),
+    }
+}
+
+fn read_line(listed: &Listed) -> String {
+    format!(
+        "Read {} Nodes, {} Services, {} StatefulSets and {} StatefulSet pods",
+        listed.nodes, listed.services, listed.statefulsets, listed.pods
+    )
+}
+
+/// Progress on stderr: on a terminal one line rewritten per page; otherwise a line per kind
+/// listed, and one every `LINE_EVERY` objects of a long list.
+struct StderrProgress {
+    quiet: bool,
+    terminal: bool,
+    /// Objects counted when the last line was printed (not on a terminal).
+    last_line_at: usize,
+    pending: bool,
+}
+
+const LINE_EVERY: usize = 10_000;
+
+impl StderrProgress {
+    fn new(quiet: bool) -> Self {
+        StderrProgress {
+            quiet,
+            terminal: std::io::stderr().is_terminal(),
+            last_line_at: 0,
+            pending: false,
+        }
+    }
+
+    /// Ends a rewritten line before anything else is printed.
+    fn clear(&mut self) {
+        if self.pending {
+            eprint!("\r\x1b[K");
+            self.pending = false;
+        }
+    }
+}
+
+impl Progress for StderrProgress {
+    fn page(&mut self, kind: &'static str, so_far: usize) {
+        if self.quiet {
+            return;
+        }
+        if self.terminal {
+            eprint!("\r\x1b[Ksts-guard audit: listing {kind}: {so_far}");
+            self.pending = true;
+        } else if so_far >= self.last_line_at + LINE_EVERY {
+            eprintln!("sts-guard audit: listing {kind}: {so_far} so far");
+            self.last_line_at = so_far;
+        }
+    }
+
+    fn done(&mut self, kind: &'static str, total: usize) {
+        self.last_line_at = 0;
+        if self.quiet {
+            return;
+        }
+        self.clear();
+        eprintln!("sts-guard audit: listed {total} {kind}");
+    }
+}
