@@ -315,7 +315,10 @@ async fn read_body(
     {
         return Err(BodyRefusal::Budget);
     }
-    let mut buffer: Vec<u8> = Vec::new();
+    // A declared length is already reserved: allocate it once rather than grow (and copy)
+    // towards it; the pages are only touched as bytes arrive.
+    let mut buffer: Vec<u8> =
+        Vec::with_capacity(declared.map_or(0, |length| (length as usize).min(state.body_limit)));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyRefusal::Unreadable(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
