@@ -117,7 +117,7 @@ fn check_characters(source: &str) -> Result<(), YamlError> {
                 line,
                 column: source[line_start..i].chars().count() + 1,
                 message: format!(
-                    "control character U+{:04X} is not allowed (kubectl refuses it too)",
+                    "control character U+{:04X} is not allowed; kubectl refuses it too",
                     u32::from(c)
                 ),
             });
