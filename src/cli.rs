@@ -1,8 +1,8 @@
 //! The `sts-guard` command line (clap). Each subcommand is a thin shell over the library.
 
-use crate::check::{check_objects, load_objects};
+use crate::check::{check_objects, load_inventory_paths, load_paths};
 use crate::config::Config;
-use crate::manifest::{InputLimits, read_paths};
+use crate::manifest::InputLimits;
 use crate::report;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -246,23 +246,19 @@ fn run_check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_UNREADABLE);
         }
     };
-    let (manifests, mut errors) = read_paths(&args.paths, &args.limits.limits());
-    let loaded = if errors.is_empty() {
-        load_objects(manifests, &args.namespace)
-            .map_err(|e| errors.extend(e))
-            .ok()
-    } else {
-        None
-    };
-    let Some((objects, inventory)) = loaded else {
-        for e in &errors {
-            eprintln!("sts-guard check: {e}");
+    let loaded = load_paths(&args.paths, &args.limits.limits(), &args.namespace);
+    let (objects, inventory) = match loaded {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("sts-guard check: {e}");
+            }
+            eprintln!(
+                "sts-guard check: {} input error(s); nothing was checked.",
+                errors.len()
+            );
+            return ExitCode::from(EXIT_UNREADABLE);
         }
-        eprintln!(
-            "sts-guard check: {} input error(s); nothing was checked.",
-            errors.len()
-        );
-        return ExitCode::from(EXIT_UNREADABLE);
     };
     let report = check_objects(objects, &inventory, &config);
     let rendered = match args.output {
@@ -295,13 +291,7 @@ pub(crate) fn load_inventory(
     if paths.is_empty() {
         return Ok(crate::inventory::StaticInventory::new());
     }
-    let (manifests, errors) = read_paths(paths, limits);
-    let result = if errors.is_empty() {
-        load_objects(manifests, namespace).map(|(_, inv)| inv)
-    } else {
-        Err(errors)
-    };
-    result.map_err(|errors| {
+    load_inventory_paths(paths, limits, namespace).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("--manifests: {e}")).collect();
         lines.join("\n")
     })

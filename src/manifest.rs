@@ -7,6 +7,7 @@
 //! byte order mark is read) and bounded by [`InputLimits`]; reading takes time linear in the
 //! input.
 
+use crate::yaml::{Document, DocumentSink};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::{DynamicObject, TypeMeta};
 use serde::Deserialize;
@@ -16,6 +17,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,6 +109,17 @@ impl fmt::Display for LoadError {
 /// are parsed on all cores (CI often passes hundreds of them). Inputs over `limits` are
 /// errors; when the files' sizes already exceed them, nothing is parsed at all.
 pub fn read_paths(paths: &[String], limits: &InputLimits) -> (Vec<Manifest>, Vec<LoadError>) {
+    read_paths_with(paths, limits, &|manifest| manifest)
+}
+
+/// [`read_paths`], turning each object into what the caller keeps of it as soon as it is read,
+/// on the reading thread: an object parsed takes many times its text in memory, so only one
+/// document per reading thread is ever held whole.
+pub fn read_paths_with<T: Send>(
+    paths: &[String],
+    limits: &InputLimits,
+    convert: &(dyn Fn(Manifest) -> T + Sync),
+) -> (Vec<T>, Vec<LoadError>) {
     enum Input {
         Stdin,
         File(PathBuf),
@@ -150,7 +163,7 @@ pub fn read_paths(paths: &[String], limits: &InputLimits) -> (Vec<Manifest>, Vec
     }
     // Bytes actually read: stdin has no size until read, and files may grow meanwhile.
     let total_read = AtomicU64::new(0);
-    let read_one = |input: &Input| -> FileResult {
+    let read_one = |input: &Input| -> FileResult<T> {
         let (name, bytes) = match input {
             Input::Stdin => (
                 "<stdin>".to_string(),
@@ -177,17 +190,17 @@ pub fn read_paths(paths: &[String], limits: &InputLimits) -> (Vec<Manifest>, Vec
             Input::Stdin => Format::Detect,
             Input::File(file) => Format::from_path(file),
         };
-        parse_bytes(&name, &bytes, format)
+        parse_bytes_with(&name, &bytes, format, convert)
     };
     let workers = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1)
         .min(inputs.len().max(1));
-    let results: Vec<FileResult> = if workers <= 1 {
+    let results: Vec<FileResult<T>> = if workers <= 1 {
         inputs.iter().map(read_one).collect()
     } else {
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots: Vec<std::sync::Mutex<Option<FileResult>>> =
+        let slots: Vec<std::sync::Mutex<Option<FileResult<T>>>> =
             inputs.iter().map(|_| std::sync::Mutex::new(None)).collect();
         std::thread::scope(|scope| {
             for _ in 0..workers {
@@ -247,13 +260,9 @@ fn too_large(file: String, size: Option<u64>, limits: &InputLimits, total: bool)
 }
 
 /// The objects of one input, or why it could not be read.
-type FileResult = Result<Vec<Manifest>, LoadError>;
+type FileResult<T> = Result<Vec<T>, LoadError>;
 
-fn collect(
-    result: Result<Vec<Manifest>, LoadError>,
-    manifests: &mut Vec<Manifest>,
-    errors: &mut Vec<LoadError>,
-) {
+fn collect<T>(result: FileResult<T>, manifests: &mut Vec<T>, errors: &mut Vec<LoadError>) {
     match result {
         Ok(found) => manifests.extend(found),
         Err(e) => errors.push(e),
@@ -329,29 +338,89 @@ impl Format {
 
 /// Parses one input's bytes into its objects.
 pub fn parse_bytes(file: &str, bytes: &[u8], format: Format) -> Result<Vec<Manifest>, LoadError> {
+    parse_bytes_with(file, bytes, format, &|manifest| manifest)
+}
+
+/// [`parse_bytes`], turning each object into what the caller keeps of it as it is read.
+pub fn parse_bytes_with<T>(
+    file: &str,
+    bytes: &[u8],
+    format: Format,
+    convert: &dyn Fn(Manifest) -> T,
+) -> Result<Vec<T>, LoadError> {
     let text = decode(bytes).map_err(|(line, message)| LoadError {
         file: file.to_string(),
         line: Some(line),
         message: message.into(),
     })?;
     let text = text.as_ref();
-    let file: Arc<str> = Arc::from(file);
-    let docs = match format {
-        Format::Json => parse_json(&file, text)?,
-        Format::Yaml => parse_yaml(&file, text)?,
+    let mut sink = ObjectSink {
+        file: Arc::from(file),
+        convert,
+        out: Vec::new(),
+        documents: 0,
+        error: None,
+    };
+    match format {
+        Format::Json => parse_json(text, &mut sink)?,
+        Format::Yaml => parse_yaml(text, &mut sink)?,
         Format::Detect => {
             let trimmed = text.trim_start();
-            match trimmed.starts_with('{') || trimmed.starts_with('[') {
-                true => parse_json(&file, text).or_else(|_| parse_yaml(&file, text))?,
-                false => parse_yaml(&file, text)?,
+            if trimmed.starts_with('{') || trimmed.starts_with('[') {
+                // Not JSON after all: read it again as YAML.
+                if let Err(e) = parse_json(text, &mut sink) {
+                    if sink.error.is_some() {
+                        return Err(e);
+                    }
+                    sink.restart();
+                    parse_yaml(text, &mut sink)?;
+                }
+            } else {
+                parse_yaml(text, &mut sink)?;
             }
         }
-    };
-    let mut out = Vec::new();
-    for doc in docs {
-        expand_document(&file, doc, &mut out)?;
     }
-    Ok(out)
+    Ok(sink.out)
+}
+
+/// Takes the documents of one input as they are read: splits lists into their objects,
+/// numbers the documents and converts each object.
+struct ObjectSink<'c, T> {
+    file: Arc<str>,
+    convert: &'c dyn Fn(Manifest) -> T,
+    out: Vec<T>,
+    documents: usize,
+    /// Why reading stopped.
+    error: Option<LoadError>,
+}
+
+impl<T> DocumentSink for ObjectSink<'_, T> {
+    fn document(&mut self, doc: Document) -> ControlFlow<()> {
+        self.documents += 1;
+        let (out, convert) = (&mut self.out, self.convert);
+        match expand_document(&self.file, self.documents, doc, &mut |m| {
+            out.push(convert(m))
+        }) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn restart(&mut self) {
+        self.out.clear();
+        self.documents = 0;
+        self.error = None;
+    }
+}
+
+impl<T> ObjectSink<'_, T> {
+    /// The error that stopped reading, if any.
+    fn finish(&mut self) -> Result<(), LoadError> {
+        self.error.take().map_or(Ok(()), Err)
+    }
 }
 
 /// The text of an input as kubectl decodes it (`unicode.BOMOverride`): a UTF-8 byte order
@@ -389,12 +458,13 @@ fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, (usize, &'static str)> {
     }
 }
 
-fn parse_yaml(file: &Arc<str>, text: &str) -> Result<Vec<crate::yaml::Document>, LoadError> {
-    crate::yaml::parse_stream(text).map_err(|e| LoadError {
-        file: file.to_string(),
+fn parse_yaml<T>(text: &str, sink: &mut ObjectSink<'_, T>) -> Result<(), LoadError> {
+    crate::yaml::read_stream(text, sink).map_err(|e| LoadError {
+        file: sink.file.to_string(),
         line: Some(e.line),
         message: format!("YAML: {} (column {})", e.message, e.column),
-    })
+    })?;
+    sink.finish()
 }
 
 /// Line numbers of increasing byte offsets, counted on from the last one asked for: placing
@@ -436,8 +506,7 @@ struct RawItems<'a> {
     items: Vec<&'a RawValue>,
 }
 
-fn parse_json(file: &Arc<str>, text: &str) -> Result<Vec<crate::yaml::Document>, LoadError> {
-    let mut docs = Vec::new();
+fn parse_json<T>(text: &str, sink: &mut ObjectSink<'_, T>) -> Result<(), LoadError> {
     let mut lines = LineCounter::new(text);
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     loop {
@@ -464,22 +533,25 @@ fn parse_json(file: &Arc<str>, text: &str) -> Result<Vec<crate::yaml::Document>,
                         .unwrap_or_default(),
                     _ => Vec::new(),
                 };
-                docs.push(crate::yaml::Document {
+                let doc = Document {
                     line,
                     value,
                     item_lines,
-                });
+                };
+                if sink.document(doc).is_break() {
+                    return sink.finish();
+                }
             }
             Some(Err(e)) => {
                 return Err(LoadError {
-                    file: file.to_string(),
+                    file: sink.file.to_string(),
                     line: Some(e.line()),
                     message: format!("JSON: {e}"),
                 });
             }
         }
     }
-    Ok(docs)
+    Ok(())
 }
 
 /// One document is one object, or a list of objects. As kubectl (cli-runtime) reads it, any
@@ -488,10 +560,10 @@ fn parse_json(file: &Arc<str>, text: &str) -> Result<Vec<crate::yaml::Document>,
 /// ("... is not a list: no Items field in this object"), so it is an error here too.
 fn expand_document(
     file: &Arc<str>,
-    doc: crate::yaml::Document,
-    out: &mut Vec<Manifest>,
+    document: usize,
+    doc: Document,
+    out: &mut dyn FnMut(Manifest),
 ) -> Result<(), LoadError> {
-    let document = out.last().map_or(0, |m: &Manifest| m.pos.document) + 1;
     let err = |line: usize, message: String| LoadError {
         file: file.to_string(),
         line: Some(line),
@@ -509,7 +581,7 @@ fn expand_document(
     };
     let items = match map.remove("items") {
         None => {
-            out.push(Manifest {
+            out(Manifest {
                 pos: SourcePos {
                     file: file.clone(),
                     document,
@@ -545,7 +617,7 @@ fn expand_document(
                 ),
             ));
         }
-        out.push(Manifest {
+        out(Manifest {
             pos: SourcePos {
                 file: file.clone(),
                 document,
@@ -733,5 +805,27 @@ mod tests {
         let mut want: Vec<usize> = (1..=20_000).collect();
         want.extend([20_002, 20_004, 20_005]);
         assert_eq!(lines, want);
+    }
+
+    #[test]
+    fn objects_are_converted_as_they_are_read_one_document_at_a_time() {
+        // Each document is handed over before the next is parsed: both objects before the
+        // broken third document were converted when its error came.
+        let converted = std::cell::Cell::new(0);
+        let text = "kind: A\n---\nkind: B\n---\nkind: [\n";
+        let err = parse_bytes_with("f.yaml", text.as_bytes(), Format::Yaml, &|_| {
+            converted.set(converted.get() + 1)
+        })
+        .unwrap_err();
+        assert_eq!((err.line, converted.get()), (Some(6), 2), "{err}");
+        // Input read again from the top (stdin that looked like JSON but is YAML) is not
+        // counted twice.
+        let text = "{\"kind\": \"A\"}\n---\n{\"kind\": \"B\"}\n";
+        let m = parse_bytes("-", text.as_bytes(), Format::Detect).unwrap();
+        let docs: Vec<(usize, &Value)> = m
+            .iter()
+            .map(|m| (m.pos.document, &m.value["kind"]))
+            .collect();
+        assert_eq!(docs, vec![(1, &"A".into()), (2, &"B".into())]);
     }
 }

@@ -20,6 +20,7 @@ pub use quoted::MAX_PASSES;
 
 use serde_json::{Map, Number, Value};
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::TScalarStyle;
 
@@ -65,33 +66,71 @@ enum PendingKey {
     Merge,
 }
 
-struct Builder {
+struct Builder<'s> {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Value>,
     /// Values copied for anchors and aliases so far, bounded by [`MAX_ALIAS_NODES`].
     copied_nodes: usize,
-    docs: Vec<Document>,
+    sink: &'s mut dyn DocumentSink,
+    /// The sink asked to stop.
+    stopped: bool,
     doc_line: Option<usize>,
     item_lines: Vec<usize>,
+}
+
+/// Receives the documents of a stream as they are read, so that a caller can keep what it
+/// needs of each and let the rest go before the next one is built.
+pub trait DocumentSink {
+    /// The next document. `Break` stops reading; the sink keeps its own reason.
+    fn document(&mut self, doc: Document) -> ControlFlow<()>;
+    /// Reading starts over from the top of the text: forget every document received.
+    fn restart(&mut self);
+}
+
+impl DocumentSink for Vec<Document> {
+    fn document(&mut self, doc: Document) -> ControlFlow<()> {
+        self.push(doc);
+        ControlFlow::Continue(())
+    }
+
+    fn restart(&mut self) {
+        self.clear();
+    }
 }
 
 /// Parses every document of a YAML stream. Empty documents (only comments, or `---` alone)
 /// are dropped, as kubectl drops them.
 pub fn parse_stream(source: &str) -> Result<Vec<Document>, YamlError> {
-    parse_stream_counting(source, &mut 0)
+    let mut docs = Vec::new();
+    read_stream(source, &mut docs)?;
+    Ok(docs)
 }
 
-/// [`parse_stream`], counting in `passes` how often the whole text was read.
-fn parse_stream_counting(source: &str, passes: &mut usize) -> Result<Vec<Document>, YamlError> {
+/// Parses every document of a YAML stream into `sink`, one at a time. After an error, the
+/// sink may hold documents from before it.
+pub fn read_stream(source: &str, sink: &mut dyn DocumentSink) -> Result<(), YamlError> {
+    read_stream_counting(source, sink, &mut 0)
+}
+
+/// [`read_stream`], counting in `passes` how often the whole text was read.
+fn read_stream_counting(
+    source: &str,
+    sink: &mut dyn DocumentSink,
+    passes: &mut usize,
+) -> Result<(), YamlError> {
     check_characters(source)?;
     *passes += 1;
-    match parse_events(source, &HashSet::new(), &mut HashSet::new()) {
+    match parse_events(source, sink, &HashSet::new(), &mut HashSet::new()) {
         Err(e) if e.message == quoted::UNDER_INDENTED => {
-            quoted::parse_reindented(source, e, passes)
+            quoted::parse_reindented(source, sink, e, passes)
         }
+        Err(e) if e.message == STOPPED => Ok(()),
         other => other,
     }
 }
+
+/// The "error" [`parse_events`] ends with where the sink asked to stop.
+const STOPPED: &str = "stopped by the sink";
 
 /// libyaml reads only printable characters (YAML 1.1 `c-printable`) and refuses any other
 /// with "control characters are not allowed", so kubectl refuses such a file. yaml-rust2 would
@@ -129,13 +168,14 @@ fn check_characters(source: &str) -> Result<(), YamlError> {
 /// A position in a text: 1-based line, 0-based column in characters.
 type Position = (usize, usize);
 
-/// Reads `source` into documents. Adds to `seen` each position of `watch` where a quoted
-/// scalar starts, as far as the text was read.
+/// Reads `source` into `sink`, ending with a [`STOPPED`] error where the sink stops it. Adds to
+/// `seen` each position of `watch` where a quoted scalar starts, as far as the text was read.
 fn parse_events(
     source: &str,
+    sink: &mut dyn DocumentSink,
     watch: &HashSet<Position>,
     seen: &mut HashSet<Position>,
-) -> Result<Vec<Document>, YamlError> {
+) -> Result<(), YamlError> {
     let mut parser = Parser::new_from_str(source);
     // Without a `*` there is no alias, and anchored values need not be kept (nor copied).
     let keep_anchors = source.contains('*');
@@ -143,7 +183,8 @@ fn parse_events(
         stack: Vec::new(),
         anchors: HashMap::new(),
         copied_nodes: 0,
-        docs: Vec::new(),
+        sink,
+        stopped: false,
         doc_line: None,
         item_lines: Vec::new(),
     };
@@ -235,15 +276,18 @@ fn parse_events(
                 b.push_value(value, false).map_err(at)?;
             }
         }
+        if b.stopped {
+            return Err(at(STOPPED.into()));
+        }
     }
-    Ok(b.docs)
+    Ok(())
 }
 
 fn is_core_tag(tag: &Tag, suffix: &str) -> bool {
     (tag.handle == "!!" || tag.handle == "tag:yaml.org,2002:") && tag.suffix == suffix
 }
 
-impl Builder {
+impl Builder<'_> {
     /// Counts `value` against the copy budget before it is copied.
     fn copy(&mut self, value: &Value) -> Result<(), String> {
         self.count_copy(count_nodes(value))
@@ -291,14 +335,15 @@ impl Builder {
     fn push_value(&mut self, value: Value, merge_key: bool) -> Result<(), String> {
         match self.stack.last_mut() {
             None => {
-                self.docs.push(Document {
-                    line: self.doc_line.unwrap_or(1),
-                    value,
-                    item_lines: std::mem::take(&mut self.item_lines),
-                });
+                let item_lines = std::mem::take(&mut self.item_lines);
                 // Drop documents that hold nothing (a bare `---` or only comments).
-                if self.docs.last().is_some_and(|d| d.value.is_null()) {
-                    self.docs.pop();
+                if !value.is_null() {
+                    let doc = Document {
+                        line: self.doc_line.unwrap_or(1),
+                        value,
+                        item_lines,
+                    };
+                    self.stopped = self.sink.document(doc).is_break();
                 }
                 Ok(())
             }
@@ -479,6 +524,13 @@ fn resolve_float(text: &str) -> Option<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// [`parse_stream`], counting in `passes` how often the whole text was read.
+    fn parse_stream_counting(source: &str, passes: &mut usize) -> Result<Vec<Document>, YamlError> {
+        let mut docs = Vec::new();
+        read_stream_counting(source, &mut docs, passes)?;
+        Ok(docs)
+    }
 
     fn one(src: &str) -> Value {
         let docs = parse_stream(src).unwrap();

@@ -15,7 +15,7 @@
 //! which gives its start exactly, and is trusted from then on. Every reading ends the work or
 //! drops or trusts at least one scalar, and a text is read at most [`MAX_PASSES`] times.
 
-use super::{Document, Position, YamlError, parse_events};
+use super::{DocumentSink, Position, STOPPED, YamlError, parse_events};
 use std::collections::{BTreeSet, HashSet};
 
 /// yaml-rust2's message for a continuation line indented too little.
@@ -38,13 +38,15 @@ struct Quoted {
     trusted: bool,
 }
 
-/// Reads `source`, which yaml-rust2 refused with `first` (an [`UNDER_INDENTED`] error), with
-/// the continuation lines of its multi-line quoted scalars indented. `passes` counts readings.
+/// Reads `source`, which yaml-rust2 refused with `first` (an [`UNDER_INDENTED`] error), into
+/// `sink` with the continuation lines of its multi-line quoted scalars indented. `passes`
+/// counts readings.
 pub(super) fn parse_reindented(
     source: &str,
+    sink: &mut dyn DocumentSink,
     first: YamlError,
     passes: &mut usize,
-) -> Result<Vec<Document>, YamlError> {
+) -> Result<(), YamlError> {
     let mut trusted = BTreeSet::new();
     let mut dropped = HashSet::new();
     match offset_of(source, first.line, first.column - 1) {
@@ -57,9 +59,11 @@ pub(super) fn parse_reindented(
         let plan = Plan::new(source, &found);
         *passes += 1;
         let mut seen = HashSet::new();
-        let result = parse_events(&plan.text, &plan.watch, &mut seen);
-        // Scalars the lexer found and the parser read past, that did not come back as quoted
-        // scalars where the lexer said: the lexer was wrong there.
+        sink.restart();
+        let result = parse_events(&plan.text, sink, &plan.watch, &mut seen);
+        // Scalars the lexer found and the parser read past (to its end, an error, or where the
+        // sink stopped it), that did not come back as quoted scalars where the lexer said: the
+        // lexer was wrong there.
         let read_to = result.as_ref().err().map(|e| (e.line, e.column - 1));
         let wrong: Vec<usize> = plan
             .expected
@@ -74,7 +78,8 @@ pub(super) fn parse_reindented(
             continue;
         }
         let e = match result {
-            Ok(docs) => return Ok(docs),
+            Ok(()) => return Ok(()),
+            Err(e) if e.message == STOPPED => return Ok(()),
             Err(e) => plan.to_source(e),
         };
         if e.message != UNDER_INDENTED {
