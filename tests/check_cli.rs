@@ -487,3 +487,39 @@ fn hostile_yaml_is_read_as_kubectl_reads_it() {
     assert_eq!(report["objects"][2]["verdict"], "deny");
     assert_eq!(report["objects"][2]["line"], 1512);
 }
+
+#[test]
+fn serve_and_review_read_manifests_within_the_same_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, format!("---\n{ORPHAN_STS}").repeat(8)).unwrap();
+    let nul = dir.path().join("nul.yaml");
+    std::fs::write(&nul, format!("{ORPHAN_STS}# \0\n")).unwrap();
+    for (manifests, limit, expected) in [
+        (
+            &big,
+            "1Ki",
+            "big.yaml: 1.8 KiB, larger than the limit of 1 KiB per file",
+        ),
+        (&nul, "1Mi", "nul.yaml:14: YAML: control character U+0000"),
+    ] {
+        for command in ["serve", "review"] {
+            let mut cmd = bin();
+            cmd.args([command, "--max-file-size", limit, "--manifests"])
+                .arg(manifests)
+                .stdin(Stdio::null());
+            if command == "serve" {
+                // Were the manifests read, it would go on to create certificates here.
+                cmd.arg("--certs-dir").arg(dir.path().join("certs"));
+            }
+            let out = cmd.output().unwrap();
+            assert!(!out.status.success(), "{command}");
+            let err = stderr_of(&out);
+            assert!(
+                err.starts_with(&format!("sts-guard {command}: --manifests: "))
+                    && err.contains(expected),
+                "{command}: {err}"
+            );
+        }
+    }
+}
