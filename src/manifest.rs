@@ -167,11 +167,14 @@ pub fn read_paths_with<T: Send>(
         let (name, bytes) = match input {
             Input::Stdin => (
                 "<stdin>".to_string(),
-                read_limited(std::io::stdin(), limits),
+                read_limited(std::io::stdin(), 0, limits),
             ),
             Input::File(file) => {
                 let name = file.display().to_string();
-                let bytes = std::fs::File::open(file).and_then(|f| read_limited(f, limits));
+                let bytes = std::fs::File::open(file).and_then(|f| {
+                    let size = f.metadata().map_or(0, |m| m.len());
+                    read_limited(f, size, limits)
+                });
                 (name, bytes)
             }
         };
@@ -226,9 +229,15 @@ pub fn read_paths_with<T: Send>(
     (manifests, errors)
 }
 
-/// All of `reader`, or `None` when it holds more than `limits.max_file_bytes`.
-fn read_limited(reader: impl Read, limits: &InputLimits) -> std::io::Result<Option<Vec<u8>>> {
-    let mut bytes = Vec::new();
+/// All of `reader` (of about `size` bytes, when known), or `None` when it holds more than
+/// `limits.max_file_bytes`.
+fn read_limited(
+    reader: impl Read,
+    size: u64,
+    limits: &InputLimits,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let capacity = size.min(limits.max_file_bytes).saturating_add(1);
+    let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
     reader
         .take(limits.max_file_bytes.saturating_add(1))
         .read_to_end(&mut bytes)?;
