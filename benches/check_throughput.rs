@@ -59,13 +59,13 @@ fn main() {
     let mut denied = 0;
     for _ in 0..RUNS {
         let start = Instant::now();
-        let (manifests, errors) = read_paths(&paths);
+        let (manifests, errors) = read_paths(&paths, &Default::default());
         assert!(errors.is_empty());
         assert_eq!(manifests.len(), objects);
         parse_only.push(start.elapsed());
 
         let start = Instant::now();
-        let (manifests, errors) = read_paths(&paths);
+        let (manifests, errors) = read_paths(&paths, &Default::default());
         assert!(errors.is_empty());
         let (loaded, inventory) = load_objects(manifests, "default").unwrap();
         let report = check_objects(loaded, &inventory, &config);

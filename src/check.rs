@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::engine::{Decision, Endpoint, Skip, Violation, evaluate};
 use crate::inventory::StaticInventory;
-use crate::manifest::{LoadError, Manifest, SourcePos, to_dynamic};
+use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, read_paths_with, to_dynamic};
 use crate::model::{NodeView, ObjectRef, ServiceView, StatefulSetView};
 use crate::rules::RuleId;
 use k8s_openapi::api::authentication::v1::UserInfo;
@@ -42,17 +42,140 @@ impl ObjectClass {
 pub struct LoadedObject {
     pub pos: SourcePos,
     pub class: ObjectClass,
-    pub object: DynamicObject,
+    kind: String,
+    name: String,
     pub namespace: String,
+    /// A StatefulSet or Service as compact JSON until it is checked: an object parsed takes
+    /// many times its text in memory, so the objects of a large input wait in this form.
+    json: Option<Box<[u8]>>,
 }
 
 impl LoadedObject {
     pub fn kind(&self) -> &str {
-        self.object.types.as_ref().map_or("", |t| t.kind.as_str())
+        &self.kind
     }
 
     pub fn name(&self) -> &str {
-        self.object.metadata.name.as_deref().unwrap_or("")
+        &self.name
+    }
+
+    /// The object the rules judge: a StatefulSet or a Service.
+    fn judged(&self) -> Option<DynamicObject> {
+        let json = self.json.as_ref()?;
+        let value = serde_json::from_slice(json).expect("JSON written by serde_json reads back");
+        Some(to_dynamic(value).expect("an object read once reads again"))
+    }
+}
+
+/// What the inventory learns from one object.
+enum Indexed {
+    StatefulSet(StatefulSetView),
+    Service(ServiceView),
+    Node(NodeView),
+}
+
+/// One manifest interpreted on its own, in parallel as it is read.
+type Prepared = Result<(LoadedObject, Option<Indexed>), LoadError>;
+
+/// Interprets one manifest. `keep` keeps StatefulSets and Services for checking.
+fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared {
+    let pos = manifest.pos;
+    let at = |message: String| LoadError {
+        file: pos.file.to_string(),
+        line: Some(pos.line),
+        message,
+    };
+    let field = |name: &str| manifest.value.get(name).and_then(|v| v.as_str());
+    let judged = matches!(
+        ObjectClass::of(
+            field("apiVersion").unwrap_or(""),
+            field("kind").unwrap_or("")
+        ),
+        ObjectClass::StatefulSet | ObjectClass::Service
+    );
+    let json = (keep && judged).then(|| {
+        serde_json::to_vec(&manifest.value)
+            .expect("a JSON value serializes")
+            .into_boxed_slice()
+    });
+    let object = to_dynamic(manifest.value).map_err(&at)?;
+    let types = object.types.as_ref().expect("to_dynamic sets types");
+    let class = ObjectClass::of(&types.api_version, &types.kind);
+    let kind = types.kind.clone();
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let indexed = match class {
+        ObjectClass::StatefulSet => {
+            StatefulSetView::from_object(&object, default_namespace).map(Indexed::StatefulSet)
+        }
+        ObjectClass::Service => {
+            ServiceView::from_object(&object, default_namespace).map(Indexed::Service)
+        }
+        ObjectClass::Node => NodeView::from_object(&object).map(Indexed::Node),
+        ObjectClass::Other => {
+            let namespace = object.metadata.namespace.clone();
+            return Ok((
+                loaded(pos, class, kind, name, namespace, default_namespace, json),
+                None,
+            ));
+        }
+    }
+    .map_err(|e| at(format!("{kind} {name:?}: {e}")))?;
+    if name.is_empty() {
+        return Err(at(format!("{kind}: metadata.name is missing")));
+    }
+    let namespace = object.metadata.namespace.clone();
+    Ok((
+        loaded(pos, class, kind, name, namespace, default_namespace, json),
+        Some(indexed),
+    ))
+}
+
+fn loaded(
+    pos: SourcePos,
+    class: ObjectClass,
+    kind: String,
+    name: String,
+    namespace: Option<String>,
+    default_namespace: &str,
+    json: Option<Box<[u8]>>,
+) -> LoadedObject {
+    let namespace = namespace
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| default_namespace.to_string());
+    LoadedObject {
+        pos,
+        class,
+        kind,
+        name,
+        namespace,
+        json,
+    }
+}
+
+/// Indexes the StatefulSets, Services and Nodes among prepared objects, in input order (a
+/// later object with the same namespace and name replaces an earlier one).
+fn index(prepared: Vec<Prepared>) -> Result<(Vec<LoadedObject>, StaticInventory), Vec<LoadError>> {
+    let mut objects = Vec::with_capacity(prepared.len());
+    let mut inventory = StaticInventory::new();
+    let mut errors = Vec::new();
+    for p in prepared {
+        match p {
+            Ok((object, indexed)) => {
+                match indexed {
+                    Some(Indexed::StatefulSet(v)) => inventory.add_statefulset(v),
+                    Some(Indexed::Service(v)) => inventory.add_service(v),
+                    Some(Indexed::Node(v)) => inventory.add_node(v),
+                    None => {}
+                }
+                objects.push(object);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok((objects, inventory))
+    } else {
+        Err(errors)
     }
 }
 
@@ -61,64 +184,42 @@ pub fn load_objects(
     manifests: Vec<Manifest>,
     default_namespace: &str,
 ) -> Result<(Vec<LoadedObject>, StaticInventory), Vec<LoadError>> {
-    let mut objects = Vec::with_capacity(manifests.len());
-    let mut inventory = StaticInventory::new();
-    let mut errors = Vec::new();
-    for manifest in manifests {
-        let pos = manifest.pos;
-        let at = |message: String| LoadError {
-            file: pos.file.to_string(),
-            line: Some(pos.line),
-            message,
-        };
-        let object = match to_dynamic(manifest.value) {
-            Ok(object) => object,
-            Err(message) => {
-                errors.push(at(message));
-                continue;
-            }
-        };
-        let types = object.types.as_ref().expect("to_dynamic sets types");
-        let class = ObjectClass::of(&types.api_version, &types.kind);
-        let label = format!(
-            "{} {:?}",
-            types.kind,
-            object.metadata.name.as_deref().unwrap_or("")
-        );
-        let indexed = match class {
-            ObjectClass::StatefulSet => StatefulSetView::from_object(&object, default_namespace)
-                .map(|v| inventory.add_statefulset(v)),
-            ObjectClass::Service => ServiceView::from_object(&object, default_namespace)
-                .map(|v| inventory.add_service(v)),
-            ObjectClass::Node => NodeView::from_object(&object).map(|v| inventory.add_node(v)),
-            ObjectClass::Other => Ok(()),
-        };
-        if let Err(e) = indexed {
-            errors.push(at(format!("{label}: {e}")));
-            continue;
-        }
-        if class != ObjectClass::Other && object.metadata.name.as_deref().unwrap_or("").is_empty() {
-            errors.push(at(format!("{}: metadata.name is missing", types.kind)));
-            continue;
-        }
-        let namespace = object
-            .metadata
-            .namespace
-            .clone()
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| default_namespace.to_string());
-        objects.push(LoadedObject {
-            pos,
-            class,
-            object,
-            namespace,
-        });
+    index(
+        manifests
+            .into_iter()
+            .map(|m| prepare(m, default_namespace, true))
+            .collect(),
+    )
+}
+
+/// Reads `paths` (see [`read_paths_with`]) and interprets each object as soon as it is read,
+/// so that only one document per reading thread is held parsed: memory stays a small multiple
+/// of the input. Read errors, if any, are returned alone.
+pub fn load_paths(
+    paths: &[String],
+    limits: &InputLimits,
+    default_namespace: &str,
+) -> Result<(Vec<LoadedObject>, StaticInventory), Vec<LoadError>> {
+    let (prepared, errors) =
+        read_paths_with(paths, limits, &|m| prepare(m, default_namespace, true));
+    if !errors.is_empty() {
+        return Err(errors);
     }
-    if errors.is_empty() {
-        Ok((objects, inventory))
-    } else {
-        Err(errors)
+    index(prepared)
+}
+
+/// [`load_paths`] for the inventory alone (`serve --manifests`, `review --manifests`).
+pub fn load_inventory_paths(
+    paths: &[String],
+    limits: &InputLimits,
+    default_namespace: &str,
+) -> Result<StaticInventory, Vec<LoadError>> {
+    let (prepared, errors) =
+        read_paths_with(paths, limits, &|m| prepare(m, default_namespace, false));
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    index(prepared).map(|(_, inventory)| inventory)
 }
 
 /// A CREATE request for `object`, as kube-apiserver would send it.
@@ -229,11 +330,10 @@ pub fn check_objects(
     let mut results: Vec<ObjectResult> = objects
         .into_iter()
         .map(|o| {
-            let kind = o.kind().to_string();
-            let name = o.name().to_string();
             let (skipped, decision) = match o.class {
                 ObjectClass::StatefulSet | ObjectClass::Service => {
-                    let request = create_request(o.object, &o.namespace);
+                    let object = o.judged().expect("StatefulSets and Services are kept");
+                    let request = create_request(object, &o.namespace);
                     let decision = evaluate(&request, inventory, config, Endpoint::Validate);
                     let skipped = (decision.skipped == Some(Skip::ExcludedNamespace))
                         .then_some("excluded namespace");
@@ -245,9 +345,9 @@ pub fn check_objects(
             };
             ObjectResult {
                 pos: Some(o.pos),
-                kind,
+                kind: o.kind,
                 namespace: o.namespace,
-                name,
+                name: o.name,
                 skipped,
                 decision,
             }

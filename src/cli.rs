@@ -1,8 +1,8 @@
 //! The `sts-guard` command line (clap). Each subcommand is a thin shell over the library.
 
-use crate::check::{check_objects, load_objects};
+use crate::check::{check_objects, load_inventory_paths, load_paths};
 use crate::config::Config;
-use crate::manifest::read_paths;
+use crate::manifest::InputLimits;
 use crate::report;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -59,6 +59,8 @@ pub struct ServeArgs {
     /// it the server watches the cluster (in-cluster service account or KUBECONFIG).
     #[arg(long, value_name = "DIR|FILE")]
     pub manifests: Vec<String>,
+    #[command(flatten)]
+    pub limits: InputLimitArgs,
     /// Watch Services and StatefulSets only in these namespaces (repeatable; default: all).
     #[arg(long = "watch-namespace", value_name = "NAMESPACE")]
     pub watch_namespaces: Vec<String>,
@@ -135,6 +137,8 @@ pub struct ReviewArgs {
     /// Manifest files or directories that form the inventory.
     #[arg(long, value_name = "DIR|FILE")]
     pub manifests: Vec<String>,
+    #[command(flatten)]
+    pub limits: InputLimitArgs,
     /// Namespace of manifest objects that do not name one.
     #[arg(long, default_value = "default")]
     pub namespace: String,
@@ -180,6 +184,53 @@ pub struct CheckArgs {
     /// Config file (rule actions, excluded namespaces, ...).
     #[arg(long, env = "STS_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: InputLimitArgs,
+}
+
+/// Bounds on manifest input (`check` paths, `--manifests`): more is an error naming the file.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct InputLimitArgs {
+    /// Largest manifest file (or stdin) read, in bytes or with a Ki, Mi or Gi suffix.
+    #[arg(long, value_name = "BYTES", default_value = "64Mi", value_parser = parse_size)]
+    pub max_file_size: u64,
+    /// Largest total of all manifest input read, in bytes or with a Ki, Mi or Gi suffix.
+    #[arg(long, value_name = "BYTES", default_value = "256Mi", value_parser = parse_size)]
+    pub max_total_size: u64,
+}
+
+impl InputLimitArgs {
+    pub fn limits(&self) -> InputLimits {
+        InputLimits {
+            max_file_bytes: self.max_file_size,
+            max_total_bytes: self.max_total_size,
+        }
+    }
+}
+
+/// A size in bytes: `1048576`, `1024Ki`, `64Mi`, `1Gi`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "Ki" => 10,
+        "Mi" => 20,
+        "Gi" => 30,
+        _ => {
+            return Err(format!(
+                "{s:?}: expected bytes, or a number with Ki, Mi or Gi"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?}: expected a positive size"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -254,23 +305,19 @@ fn run_check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_UNREADABLE);
         }
     };
-    let (manifests, mut errors) = read_paths(&args.paths);
-    let loaded = if errors.is_empty() {
-        load_objects(manifests, &args.namespace)
-            .map_err(|e| errors.extend(e))
-            .ok()
-    } else {
-        None
-    };
-    let Some((objects, inventory)) = loaded else {
-        for e in &errors {
-            eprintln!("sts-guard check: {e}");
+    let loaded = load_paths(&args.paths, &args.limits.limits(), &args.namespace);
+    let (objects, inventory) = match loaded {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("sts-guard check: {e}");
+            }
+            eprintln!(
+                "sts-guard check: {} input error(s); nothing was checked.",
+                errors.len()
+            );
+            return ExitCode::from(EXIT_UNREADABLE);
         }
-        eprintln!(
-            "sts-guard check: {} input error(s); nothing was checked.",
-            errors.len()
-        );
-        return ExitCode::from(EXIT_UNREADABLE);
     };
     let report = check_objects(objects, &inventory, &config);
     let rendered = match args.output {
@@ -298,17 +345,12 @@ fn run_check(args: &CheckArgs) -> ExitCode {
 pub(crate) fn load_inventory(
     paths: &[String],
     namespace: &str,
+    limits: &InputLimits,
 ) -> Result<crate::inventory::StaticInventory, String> {
     if paths.is_empty() {
         return Ok(crate::inventory::StaticInventory::new());
     }
-    let (manifests, errors) = read_paths(paths);
-    let result = if errors.is_empty() {
-        load_objects(manifests, namespace).map(|(_, inv)| inv)
-    } else {
-        Err(errors)
-    };
-    result.map_err(|errors| {
+    load_inventory_paths(paths, limits, namespace).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("--manifests: {e}")).collect();
         lines.join("\n")
     })
@@ -323,7 +365,7 @@ fn run_review(args: &ReviewArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let inventory = match load_inventory(&args.manifests, &args.namespace) {
+    let inventory = match load_inventory(&args.manifests, &args.namespace, &args.limits.limits()) {
         Ok(inv) => inv,
         Err(e) => return fail(e),
     };
@@ -368,6 +410,35 @@ fn run_certs(args: &CertsArgs) -> ExitCode {
         Err(e) => {
             eprintln!("sts-guard certs: {e}");
             ExitCode::from(EXIT_UNREADABLE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_limit_defaults_are_the_library_defaults() {
+        let cli = Cli::try_parse_from(["sts-guard", "check", "-"]).unwrap();
+        let Command::Check(args) = cli.command else {
+            panic!("not check")
+        };
+        assert_eq!(args.limits.limits(), InputLimits::default());
+        let cli = Cli::try_parse_from(["sts-guard", "serve", "--max-file-size", "1Ki"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.limits.max_file_size, 1024);
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("17"), Ok(17));
+        assert_eq!(parse_size("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_size("2Gi"), Ok(2 << 30));
+        for bad in ["", "0", "1M", "1.5Mi", "-1", "99999999999999Gi"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
         }
     }
 }

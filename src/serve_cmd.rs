@@ -89,7 +89,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!(namespaces = ?args.watch_namespaces, "watching the cluster; ready once every watch has listed");
         cluster
     } else {
-        let inventory = load_inventory(&args.manifests, &args.namespace)?;
+        let inventory = load_inventory(&args.manifests, &args.namespace, &args.limits.limits())?;
         let (services, statefulsets, nodes) = inventory.sizes();
         server::set_inventory_sizes(&metrics, services, statefulsets, nodes);
         tracing::info!(services, statefulsets, nodes, "inventory from manifests");

@@ -4,18 +4,31 @@
 //! booleans, a duplicated key keeps the last value, and `<<` merges mappings. A strict YAML 1.2
 //! reader would reject or misread manifests that kubectl applies without complaint, so this
 //! module builds `serde_json::Value`s from yaml-rust2's event stream with those rules.
-//! The builder keeps its own stack (no recursion) and bounds depth and alias expansion, so
-//! hostile input yields an error rather than a stack overflow or a memory blow-up.
+//!
+//! Hostile input yields an error, never a crash, a hang or a memory blow-up:
+//! - every character is read: a control character that libyaml refuses is refused here too
+//!   (yaml-rust2 alone would end the stream at a NUL and drop every document after it);
+//! - the builder keeps its own stack (no recursion) and refuses nesting deeper than
+//!   [`MAX_DEPTH`];
+//! - anchors and aliases may copy at most [`MAX_ALIAS_NODES`] values per stream;
+//! - time is linear in the input: a text is read once, or when quoted scalars are indented less
+//!   than libyaml allows and yaml-rust2 does not, at most [`MAX_PASSES`] times (see `quoted`).
+
+mod quoted;
+
+pub use quoted::MAX_PASSES;
 
 use serde_json::{Map, Number, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::TScalarStyle;
 
 /// Nesting deeper than this is refused (serde_json's own recursion limit is 128).
 pub const MAX_DEPTH: usize = 128;
-/// Upper bound on values produced by alias expansion, per stream ("billion laughs").
-const MAX_ALIAS_NODES: usize = 1_000_000;
+/// Upper bound on values copied for anchors and aliases, per stream ("billion laughs"): in a
+/// text with aliases, an anchored value is copied once where it is defined and once per alias.
+pub const MAX_ALIAS_NODES: usize = 1_000_000;
 
 /// One YAML document of a stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +56,6 @@ enum Frame {
     },
     Map {
         map: Map<String, Value>,
-        /// Keys written explicitly; merged (`<<`) keys never override these.
-        explicit: Vec<String>,
         pending_key: Option<PendingKey>,
         anchor: usize,
     },
@@ -55,98 +66,125 @@ enum PendingKey {
     Merge,
 }
 
-struct Builder {
+struct Builder<'s> {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Value>,
-    alias_nodes: usize,
-    docs: Vec<Document>,
+    /// Values copied for anchors and aliases so far, bounded by [`MAX_ALIAS_NODES`].
+    copied_nodes: usize,
+    sink: &'s mut dyn DocumentSink,
+    /// The sink asked to stop.
+    stopped: bool,
     doc_line: Option<usize>,
     item_lines: Vec<usize>,
+}
+
+/// Receives the documents of a stream as they are read, so that a caller can keep what it
+/// needs of each and let the rest go before the next one is built.
+pub trait DocumentSink {
+    /// The next document. `Break` stops reading; the sink keeps its own reason.
+    fn document(&mut self, doc: Document) -> ControlFlow<()>;
+    /// Reading starts over from the top of the text: forget every document received.
+    fn restart(&mut self);
+}
+
+impl DocumentSink for Vec<Document> {
+    fn document(&mut self, doc: Document) -> ControlFlow<()> {
+        self.push(doc);
+        ControlFlow::Continue(())
+    }
+
+    fn restart(&mut self) {
+        self.clear();
+    }
 }
 
 /// Parses every document of a YAML stream. Empty documents (only comments, or `---` alone)
 /// are dropped, as kubectl drops them.
 pub fn parse_stream(source: &str) -> Result<Vec<Document>, YamlError> {
-    let mut text = std::borrow::Cow::Borrowed(source);
-    // Each retry indents one more quoted scalar; bounded by the number of lines.
-    for _ in 0..=source.lines().count() {
-        match parse_events(&text) {
-            Err(e) if e.message == UNDER_INDENTED_QUOTED => {
-                match indent_quoted_scalar(&text, e.line, e.column) {
-                    Some(fixed) => text = std::borrow::Cow::Owned(fixed),
-                    None => return Err(e),
-                }
-            }
-            other => return other,
-        }
-    }
-    parse_events(&text)
+    let mut docs = Vec::new();
+    read_stream(source, &mut docs)?;
+    Ok(docs)
 }
 
-const UNDER_INDENTED_QUOTED: &str = "invalid indentation in quoted scalar";
-
-/// libyaml (and so go-yaml and kubectl) accepts continuation lines of a multi-line quoted
-/// scalar indented no deeper than its key; yaml-rust2 refuses them. Leading white space of a
-/// continuation line is folded away, so indenting those lines further changes neither the
-/// value nor any line number. Returns `None` when the scalar cannot be delimited.
-fn indent_quoted_scalar(text: &str, line: usize, column: usize) -> Option<String> {
-    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
-    let first = lines.get(line.checked_sub(1)?)?;
-    let start = first.char_indices().nth(column.checked_sub(1)?)?.0;
-    let quote = first[start..]
-        .chars()
-        .next()
-        .filter(|c| *c == '\'' || *c == '"')?;
-    // Find the closing quote, following the scalar over line breaks.
-    let mut in_first = true;
-    let mut offset = start + 1;
-    for idx in line - 1..lines.len() {
-        let body = if in_first {
-            &lines[idx][offset..]
-        } else {
-            &lines[idx][..]
-        };
-        let mut chars = body.chars().peekable();
-        let mut closed = false;
-        let mut escaped = false;
-        while let Some(c) = chars.next() {
-            if quote == '"' {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == '"' {
-                    closed = true;
-                    break;
-                }
-            } else if c == '\'' {
-                if chars.peek() == Some(&'\'') {
-                    chars.next();
-                } else {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        if !in_first {
-            lines[idx] = format!("{}{}", " ".repeat(column + 1), lines[idx]);
-        }
-        if closed {
-            return Some(lines.join("\n"));
-        }
-        in_first = false;
-        offset = 0;
-    }
-    None
+/// Parses every document of a YAML stream into `sink`, one at a time. After an error, the
+/// sink may hold documents from before it.
+pub fn read_stream(source: &str, sink: &mut dyn DocumentSink) -> Result<(), YamlError> {
+    read_stream_counting(source, sink, &mut 0)
 }
 
-fn parse_events(source: &str) -> Result<Vec<Document>, YamlError> {
+/// [`read_stream`], counting in `passes` how often the whole text was read.
+fn read_stream_counting(
+    source: &str,
+    sink: &mut dyn DocumentSink,
+    passes: &mut usize,
+) -> Result<(), YamlError> {
+    check_characters(source)?;
+    *passes += 1;
+    match parse_events(source, sink, &HashSet::new(), &mut HashSet::new()) {
+        Err(e) if e.message == quoted::UNDER_INDENTED => {
+            quoted::parse_reindented(source, sink, e, passes)
+        }
+        Err(e) if e.message == STOPPED => Ok(()),
+        other => other,
+    }
+}
+
+/// The "error" [`parse_events`] ends with where the sink asked to stop.
+const STOPPED: &str = "stopped by the sink";
+
+/// libyaml reads only printable characters (YAML 1.1 `c-printable`) and refuses any other
+/// with "control characters are not allowed", so kubectl refuses such a file. yaml-rust2 would
+/// end the stream silently at a NUL, even in a comment, and accept the others.
+fn check_characters(source: &str) -> Result<(), YamlError> {
+    if source
+        .bytes()
+        .all(|b| matches!(b, b'\t' | b'\n' | b'\r' | b' '..=b'~'))
+    {
+        return Ok(());
+    }
+    let printable = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{A0}'..='\u{D7FF}'
+            | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    };
+    let (mut line, mut line_start) = (1, 0);
+    for (i, c) in source.char_indices() {
+        if c == '\n' {
+            line += 1;
+            line_start = i + 1;
+        } else if !printable(c) {
+            return Err(YamlError {
+                line,
+                column: source[line_start..i].chars().count() + 1,
+                message: format!(
+                    "control character U+{:04X} is not allowed; kubectl refuses it too",
+                    u32::from(c)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A position in a text: 1-based line, 0-based column in characters.
+type Position = (usize, usize);
+
+/// Reads `source` into `sink`, ending with a [`STOPPED`] error where the sink stops it. Adds to
+/// `seen` each position of `watch` where a quoted scalar starts, as far as the text was read.
+fn parse_events(
+    source: &str,
+    sink: &mut dyn DocumentSink,
+    watch: &HashSet<Position>,
+    seen: &mut HashSet<Position>,
+) -> Result<(), YamlError> {
     let mut parser = Parser::new_from_str(source);
+    // Without a `*` there is no alias, and anchored values need not be kept (nor copied).
+    let keep_anchors = source.contains('*');
     let mut b = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
-        alias_nodes: 0,
-        docs: Vec::new(),
+        copied_nodes: 0,
+        sink,
+        stopped: false,
         doc_line: None,
         item_lines: Vec::new(),
     };
@@ -172,26 +210,38 @@ fn parse_events(source: &str) -> Result<Vec<Document>, YamlError> {
             Event::DocumentEnd => {}
             Event::Scalar(text, style, anchor, tag) => {
                 b.note_line(mark.line());
+                let quoted = matches!(
+                    style,
+                    TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+                );
+                if quoted && !watch.is_empty() && watch.contains(&(mark.line(), mark.col())) {
+                    seen.insert((mark.line(), mark.col()));
+                }
+                // go-yaml merges on a plain `<<` (or one tagged `!!merge`); a quoted "<<" is
+                // an ordinary key.
+                let merge_key = text == "<<"
+                    && match &tag {
+                        None => style == TScalarStyle::Plain,
+                        Some(tag) => is_core_tag(tag, "merge"),
+                    };
                 let value = resolve_scalar(&text, style, tag.as_ref()).map_err(at)?;
-                if anchor > 0 {
+                if anchor > 0 && keep_anchors {
+                    b.copy(&value).map_err(at)?;
                     b.anchors.insert(anchor, value.clone());
                 }
-                b.push_value(value, false).map_err(at)?;
+                b.push_value(value, merge_key).map_err(at)?;
             }
             Event::Alias(id) => {
                 b.note_line(mark.line());
-                let value = b
+                let nodes = b
                     .anchors
                     .get(&id)
-                    .cloned()
+                    .map(count_nodes)
                     .ok_or_else(|| at("alias refers to an unknown anchor".into()))?;
-                b.alias_nodes += count_nodes(&value);
-                if b.alias_nodes > MAX_ALIAS_NODES {
-                    return Err(at(format!(
-                        "aliases expand to more than {MAX_ALIAS_NODES} values"
-                    )));
-                }
-                b.push_value(value, true).map_err(at)?;
+                // Counted before the copy is made.
+                b.count_copy(nodes).map_err(at)?;
+                let value = b.anchors[&id].clone();
+                b.push_value(value, false).map_err(at)?;
             }
             Event::SequenceStart(anchor, _) => {
                 b.note_line(mark.line());
@@ -208,7 +258,6 @@ fn parse_events(source: &str) -> Result<Vec<Document>, YamlError> {
                 }
                 b.open(Frame::Map {
                     map: Map::new(),
-                    explicit: Vec::new(),
                     pending_key: None,
                     anchor,
                 })
@@ -220,17 +269,40 @@ fn parse_events(source: &str) -> Result<Vec<Document>, YamlError> {
                     Some(Frame::Map { map, anchor, .. }) => (Value::Object(map), anchor),
                     None => return Err(at("unbalanced collection end".into())),
                 };
-                if anchor > 0 {
+                if anchor > 0 && keep_anchors {
+                    b.copy(&value).map_err(at)?;
                     b.anchors.insert(anchor, value.clone());
                 }
                 b.push_value(value, false).map_err(at)?;
             }
         }
+        if b.stopped {
+            return Err(at(STOPPED.into()));
+        }
     }
-    Ok(b.docs)
+    Ok(())
 }
 
-impl Builder {
+fn is_core_tag(tag: &Tag, suffix: &str) -> bool {
+    (tag.handle == "!!" || tag.handle == "tag:yaml.org,2002:") && tag.suffix == suffix
+}
+
+impl Builder<'_> {
+    /// Counts `value` against the copy budget before it is copied.
+    fn copy(&mut self, value: &Value) -> Result<(), String> {
+        self.count_copy(count_nodes(value))
+    }
+
+    fn count_copy(&mut self, nodes: usize) -> Result<(), String> {
+        self.copied_nodes += nodes;
+        if self.copied_nodes > MAX_ALIAS_NODES {
+            return Err(format!(
+                "aliases and anchors expand to more than {MAX_ALIAS_NODES} values"
+            ));
+        }
+        Ok(())
+    }
+
     fn note_line(&mut self, line: usize) {
         if self.doc_line.is_none() {
             self.doc_line = Some(line);
@@ -259,17 +331,19 @@ impl Builder {
         Ok(())
     }
 
-    fn push_value(&mut self, value: Value, from_alias: bool) -> Result<(), String> {
+    /// Adds a finished value to the collection being built; `merge_key` marks a `<<` key.
+    fn push_value(&mut self, value: Value, merge_key: bool) -> Result<(), String> {
         match self.stack.last_mut() {
             None => {
-                self.docs.push(Document {
-                    line: self.doc_line.unwrap_or(1),
-                    value,
-                    item_lines: std::mem::take(&mut self.item_lines),
-                });
+                let item_lines = std::mem::take(&mut self.item_lines);
                 // Drop documents that hold nothing (a bare `---` or only comments).
-                if self.docs.last().is_some_and(|d| d.value.is_null()) {
-                    self.docs.pop();
+                if !value.is_null() {
+                    let doc = Document {
+                        line: self.doc_line.unwrap_or(1),
+                        value,
+                        item_lines,
+                    };
+                    self.stopped = self.sink.document(doc).is_break();
                 }
                 Ok(())
             }
@@ -278,18 +352,15 @@ impl Builder {
                 Ok(())
             }
             Some(Frame::Map {
-                map,
-                explicit,
-                pending_key,
-                ..
+                map, pending_key, ..
             }) => match pending_key.take() {
                 None => {
-                    let key = match &value {
-                        Value::String(s) if s == "<<" && !from_alias => {
+                    let key = match value {
+                        _ if merge_key => {
                             *pending_key = Some(PendingKey::Merge);
                             return Ok(());
                         }
-                        Value::String(s) => s.clone(),
+                        Value::String(s) => s,
                         Value::Null => "null".to_string(),
                         Value::Bool(b) => b.to_string(),
                         Value::Number(n) => n.to_string(),
@@ -303,32 +374,28 @@ impl Builder {
                     Ok(())
                 }
                 Some(PendingKey::Key(key)) => {
-                    explicit.push(key.clone());
                     map.insert(key, value);
                     Ok(())
                 }
-                Some(PendingKey::Merge) => {
-                    let sources = match value {
-                        Value::Object(m) => vec![m],
-                        Value::Array(items) => items
-                            .into_iter()
-                            .map(|v| match v {
-                                Value::Object(m) => Ok(m),
-                                _ => Err("`<<` merges only mappings".to_string()),
-                            })
-                            .collect::<Result<_, _>>()?,
-                        _ => return Err("`<<` merges only mappings".into()),
-                    };
-                    // Earlier sources win over later ones; explicit keys win over all.
-                    for source in sources {
-                        for (k, v) in source {
-                            if !explicit.contains(&k) && !map.contains_key(&k) {
-                                map.insert(k, v);
+                // go-yaml v2, which kubectl uses, merges by setting each merged key in
+                // document order like any other key: a merge overrides the keys before it and
+                // later keys override the merge. Of a sequence of mappings the earlier ones
+                // win, so they are set last. Each entry is moved once, never re-copied.
+                Some(PendingKey::Merge) => match value {
+                    Value::Object(source) => {
+                        map.extend(source);
+                        Ok(())
+                    }
+                    Value::Array(sources) if sources.iter().all(Value::is_object) => {
+                        for source in sources.into_iter().rev() {
+                            if let Value::Object(source) = source {
+                                map.extend(source);
                             }
                         }
+                        Ok(())
                     }
-                    Ok(())
-                }
+                    _ => Err("`<<` merges only mappings".into()),
+                },
             },
         }
     }
@@ -458,6 +525,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// [`parse_stream`], counting in `passes` how often the whole text was read.
+    fn parse_stream_counting(source: &str, passes: &mut usize) -> Result<Vec<Document>, YamlError> {
+        let mut docs = Vec::new();
+        read_stream_counting(source, &mut docs, passes)?;
+        Ok(docs)
+    }
+
     fn one(src: &str) -> Value {
         let docs = parse_stream(src).unwrap();
         assert_eq!(docs.len(), 1, "{docs:?}");
@@ -557,5 +631,123 @@ mod tests {
         }
         let err = parse_stream(&src).unwrap_err();
         assert!(err.message.contains("aliases"), "{err}");
+    }
+
+    #[test]
+    fn nul_and_other_control_characters_are_refused_where_they_are() {
+        // yaml-rust2 alone ends the stream at a NUL: the second document was never read.
+        for (src, line, column, code) in [
+            ("a: 1\n# x\0y\n---\nb: 2\n", 2, 4, "U+0000"),
+            ("a: 1\nb: \"x\u{1}\"\n", 2, 6, "U+0001"),
+            ("a: \u{7f}\n", 1, 4, "U+007F"),
+            ("a: \u{80}\n", 1, 4, "U+0080"),
+            ("a: \u{FFFE}\n", 1, 4, "U+FFFE"),
+        ] {
+            let err = parse_stream(src).unwrap_err();
+            assert_eq!((err.line, err.column), (line, column), "{src:?}: {err}");
+            assert!(err.message.contains(code), "{src:?}: {err}");
+        }
+        // What libyaml reads is read: tab, CR, NEL, non-ASCII, a BOM inside a scalar.
+        assert_eq!(
+            one("a:\t\"x\u{85}\u{e9}\u{FEFF}\"\r\nb: \u{1F600}\n"),
+            json!({"a": "x\u{85}\u{e9}\u{FEFF}", "b": "\u{1F600}"})
+        );
+    }
+
+    #[test]
+    fn merge_keys_set_keys_in_document_order_like_kubectl() {
+        // As `kubectl label --local -f` (v1.32) reads it: a merge overrides the keys before
+        // it, later keys override the merge, earlier mappings of a merged sequence win.
+        assert_eq!(
+            one("<<: [{a: 1}, {a: 2, b: 2}]\nb: 3\n<<: {c: 4, b: 5}\nd: 1\n<<: {d: 2}\n"),
+            json!({"a": 1, "b": 5, "c": 4, "d": 2})
+        );
+        assert_eq!(one("<<: {b: 5}\nb: 3\n"), json!({"b": 3}));
+        // A quoted "<<" is a key; a `!!merge` tag merges.
+        assert_eq!(
+            one("\"<<\": {c: 4}\nx: 1\n"),
+            json!({"<<": {"c": 4}, "x": 1})
+        );
+        assert_eq!(one("!!merge <<: {c: 4}\nx: 1\n"), json!({"c": 4, "x": 1}));
+        assert!(parse_stream("<<: [{a: 1}, 2]\n").is_err());
+    }
+
+    #[test]
+    fn merging_into_a_large_map_keeps_every_key() {
+        let n = 20_000;
+        let mut src = String::new();
+        for i in 0..n {
+            src.push_str(&format!("e{i}: 1\n"));
+        }
+        src.push_str("<<:\n");
+        for i in 0..n {
+            src.push_str(&format!("  m{i}: 2\n"));
+        }
+        let value = one(&src);
+        assert_eq!(value.as_object().unwrap().len(), 2 * n);
+        assert_eq!((&value["e7"], &value["m7"]), (&json!(1), &json!(2)));
+    }
+
+    #[test]
+    fn anchors_are_copied_only_when_aliases_can_use_them_and_count_against_the_budget() {
+        // 100 nested anchored mappings around 20,000 values: kept for aliases, that is 2
+        // million copied values — refused; without any alias nothing is copied.
+        let mut src = String::new();
+        for depth in 0..100 {
+            src.push_str(&format!("{}k{depth}: &a{depth}\n", "  ".repeat(depth)));
+        }
+        src.push_str(&format!("{}leaf: [", "  ".repeat(100)));
+        src.push_str(&"1, ".repeat(20_000));
+        src.push_str("1]\n");
+        assert!(parse_stream(&src).is_ok());
+        src.push_str("other: *a99\n");
+        let err = parse_stream(&src).unwrap_err();
+        assert!(err.message.contains("aliases and anchors"), "{err}");
+    }
+
+    /// `k{i}: '...'` scalars whose continuation lines are indented no deeper than the key.
+    fn under_indented(n: usize) -> (String, String) {
+        let (mut src, mut deep) = (String::from("data:\n"), String::from("data:\n"));
+        for i in 0..n {
+            src.push_str(&format!("  k{i}: '[\n  x,\n  ]'\n  d{i}: \"p\n q\"\n"));
+            deep.push_str(&format!(
+                "  k{i}: '[\n      x,\n      ]'\n  d{i}: \"p\n      q\"\n"
+            ));
+        }
+        (src, deep)
+    }
+
+    #[test]
+    fn under_indented_quoted_scalars_are_all_fixed_in_one_more_pass() {
+        let (src, deep) = under_indented(2_000);
+        let mut passes = 0;
+        let docs = parse_stream_counting(&src, &mut passes).unwrap();
+        // One reading that fails, one with every scalar indented: not one per scalar.
+        assert_eq!(passes, 2);
+        assert_eq!(docs, parse_stream(&deep).unwrap());
+        assert_eq!(docs[0].value["data"]["k1999"], json!("[ x, ]"));
+        assert_eq!(docs[0].value["data"]["d1999"], json!("p q"));
+    }
+
+    #[test]
+    fn quotes_the_quoted_scalar_finder_misreads_never_change_what_is_read() {
+        // Quotes in a block scalar (whose content is less indented than its `|` line), a plain
+        // scalar, a comment and a flow sequence, beside under-indented quoted scalars.
+        let src = "a:\n  |\n 'y\n z'\nb: don't 'stop\n  here\n# it's\nc:\n  d: 'x\n  y'\n\
+                   e: [\"f\n  g\", h'i]\nj:\n  k: \"l\n m\"\n";
+        let fixed = "a:\n  |\n 'y\n z'\nb: don't 'stop\n  here\n# it's\nc:\n  d: 'x\n      y'\n\
+                     e: [\"f\n  g\", h'i]\nj:\n  k: \"l\n      m\"\n";
+        let mut passes = 0;
+        let docs = parse_stream_counting(src, &mut passes).unwrap();
+        assert_eq!(docs, parse_stream(fixed).unwrap());
+        assert_eq!(docs[0].value["a"], json!("'y\nz'\n"));
+        assert!(passes <= 4, "{passes}");
+    }
+
+    #[test]
+    fn a_document_marker_inside_a_quoted_scalar_is_refused_like_libyaml() {
+        let err = parse_stream("a:\n  b: 'x\n y\n---\n  z'\n").unwrap_err();
+        assert!(err.message.contains("document indicator"), "{err}");
+        assert_eq!(err.line, 2);
     }
 }

@@ -339,3 +339,206 @@ fn cockroachdb_volume_named_like_its_claim_template_gets_no_shared_claim_warning
         assert_eq!(sts["verdict"], "ok", "{set}: {sts:#}");
     }
 }
+
+/// A StatefulSet whose governing Service does not exist: `check` must deny it.
+const ORPHAN_STS: &str = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\nspec:\n  serviceName: nginx\n  selector:\n    matchLabels: {app: nginx}\n  template:\n    metadata:\n      labels: {app: nginx}\n    spec:\n      containers: [{name: c, image: i}]\n";
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_nul_or_other_control_character_is_refused_with_its_line_not_read_past() {
+    // yaml-rust2 ended the stream at the NUL: the StatefulSet after it was never checked.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, comment, line) in [
+        ("nul.yaml", "# generated \0 by a tool\n", 1),
+        ("soh.yaml", "# generated \u{1} by a tool\n", 1),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n---\n{comment}---\n{ORPHAN_STS}"),
+        )
+        .unwrap();
+        let out = run_check(&[path.to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!("{name}:{}: YAML: control character", line + 4)),
+            "{name}: {err}"
+        );
+    }
+    let out = run_check(&["-"], Some(&format!("{ORPHAN_STS}# \0\n")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("<stdin>:14: YAML: control character U+0000"));
+}
+
+#[test]
+fn byte_order_marks_and_utf16_are_read_as_kubectl_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let utf16 = |bom: [u8; 2], le: bool| -> Vec<u8> {
+        let units = ORPHAN_STS.encode_utf16();
+        let body: Vec<u8> = if le {
+            units.flat_map(u16::to_le_bytes).collect()
+        } else {
+            units.flat_map(u16::to_be_bytes).collect()
+        };
+        [bom.as_slice(), &body].concat()
+    };
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("bom.yaml", [b"\xEF\xBB\xBF", ORPHAN_STS.as_bytes()].concat()),
+        (
+            "bom.json",
+            [
+                b"\xEF\xBB\xBF".as_slice(),
+                br#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"web"},"spec":{"serviceName":"nginx"}}"#,
+            ]
+            .concat(),
+        ),
+        ("utf16le.yaml", utf16([0xFF, 0xFE], true)),
+        ("utf16be.yaml", utf16([0xFE, 0xFF], false)),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = run_check(&["--output", "json", path.to_str().unwrap()], None);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr_of(&out));
+        let report = json_of(&out);
+        assert_eq!(report["objects"][0]["verdict"], "deny", "{name}");
+        assert_eq!(report["objects"][0]["line"], 1, "{name}");
+    }
+    let out = run_check(&["-"], Some(&format!("\u{FEFF}{ORPHAN_STS}")));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+}
+
+#[test]
+fn lists_are_read_as_kubectl_reads_them() {
+    // Any object with an `items` array is a list to kubectl, whatever its kind.
+    let indented: String = ORPHAN_STS.lines().map(|l| format!("    {l}\n")).collect();
+    let foo = format!("apiVersion: v1\nkind: Foo\nitems:\n  -\n{indented}");
+    let out = run_check(&["--output", "json", "-"], Some(&foo));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert_eq!(json_of(&out)["objects"][0]["kind"], "StatefulSet");
+
+    // kubectl refuses a List nested in a List; so does check, naming the nested list's line.
+    let nested = format!(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: c}}\n- apiVersion: v1\n  kind: List\n  items:\n  -\n{indented}"
+    );
+    let out = run_check(&["-"], Some(&nested));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("<stdin>:7: items[1] of the List is itself a list"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn inputs_over_the_size_limits_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    // 1,416 bytes each.
+    let body = format!("---\n{ORPHAN_STS}").repeat(6);
+    std::fs::write(&a, &body).unwrap();
+    std::fs::write(&b, &body).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+
+    let out = run_check(&["--max-file-size", "1Ki", a], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "{a}: 1.4 KiB, larger than the limit of 1 KiB per file (--max-file-size)"
+        )),
+        "{err}"
+    );
+    let out = run_check(&["--max-file-size", "1Ki", "-"], Some(&body));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("<stdin>: larger than the limit of 1 KiB per file"));
+
+    let out = run_check(&["--max-total-size", "2Ki", a, b], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("{b}: with this input, the inputs are larger than the limit of 2 KiB in total (--max-total-size)")),
+        "{err}"
+    );
+    assert!(!err.contains(&format!("{a}:")), "{err}");
+    let out = run_check(&["--max-total-size", "3Ki", a, b], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+
+    // The default: 64 MiB per file, refused from its size before a byte is read (a sparse file).
+    let big = dir.path().join("big.yaml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((64 << 20) + 1)
+        .unwrap();
+    let out = run_check(&[big.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("larger than the limit of 64 MiB per file"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn hostile_yaml_is_read_as_kubectl_reads_it() {
+    // Under-indented multi-line quoted scalars (libyaml accepts them) and a merge that
+    // overrides a key written before it (go-yaml sets merged keys in order): both decide
+    // the verdict here.
+    let mut src = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n");
+    for i in 0..500 {
+        src.push_str(&format!("  k{i}: '[\n  x,\n  ]'\n"));
+    }
+    src.push_str(&format!("---\n{ORPHAN_STS}"));
+    src = src.replace(
+        "  serviceName: nginx\n",
+        "  serviceName: nginx-headless\n  <<: {serviceName: nginx}\n",
+    );
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: nginx-headless}\nspec: {clusterIP: None, selector: {app: nginx}}\n---\n";
+    let out = run_check(&["--output", "json", "-"], Some(&format!("{svc}{src}")));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let report = json_of(&out);
+    assert_eq!(report["objects"][2]["kind"], "StatefulSet");
+    assert_eq!(report["objects"][2]["verdict"], "deny");
+    assert_eq!(report["objects"][2]["line"], 1512);
+}
+
+#[test]
+fn serve_and_review_read_manifests_within_the_same_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, format!("---\n{ORPHAN_STS}").repeat(8)).unwrap();
+    let nul = dir.path().join("nul.yaml");
+    std::fs::write(&nul, format!("{ORPHAN_STS}# \0\n")).unwrap();
+    for (manifests, limit, expected) in [
+        (
+            &big,
+            "1Ki",
+            "big.yaml: 1.8 KiB, larger than the limit of 1 KiB per file",
+        ),
+        (&nul, "1Mi", "nul.yaml:14: YAML: control character U+0000"),
+    ] {
+        for command in ["serve", "review"] {
+            let mut cmd = bin();
+            cmd.args([command, "--max-file-size", limit, "--manifests"])
+                .arg(manifests)
+                .stdin(Stdio::null());
+            if command == "serve" {
+                // Were the manifests read, it would go on to create certificates here.
+                cmd.arg("--certs-dir").arg(dir.path().join("certs"));
+            }
+            let out = cmd.output().unwrap();
+            assert!(!out.status.success(), "{command}");
+            let err = stderr_of(&out);
+            assert!(
+                err.starts_with(&format!("sts-guard {command}: --manifests: "))
+                    && err.contains(expected),
+                "{command}: {err}"
+            );
+        }
+    }
+}
