@@ -20,7 +20,7 @@ use crate::engine::{Decision, Endpoint, Skip, apply_policy, evaluate};
 use crate::inventory::lean::{AuditStatefulSet, LeanNode, LeanPod, LeanService};
 use crate::inventory::{Inventory, StaticInventory};
 use crate::model::{
-    Labels, ObjectRef, PodView, STATEFULSET_POD_NAME_LABEL, ServiceView, StatefulSetView,
+    LabelSet, ObjectRef, PodView, STATEFULSET_POD_NAME_LABEL, ServiceView, StatefulSetView,
 };
 use crate::rules::Findings;
 use crate::rules::live::{
@@ -394,7 +394,7 @@ struct Audit<'a> {
 
 /// The selector of a StatefulSet's governing Service and its pods counted against it, by
 /// (namespace, StatefulSet).
-type Tallies = HashMap<(String, String), (Labels, PodTally)>;
+type Tallies = HashMap<(String, String), (LabelSet, PodTally)>;
 
 impl Audit<'_> {
     fn absorb(&mut self, phase: Phase) {
@@ -431,7 +431,7 @@ impl Audit<'_> {
                 let svc = self.inventory.service(&sts.namespace, service).ok()??;
                 selects_template(sts, &svc).then(|| {
                     (
-                        (sts.namespace.clone(), sts.name.clone()),
+                        (sts.namespace.to_string(), sts.name.to_string()),
                         (svc.selector.clone(), PodTally::default()),
                     )
                 })
@@ -547,7 +547,7 @@ fn service_object(svc: &ServiceView) -> DynamicObject {
         spec["clusterIP"] = json!(ip);
     }
     if let Some(t) = &svc.service_type {
-        spec["type"] = json!(t);
+        spec["type"] = json!(&**t);
     }
     let mut object = DynamicObject {
         types: Some(TypeMeta {
@@ -557,8 +557,8 @@ fn service_object(svc: &ServiceView) -> DynamicObject {
         metadata: Default::default(),
         data: json!({ "spec": spec }),
     };
-    object.metadata.name = Some(svc.name.clone());
-    object.metadata.namespace = Some(svc.namespace.clone());
+    object.metadata.name = Some(svc.name.to_string());
+    object.metadata.namespace = Some(svc.namespace.to_string());
     object
 }
 

@@ -385,8 +385,8 @@ impl Ctx<'_> {
     fn validate_service_delete(&self, decision: &mut Decision) -> Result<(), FieldError> {
         // Only the name matters here, so a DELETE without oldObject is still judged.
         let view = ServiceView {
-            namespace: self.namespace.to_string(),
-            name: self.name.to_string(),
+            namespace: crate::model::intern(self.namespace),
+            name: self.name.into(),
             cluster_ip: None,
             service_type: None,
             selector: Default::default(),

@@ -8,10 +8,189 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::DynamicObject;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub type Labels = BTreeMap<String, String>;
+
+/// The strings many cached objects share (namespaces, label keys and values, enum-like spec
+/// fields), held once: [`intern`] hands out clones of one `Arc<str>` per distinct text.
+struct Interner {
+    set: HashSet<Arc<str>>,
+    /// Size after the last sweep; the next sweep runs when the set has doubled since.
+    swept_at: usize,
+}
+
+static INTERNER: OnceLock<Mutex<Interner>> = OnceLock::new();
+
+/// The shared copy of `text`. Strings no view holds any more are dropped from the table
+/// whenever it has doubled since the last sweep, so it never outgrows twice what is in use.
+pub fn intern(text: &str) -> Arc<str> {
+    let table = INTERNER.get_or_init(|| {
+        Mutex::new(Interner {
+            set: HashSet::new(),
+            swept_at: 0,
+        })
+    });
+    let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = table.set.get(text) {
+        return found.clone();
+    }
+    if table.set.len() >= 1024 && table.set.len() >= 2 * table.swept_at {
+        table.set.retain(|s| Arc::strong_count(s) > 1);
+        table.swept_at = table.set.len();
+        if table.set.capacity() > 4 * table.set.len().max(256) {
+            table.set.shrink_to_fit();
+        }
+    }
+    let shared: Arc<str> = Arc::from(text);
+    table.set.insert(shared.clone());
+    shared
+}
+
+/// Read access to a set of labels, whichever way it is stored.
+pub trait LabelMap {
+    fn label(&self, key: &str) -> Option<&str>;
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)>;
+    fn is_empty(&self) -> bool;
+}
+
+impl LabelMap for Labels {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    fn is_empty(&self) -> bool {
+        BTreeMap::is_empty(self)
+    }
+}
+
+/// Labels or a selector as cached views keep them: pairs sorted by key in one boxed slice,
+/// keys and values interned (most objects of a namespace share them).
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct LabelSet(Box<[(Arc<str>, Arc<str>)]>);
+
+impl LabelSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// From pairs in any order; a later duplicate key wins, as in a map.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut list: Vec<(Arc<str>, Arc<str>)> = pairs
+            .into_iter()
+            .map(|(k, v)| (intern(k.as_ref()), intern(v.as_ref())))
+            .collect();
+        // Stable sort keeps the input order among equal keys; keep the last of each.
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(list.len());
+        for pair in list {
+            match out.last_mut() {
+                Some(last) if last.0 == pair.0 => *last = pair,
+                _ => out.push(pair),
+            }
+        }
+        LabelSet(out.into_boxed_slice())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// As an ordinary map (for code that builds objects or collects pods' labels).
+    pub fn to_labels(&self) -> Labels {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+impl LabelMap for LabelSet {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter()
+    }
+    fn is_empty(&self) -> bool {
+        LabelSet::is_empty(self)
+    }
+}
+
+impl fmt::Debug for LabelSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl From<Labels> for LabelSet {
+    fn from(labels: Labels) -> Self {
+        LabelSet::from_pairs(labels)
+    }
+}
+
+impl From<&Labels> for LabelSet {
+    fn from(labels: &Labels) -> Self {
+        LabelSet::from_pairs(labels.iter())
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for LabelSet {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        LabelSet::from_pairs(iter)
+    }
+}
+
+impl serde::Serialize for LabelSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+/// Decodes a map of strings straight into interned pairs, without an intermediate map.
+impl<'de> serde::Deserialize<'de> for LabelSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> serde::de::Visitor<'de> for Pairs {
+            type Value = LabelSet;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<LabelSet, A::Error> {
+                let mut pairs: Vec<(std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>)> =
+                    Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(LabelSet::from_pairs(pairs))
+            }
+        }
+        d.deserialize_map(Pairs)
+    }
+}
 
 /// Annotation on a pod (or its template) that makes a force delete a deliberate break-glass step.
 pub const ALLOW_FORCE_DELETE_ANNOTATION: &str = "sts-guard.io/allow-force-delete";
@@ -58,17 +237,17 @@ impl fmt::Display for ObjectRef {
 }
 
 /// True when every pair of `selector` is among `labels` (set inclusion).
-pub fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+pub fn selector_matches(selector: &impl LabelMap, labels: &impl LabelMap) -> bool {
+    selector.pairs().all(|(k, v)| labels.label(k) == Some(v))
 }
 
 /// Renders labels as `a=1,b=2` for messages.
-pub fn format_labels(labels: &Labels) -> String {
+pub fn format_labels(labels: &impl LabelMap) -> String {
     if labels.is_empty() {
         return "(none)".to_string();
     }
     labels
-        .iter()
+        .pairs()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
@@ -158,6 +337,24 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Like [`Fields::labels`], as the compact interned form views keep.
+    pub fn label_set(&self, path: &str) -> Result<LabelSet, FieldError> {
+        match self.lookup(path)? {
+            None => Ok(LabelSet::new()),
+            Some(Value::Object(map)) => {
+                let mut pairs = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    match v {
+                        Value::String(s) => pairs.push((k.as_str(), s.as_str())),
+                        other => return Err(wrong(&format!("{path}.{k}"), "a string", other)),
+                    }
+                }
+                Ok(LabelSet::from_pairs(pairs))
+            }
+            Some(other) => Err(wrong(path, "a map of strings", other)),
+        }
+    }
+
     pub fn array(&self, path: &str) -> Result<&'a [Value], FieldError> {
         match self.lookup(path)? {
             None => Ok(&[]),
@@ -191,23 +388,28 @@ fn wrong(path: &str, expected: &'static str, found: &Value) -> FieldError {
     }
 }
 
-fn name_and_namespace(meta: &ObjectMeta, default_namespace: &str) -> (String, String) {
+fn name_and_namespace(meta: &ObjectMeta, default_namespace: &str) -> (Box<str>, Arc<str>) {
     let namespace = meta
         .namespace
         .as_deref()
         .filter(|ns| !ns.is_empty())
         .unwrap_or(default_namespace);
-    (meta.name.clone().unwrap_or_default(), namespace.to_string())
+    (
+        meta.name.as_deref().unwrap_or_default().into(),
+        intern(namespace),
+    )
 }
 
 /// What the rules need to know of a Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceView {
-    pub namespace: String,
-    pub name: String,
-    pub cluster_ip: Option<String>,
-    pub service_type: Option<String>,
-    pub selector: Labels,
+    /// Interned.
+    pub namespace: Arc<str>,
+    pub name: Box<str>,
+    pub cluster_ip: Option<Box<str>>,
+    /// Interned.
+    pub service_type: Option<Arc<str>>,
+    pub selector: LabelSet,
 }
 
 impl ServiceView {
@@ -217,9 +419,9 @@ impl ServiceView {
         Ok(ServiceView {
             namespace,
             name,
-            cluster_ip: f.str("spec.clusterIP")?.map(str::to_string),
-            service_type: f.str("spec.type")?.map(str::to_string),
-            selector: f.labels("spec.selector")?,
+            cluster_ip: f.str("spec.clusterIP")?.map(Box::from),
+            service_type: f.str("spec.type")?.map(intern),
+            selector: f.label_set("spec.selector")?,
         })
     }
 
@@ -249,19 +451,21 @@ impl ServiceView {
 /// What the rules need to know of a StatefulSet, in the inventory and as a request subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatefulSetView {
-    pub namespace: String,
-    pub name: String,
-    pub service_name: Option<String>,
+    /// Interned.
+    pub namespace: Arc<str>,
+    pub name: Box<str>,
+    /// Shared with the inventory's index of governed StatefulSets.
+    pub service_name: Option<Arc<str>>,
     /// `spec.replicas`, defaulted to 1 as the API server does.
     pub replicas: i64,
     /// `spec.selector.matchLabels`: the labels that make a pod this StatefulSet's.
-    pub selector: Labels,
-    pub template_labels: Labels,
+    pub selector: LabelSet,
+    pub template_labels: LabelSet,
     pub ordinals_start: i64,
-    /// `OrderedReady` (the default) or `Parallel`.
-    pub pod_management_policy: String,
-    /// `RollingUpdate` (the default) or `OnDelete`.
-    pub update_strategy: String,
+    /// `OrderedReady` (the default) or `Parallel`; interned.
+    pub pod_management_policy: Arc<str>,
+    /// `RollingUpdate` (the default) or `OnDelete`; interned.
+    pub update_strategy: Arc<str>,
     pub partition: Option<i64>,
 }
 
@@ -272,19 +476,18 @@ impl StatefulSetView {
         Ok(StatefulSetView {
             namespace,
             name,
-            service_name: f.str("spec.serviceName")?.map(str::to_string),
+            service_name: f.str("spec.serviceName")?.map(Arc::from),
             replicas: f.int32("spec.replicas")?.unwrap_or(1),
-            selector: f.labels("spec.selector.matchLabels")?,
-            template_labels: f.labels("spec.template.metadata.labels")?,
+            selector: f.label_set("spec.selector.matchLabels")?,
+            template_labels: f.label_set("spec.template.metadata.labels")?,
             ordinals_start: f.int32("spec.ordinals.start")?.unwrap_or(0),
-            pod_management_policy: f
-                .str("spec.podManagementPolicy")?
-                .unwrap_or("OrderedReady")
-                .to_string(),
-            update_strategy: f
-                .str("spec.updateStrategy.type")?
-                .unwrap_or("RollingUpdate")
-                .to_string(),
+            pod_management_policy: intern(
+                f.str("spec.podManagementPolicy")?.unwrap_or("OrderedReady"),
+            ),
+            update_strategy: intern(
+                f.str("spec.updateStrategy.type")?
+                    .unwrap_or("RollingUpdate"),
+            ),
             partition: f.int32("spec.updateStrategy.rollingUpdate.partition")?,
         })
     }
@@ -302,7 +505,7 @@ impl StatefulSetView {
 /// What the force-delete rule needs to know of a Node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
-    pub name: String,
+    pub name: Box<str>,
     pub out_of_service: bool,
 }
 
@@ -318,7 +521,7 @@ impl NodeView {
             out_of_service |= key == Some(OUT_OF_SERVICE_TAINT);
         }
         Ok(NodeView {
-            name: obj.metadata.name.clone().unwrap_or_default(),
+            name: obj.metadata.name.as_deref().unwrap_or_default().into(),
             out_of_service,
         })
     }
@@ -387,13 +590,65 @@ mod tests {
     }
 
     #[test]
+    fn label_sets_are_sorted_deduplicated_and_share_their_strings() {
+        let set = LabelSet::from_pairs([("b", "2"), ("a", "1"), ("b", "3")]);
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![("a", "1"), ("b", "3")]);
+        assert_eq!(set.get("b"), Some("3"));
+        assert_eq!(set.get("c"), None);
+        let other = LabelSet::from(&labels(&[("a", "1")]));
+        assert!(Arc::ptr_eq(&set.0[0].0, &other.0[0].0), "keys are interned");
+        assert!(
+            Arc::ptr_eq(&set.0[0].1, &other.0[0].1),
+            "values are interned"
+        );
+        assert!(selector_matches(&other, &set) && !selector_matches(&set, &other));
+        assert!(selector_matches(&other, &labels(&[("a", "1"), ("z", "9")])));
+        assert_eq!(format_labels(&set), "a=1,b=3");
+        assert_eq!(set.to_labels(), labels(&[("a", "1"), ("b", "3")]));
+    }
+
+    #[test]
+    fn label_sets_decode_and_encode_as_maps_of_strings() {
+        let set: LabelSet = serde_json::from_value(json!({"z": "1", "a": "2"})).unwrap();
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![("a", "2"), ("z", "1")]);
+        assert_eq!(
+            serde_json::to_value(&set).unwrap(),
+            json!({"a": "2", "z": "1"})
+        );
+        assert!(serde_json::from_value::<LabelSet>(json!({"a": 1})).is_err());
+        let obj = DynamicObject {
+            types: None,
+            metadata: ObjectMeta::default(),
+            data: json!({"spec": {"selector": {"app": 5}}}),
+        };
+        let err = ServiceView::from_object(&obj, "default").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.selector.app: expected a string, found number 5"
+        );
+    }
+
+    #[test]
+    fn interned_strings_no_view_holds_are_swept() {
+        let kept = intern("sts-guard-test-kept");
+        for i in 0..5000 {
+            drop(intern(&format!("sts-guard-test-transient-{i}")));
+        }
+        let table = INTERNER.get().unwrap().lock().unwrap();
+        assert!(table.set.len() < 4096, "{} strings held", table.set.len());
+        assert!(table.set.contains("sts-guard-test-kept"));
+        drop(table);
+        assert!(Arc::ptr_eq(&kept, &intern("sts-guard-test-kept")));
+    }
+
+    #[test]
     fn headless_means_cluster_ip_none() {
         let mut svc = ServiceView {
             namespace: "d".into(),
             name: "s".into(),
             cluster_ip: Some("None".into()),
             service_type: None,
-            selector: Labels::new(),
+            selector: LabelSet::new(),
         };
         assert!(svc.is_headless());
         svc.service_type = Some("NodePort".into());

@@ -342,7 +342,7 @@ pub fn default_partition(
     old: Option<(&StatefulSetView, &Value)>,
     config: &Config,
 ) -> Result<Mutation, FieldError> {
-    if view.update_strategy != "RollingUpdate" {
+    if &*view.update_strategy != "RollingUpdate" {
         return Ok(Mutation::default());
     }
     let Some((old_view, old_data)) = old else {

@@ -339,6 +339,40 @@ async fn gone_forces_a_relist_that_replaces_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_keeps_the_cached_copy_of_every_unchanged_object() {
+    let fake = FakeApi::start().await;
+    seed(&fake);
+    fake.apply(svc("other").value());
+    let inv = synced_inventory(&fake, &[]).await;
+    let unchanged = inv.service("default", "nginx").unwrap().unwrap();
+    let before = inv.service("default", "other").unwrap().unwrap();
+    fake.apply_silently(
+        svc("other")
+            .set("spec.clusterIP", json!("10.0.0.9"))
+            .value(),
+    );
+    fake.expire_watches();
+    let probe = inv.clone();
+    eventually("the relist after 410 Gone", move || {
+        !probe
+            .service("default", "other")
+            .unwrap()
+            .unwrap()
+            .is_headless()
+    })
+    .await;
+    // Unchanged objects cost the relist a pointer, not a second copy of the cache.
+    assert!(Arc::ptr_eq(
+        &unchanged,
+        &inv.service("default", "nginx").unwrap().unwrap()
+    ));
+    assert!(!Arc::ptr_eq(
+        &before,
+        &inv.service("default", "other").unwrap().unwrap()
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_can_be_restricted_to_namespaces() {
     let fake = FakeApi::start().await;
     seed(&fake);

@@ -19,6 +19,7 @@
 //! StatefulSet created meanwhile must still keep its governing Service from being deleted.
 
 use super::lean::{LeanNode, LeanService, LeanStatefulSet};
+use super::static_files::Kind;
 use super::{Evaluator, Inventory, Lookup, LookupError, StaticInventory};
 use crate::config::Config;
 use crate::engine::{Decision, Endpoint, evaluate};
@@ -35,13 +36,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
-    Service,
-    StatefulSet,
-    Node,
-}
 
 impl Kind {
     fn index(self) -> usize {
@@ -60,28 +54,58 @@ impl Kind {
 /// What one watch covers: a kind, in one namespace or (None) in all.
 type Scope = (Kind, Option<String>);
 
-/// A view built from a watched object.
+/// A view built from a watched object, ready to share between the index and decisions.
 enum View {
-    Service(ServiceView),
-    StatefulSet(StatefulSetView),
-    Node(NodeView),
+    Service(Arc<ServiceView>),
+    StatefulSet(Arc<StatefulSetView>),
+    Node(Arc<NodeView>),
 }
 
 impl From<LeanService> for View {
     fn from(s: LeanService) -> Self {
-        View::Service(s.into())
+        View::Service(Arc::new(s.into()))
     }
 }
 
 impl From<LeanStatefulSet> for View {
     fn from(s: LeanStatefulSet) -> Self {
-        View::StatefulSet(s.into())
+        View::StatefulSet(Arc::new(s.into()))
     }
 }
 
 impl From<LeanNode> for View {
     fn from(n: LeanNode) -> Self {
-        View::Node(n.into())
+        View::Node(Arc::new(n.into()))
+    }
+}
+
+impl View {
+    /// The cached view itself when the cache already holds an equal one: a relist of
+    /// unchanged objects then costs a pointer each, not a second copy of the cache.
+    fn reuse_cached(self, index: &StaticInventory) -> View {
+        match self {
+            View::Service(v) => View::Service(
+                index
+                    .cached_service(&v.namespace, &v.name)
+                    .filter(|cached| **cached == v)
+                    .cloned()
+                    .unwrap_or(v),
+            ),
+            View::StatefulSet(v) => View::StatefulSet(
+                index
+                    .statefulset(&v.namespace, &v.name)
+                    .filter(|cached| **cached == v)
+                    .cloned()
+                    .unwrap_or(v),
+            ),
+            View::Node(v) => View::Node(
+                index
+                    .cached_node(&v.name)
+                    .filter(|cached| **cached == v)
+                    .cloned()
+                    .unwrap_or(v),
+            ),
+        }
     }
 }
 
@@ -495,6 +519,16 @@ struct Shared {
     stats: Arc<ClusterStats>,
 }
 
+impl Shared {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StaticInventory> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, StaticInventory> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Keeps one scope of the index in step with the API server. Errors back off and retry
 /// (kube-runtime's default backoff); a relist replaces the scope's contents atomically.
 async fn watch<K>(api: Api<K>, kind: Kind, namespace: Option<String>, shared: Shared)
@@ -511,7 +545,10 @@ where
     let config = watcher::Config::default().page_size(250);
     let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
+    // The first list goes straight into the (not yet trusted) cache page by page; a later
+    // relist is gathered aside and swapped in whole when it completes.
     let mut relist: Option<Vec<View>> = None;
+    let mut listed_once = false;
     let failing = &shared.stats.failing_watches[kind.index()];
     let mut failed = false;
     while let Some(event) = stream.next().await {
@@ -532,22 +569,42 @@ where
         let recovers =
             failed && matches!(event, Event::InitDone | Event::Apply(_) | Event::Delete(_));
         match event {
-            Event::Init => relist = Some(Vec::new()),
-            Event::InitApply(obj) => relist.get_or_insert_with(Vec::new).push(View::from(obj)),
+            Event::Init if listed_once => relist = Some(Vec::new()),
+            // A first list that restarts drops what an interrupted attempt left behind.
+            Event::Init => {
+                shared
+                    .write()
+                    .swap_kind(kind, namespace.as_deref(), &mut StaticInventory::new())
+            }
+            Event::InitApply(obj) => match relist.as_mut() {
+                Some(views) => views.push(View::from(obj).reuse_cached(&shared.read())),
+                None => apply(&mut shared.write(), View::from(obj)),
+            },
             Event::InitDone => {
-                let views = relist.take().unwrap_or_default();
-                let count = views.len();
-                {
-                    let mut idx = shared.index.write().unwrap_or_else(|e| e.into_inner());
-                    match kind {
-                        Kind::Service => idx.clear_services(namespace.as_deref()),
-                        Kind::StatefulSet => idx.clear_statefulsets(namespace.as_deref()),
-                        Kind::Node => idx.clear_nodes(),
+                let count = match relist.take() {
+                    Some(views) => {
+                        let count = views.len();
+                        // Built outside the lock; what it replaces is dropped outside it too.
+                        let mut fresh = StaticInventory::new();
+                        for view in views {
+                            apply(&mut fresh, view);
+                        }
+                        shared
+                            .write()
+                            .swap_kind(kind, namespace.as_deref(), &mut fresh);
+                        drop(fresh);
+                        count
                     }
-                    for view in views {
-                        apply(&mut idx, view);
+                    None => {
+                        let sizes = shared.read().sizes();
+                        match kind {
+                            Kind::Service => sizes.0,
+                            Kind::StatefulSet => sizes.1,
+                            Kind::Node => sizes.2,
+                        }
                     }
-                }
+                };
+                listed_once = true;
                 let mut scopes = shared
                     .synced_scopes
                     .lock()
@@ -560,15 +617,12 @@ where
                 }
                 tracing::info!(kind = kind.as_str(), namespace = ?namespace, objects = count, "listed");
             }
-            Event::Apply(obj) => apply(
-                &mut shared.index.write().unwrap_or_else(|e| e.into_inner()),
-                View::from(obj),
-            ),
+            Event::Apply(obj) => apply(&mut shared.write(), View::from(obj)),
             Event::Delete(obj) => {
                 let meta = obj.meta();
                 let name = meta.name.as_deref().unwrap_or("");
                 let ns = meta.namespace.as_deref().unwrap_or("");
-                let mut idx = shared.index.write().unwrap_or_else(|e| e.into_inner());
+                let mut idx = shared.write();
                 match kind {
                     Kind::Service => idx.remove_service(ns, name),
                     Kind::StatefulSet => idx.remove_statefulset(ns, name),
@@ -586,8 +640,8 @@ where
 
 fn apply(index: &mut StaticInventory, view: View) {
     match view {
-        View::Service(v) => index.add_service(v),
-        View::StatefulSet(v) => index.add_statefulset(v),
-        View::Node(v) => index.add_node(v),
+        View::Service(v) => index.insert_service(v),
+        View::StatefulSet(v) => index.insert_statefulset(v),
+        View::Node(v) => index.insert_node(v),
     }
 }

@@ -4,8 +4,8 @@
 //! allocated, which keeps both the cache and the transient memory of a 10,000-object list small.
 
 use crate::model::{
-    Labels, NodeView, OUT_OF_SERVICE_TAINT, PodView, ServiceView, StatefulSetView,
-    controlling_statefulset,
+    LabelSet, Labels, NodeView, OUT_OF_SERVICE_TAINT, PodView, ServiceView, StatefulSetView,
+    controlling_statefulset, intern,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
@@ -95,7 +95,7 @@ pub struct ServiceSpec {
     #[serde(rename = "type")]
     service_type: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
-    selector: Labels,
+    selector: LabelSet,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -118,7 +118,7 @@ pub struct StatefulSetSpec {
 #[serde(rename_all = "camelCase")]
 struct Selector {
     #[serde(default, deserialize_with = "null_as_default")]
-    match_labels: Labels,
+    match_labels: LabelSet,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -130,7 +130,7 @@ struct Template {
 #[derive(Debug, Clone, Default, Deserialize)]
 struct TemplateMeta {
     #[serde(default, deserialize_with = "null_as_default")]
-    labels: Labels,
+    labels: LabelSet,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -302,10 +302,10 @@ impl AuditStatefulSet {
     }
 }
 
-fn ns_name(meta: &ObjectMeta) -> (String, String) {
+fn ns_name(meta: &ObjectMeta) -> (std::sync::Arc<str>, Box<str>) {
     (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
+        intern(meta.namespace.as_deref().unwrap_or_default()),
+        meta.name.as_deref().unwrap_or_default().into(),
     )
 }
 
@@ -315,8 +315,8 @@ impl From<LeanService> for ServiceView {
         ServiceView {
             namespace,
             name,
-            cluster_ip: s.spec.cluster_ip,
-            service_type: s.spec.service_type,
+            cluster_ip: s.spec.cluster_ip.map(String::into_boxed_str),
+            service_type: s.spec.service_type.as_deref().map(intern),
             selector: s.spec.selector,
         }
     }
@@ -329,18 +329,22 @@ impl From<LeanStatefulSet> for StatefulSetView {
         StatefulSetView {
             namespace,
             name,
-            service_name: spec.service_name,
+            service_name: spec.service_name.as_deref().map(Into::into),
             replicas: spec.replicas.unwrap_or(1),
             selector: spec.selector.match_labels,
             template_labels: spec.template.metadata.labels,
             ordinals_start: spec.ordinals.start.unwrap_or(0),
-            pod_management_policy: spec
-                .pod_management_policy
-                .unwrap_or_else(|| "OrderedReady".into()),
-            update_strategy: spec
-                .update_strategy
-                .strategy
-                .unwrap_or_else(|| "RollingUpdate".into()),
+            pod_management_policy: intern(
+                spec.pod_management_policy
+                    .as_deref()
+                    .unwrap_or("OrderedReady"),
+            ),
+            update_strategy: intern(
+                spec.update_strategy
+                    .strategy
+                    .as_deref()
+                    .unwrap_or("RollingUpdate"),
+            ),
             partition: spec
                 .update_strategy
                 .rolling_update
@@ -353,7 +357,7 @@ impl From<LeanStatefulSet> for StatefulSetView {
 impl From<LeanNode> for NodeView {
     fn from(n: LeanNode) -> Self {
         NodeView {
-            name: n.metadata.name.unwrap_or_default(),
+            name: n.metadata.name.unwrap_or_default().into_boxed_str(),
             out_of_service: n
                 .spec
                 .taints

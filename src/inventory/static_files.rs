@@ -3,17 +3,91 @@
 
 use super::{Inventory, Lookup};
 use crate::model::{NodeView, ServiceView, StatefulSetView};
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+/// A cached view in a set keyed by its name: the index holds one pointer per object and
+/// borrows the key from the view, so no name is stored twice.
+#[derive(Debug)]
+struct ByName<T>(Arc<T>);
+
+trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for ServiceView {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for StatefulSetView {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for NodeView {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<T> Clone for ByName<T> {
+    fn clone(&self) -> Self {
+        ByName(self.0.clone())
+    }
+}
+
+impl<T: Named> Hash for ByName<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.name().hash(state)
+    }
+}
+
+impl<T: Named> PartialEq for ByName<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl<T: Named> Eq for ByName<T> {}
+
+impl<T: Named> Borrow<str> for ByName<T> {
+    fn borrow(&self) -> &str {
+        self.0.name()
+    }
+}
+
+type Set<T> = HashSet<ByName<T>>;
+
+/// The StatefulSets of one namespace, by name and by governing Service.
+#[derive(Debug, Default, Clone)]
+struct NamespaceStatefulSets {
+    by_name: Set<StatefulSetView>,
+    /// Keyed by the `spec.serviceName` the views hold (shared, not copied); most Services
+    /// govern one StatefulSet, so an exact-size slice.
+    governed: HashMap<Arc<str>, Box<[Arc<StatefulSetView>]>>,
+}
+
 /// Objects indexed by namespace and name, and StatefulSets by governing Service, so that every
-/// lookup is a hash probe (no scans over the whole set).
+/// lookup is a hash probe (no scans over the whole set). Namespaces are interned strings
+/// shared with the views; names are borrowed from the views.
 #[derive(Debug, Default, Clone)]
 pub struct StaticInventory {
-    services: HashMap<String, HashMap<String, Arc<ServiceView>>>,
-    statefulsets: HashMap<(String, String), Arc<StatefulSetView>>,
-    governed: HashMap<(String, String), Vec<Arc<StatefulSetView>>>,
-    nodes: HashMap<String, Arc<NodeView>>,
+    services: HashMap<Arc<str>, Set<ServiceView>>,
+    statefulsets: HashMap<Arc<str>, NamespaceStatefulSets>,
+    nodes: Set<NodeView>,
+}
+
+/// The kinds of objects an inventory holds, for the cluster inventory's relists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Service,
+    StatefulSet,
+    Node,
 }
 
 impl StaticInventory {
@@ -24,10 +98,14 @@ impl StaticInventory {
     /// Adds a Service; a later object with the same namespace and name replaces the earlier
     /// one, as a later `kubectl apply` would.
     pub fn add_service(&mut self, svc: ServiceView) {
+        self.insert_service(Arc::new(svc));
+    }
+
+    pub(crate) fn insert_service(&mut self, svc: Arc<ServiceView>) {
         self.services
             .entry(svc.namespace.clone())
             .or_default()
-            .insert(svc.name.clone(), Arc::new(svc));
+            .replace(ByName(svc));
     }
 
     pub fn remove_service(&mut self, namespace: &str, name: &str) {
@@ -40,38 +118,53 @@ impl StaticInventory {
     }
 
     pub fn add_statefulset(&mut self, sts: StatefulSetView) {
-        self.remove_statefulset(&sts.namespace.clone(), &sts.name.clone());
-        let sts = Arc::new(sts);
-        if let Some(service) = sts.governing_service() {
-            self.governed
-                .entry((sts.namespace.clone(), service.to_string()))
-                .or_default()
-                .push(sts.clone());
+        self.insert_statefulset(Arc::new(sts));
+    }
+
+    pub(crate) fn insert_statefulset(&mut self, sts: Arc<StatefulSetView>) {
+        self.remove_statefulset(&sts.namespace, &sts.name);
+        let ns = self.statefulsets.entry(sts.namespace.clone()).or_default();
+        if let (Some(service), Some(_)) = (&sts.service_name, sts.governing_service()) {
+            let list = ns.governed.entry(service.clone()).or_default();
+            let mut grown = Vec::with_capacity(list.len() + 1);
+            grown.extend(list.iter().cloned());
+            grown.push(sts.clone());
+            *list = grown.into_boxed_slice();
         }
-        self.statefulsets
-            .insert((sts.namespace.clone(), sts.name.clone()), sts);
+        ns.by_name.insert(ByName(sts));
     }
 
     pub fn remove_statefulset(&mut self, namespace: &str, name: &str) {
-        let Some(old) = self
-            .statefulsets
-            .remove(&(namespace.to_string(), name.to_string()))
-        else {
+        let Some(ns) = self.statefulsets.get_mut(namespace) else {
             return;
         };
-        if let Some(service) = old.governing_service() {
-            let key = (old.namespace.clone(), service.to_string());
-            if let Some(list) = self.governed.get_mut(&key) {
-                list.retain(|s| s.name != old.name);
-                if list.is_empty() {
-                    self.governed.remove(&key);
-                }
+        let Some(ByName(old)) = ns.by_name.take(name) else {
+            return;
+        };
+        if let Some(service) = old.governing_service()
+            && let Some(list) = ns.governed.get_mut(service)
+        {
+            if list.len() <= 1 {
+                ns.governed.remove(service);
+            } else {
+                *list = list
+                    .iter()
+                    .filter(|s| s.name != old.name)
+                    .cloned()
+                    .collect();
             }
+        }
+        if ns.by_name.is_empty() {
+            self.statefulsets.remove(namespace);
         }
     }
 
     pub fn add_node(&mut self, node: NodeView) {
-        self.nodes.insert(node.name.clone(), Arc::new(node));
+        self.insert_node(Arc::new(node));
+    }
+
+    pub(crate) fn insert_node(&mut self, node: Arc<NodeView>) {
+        self.nodes.replace(ByName(node));
     }
 
     pub fn remove_node(&mut self, name: &str) {
@@ -84,7 +177,7 @@ impl StaticInventory {
             Some(ns) => {
                 self.services.remove(ns);
             }
-            None => self.services.clear(),
+            None => self.services = HashMap::new(),
         }
     }
 
@@ -92,41 +185,93 @@ impl StaticInventory {
     pub fn clear_statefulsets(&mut self, namespace: Option<&str>) {
         match namespace {
             Some(ns) => {
-                self.statefulsets.retain(|(n, _), _| n != ns);
-                self.governed.retain(|(n, _), _| n != ns);
+                self.statefulsets.remove(ns);
             }
-            None => {
-                self.statefulsets.clear();
-                self.governed.clear();
-            }
+            None => self.statefulsets = HashMap::new(),
         }
     }
 
     pub fn clear_nodes(&mut self) {
-        self.nodes.clear();
+        self.nodes = HashSet::new();
+    }
+
+    /// Exchanges this inventory's objects of `kind` in `namespace` (all namespaces when
+    /// `None`; Nodes have none) with those of `fresh`: a relist built aside replaces the cache
+    /// in one step, and what it replaced is left in `fresh` to be dropped outside any lock.
+    pub(crate) fn swap_kind(&mut self, kind: Kind, namespace: Option<&str>, fresh: &mut Self) {
+        fn swap_in<V: Default>(
+            mine: &mut HashMap<Arc<str>, V>,
+            theirs: &mut HashMap<Arc<str>, V>,
+            namespace: Option<&str>,
+            is_empty: impl Fn(&V) -> bool,
+        ) {
+            let Some(ns) = namespace else {
+                std::mem::swap(mine, theirs);
+                return;
+            };
+            let new = theirs.remove(ns);
+            let old = mine.remove(ns);
+            if let Some(new) = new.filter(|v| !is_empty(v)) {
+                mine.insert(crate::model::intern(ns), new);
+            }
+            if let Some(old) = old {
+                theirs.insert(crate::model::intern(ns), old);
+            }
+        }
+        match kind {
+            Kind::Service => swap_in(
+                &mut self.services,
+                &mut fresh.services,
+                namespace,
+                HashSet::is_empty,
+            ),
+            Kind::StatefulSet => swap_in(
+                &mut self.statefulsets,
+                &mut fresh.statefulsets,
+                namespace,
+                |ns| ns.by_name.is_empty(),
+            ),
+            Kind::Node => std::mem::swap(&mut self.nodes, &mut fresh.nodes),
+        }
+    }
+
+    /// The cached Service `namespace/name` (no clone of the list, unlike the trait).
+    pub(crate) fn cached_service(&self, namespace: &str, name: &str) -> Option<&Arc<ServiceView>> {
+        self.services.get(namespace)?.get(name).map(|b| &b.0)
+    }
+
+    pub(crate) fn cached_node(&self, name: &str) -> Option<&Arc<NodeView>> {
+        self.nodes.get(name).map(|b| &b.0)
     }
 
     /// Every Service, in no particular order.
     pub fn all_services(&self) -> impl Iterator<Item = &Arc<ServiceView>> {
-        self.services.values().flat_map(HashMap::values)
+        self.services
+            .values()
+            .flat_map(|set| set.iter().map(|b| &b.0))
     }
 
     /// The StatefulSet `namespace/name`.
     pub fn statefulset(&self, namespace: &str, name: &str) -> Option<&Arc<StatefulSetView>> {
         self.statefulsets
-            .get(&(namespace.to_string(), name.to_string()))
+            .get(namespace)?
+            .by_name
+            .get(name)
+            .map(|b| &b.0)
     }
 
     /// Every StatefulSet, in no particular order.
     pub fn all_statefulsets(&self) -> impl Iterator<Item = &Arc<StatefulSetView>> {
-        self.statefulsets.values()
+        self.statefulsets
+            .values()
+            .flat_map(|ns| ns.by_name.iter().map(|b| &b.0))
     }
 
     /// Object counts (Services, StatefulSets, Nodes), for logs and metrics.
     pub fn sizes(&self) -> (usize, usize, usize) {
         (
-            self.services.values().map(HashMap::len).sum(),
-            self.statefulsets.len(),
+            self.services.values().map(HashSet::len).sum(),
+            self.statefulsets.values().map(|ns| ns.by_name.len()).sum(),
             self.nodes.len(),
         )
     }
@@ -134,18 +279,14 @@ impl StaticInventory {
 
 impl Inventory for StaticInventory {
     fn service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
-        Ok(self
-            .services
-            .get(namespace)
-            .and_then(|by_name| by_name.get(name))
-            .cloned())
+        Ok(self.cached_service(namespace, name).cloned())
     }
 
     fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
         let mut list: Vec<_> = self
             .services
             .get(namespace)
-            .map(|by_name| by_name.values().cloned().collect())
+            .map(|set| set.iter().map(|b| b.0.clone()).collect())
             .unwrap_or_default();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(list)
@@ -157,16 +298,17 @@ impl Inventory for StaticInventory {
         service: &str,
     ) -> Lookup<Vec<Arc<StatefulSetView>>> {
         let mut list = self
-            .governed
-            .get(&(namespace.to_string(), service.to_string()))
-            .cloned()
+            .statefulsets
+            .get(namespace)
+            .and_then(|ns| ns.governed.get(service))
+            .map(|list| list.to_vec())
             .unwrap_or_default();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(list)
     }
 
     fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
-        Ok(self.nodes.get(name).cloned())
+        Ok(self.cached_node(name).cloned())
     }
 }
 
@@ -199,7 +341,7 @@ mod tests {
             inv.statefulsets_governed_by("d", svc)
                 .unwrap()
                 .iter()
-                .map(|s| s.name.clone())
+                .map(|s| s.name.to_string())
                 .collect()
         };
         assert_eq!(names("s1", &inv), vec!["b"]);
@@ -209,5 +351,57 @@ mod tests {
         assert_eq!(inv.sizes().1, 1);
         inv.clear_statefulsets(Some("d"));
         assert!(names("s2", &inv).is_empty());
+    }
+
+    fn svc(namespace: &str, name: &str) -> ServiceView {
+        ServiceView {
+            namespace: namespace.into(),
+            name: name.into(),
+            cluster_ip: Some("None".into()),
+            service_type: None,
+            selector: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_relist_built_aside_replaces_one_scope_in_one_swap() {
+        let mut inv = StaticInventory::new();
+        inv.add_service(svc("a", "old"));
+        inv.add_service(svc("b", "kept"));
+        let mut fresh = StaticInventory::new();
+        fresh.add_service(svc("a", "new"));
+        inv.swap_kind(Kind::Service, Some("a"), &mut fresh);
+        assert!(inv.service("a", "old").unwrap().is_none());
+        assert!(inv.service("a", "new").unwrap().is_some());
+        assert!(
+            inv.service("b", "kept").unwrap().is_some(),
+            "other namespaces stay"
+        );
+        assert!(
+            fresh.service("a", "old").unwrap().is_some(),
+            "the old scope is handed back"
+        );
+
+        let mut all = StaticInventory::new();
+        all.add_service(svc("c", "only"));
+        inv.swap_kind(Kind::Service, None, &mut all);
+        assert_eq!(inv.sizes().0, 1);
+        let mut empty = StaticInventory::new();
+        inv.swap_kind(Kind::Service, Some("c"), &mut empty);
+        assert_eq!(inv.sizes().0, 0);
+        assert!(inv.services_in("c").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_later_service_with_the_same_name_replaces_the_earlier() {
+        let mut inv = StaticInventory::new();
+        inv.add_service(svc("d", "s"));
+        let mut changed = svc("d", "s");
+        changed.cluster_ip = Some("10.0.0.1".into());
+        inv.add_service(changed);
+        assert_eq!(inv.sizes().0, 1);
+        assert!(!inv.service("d", "s").unwrap().unwrap().is_headless());
+        inv.remove_service("d", "s");
+        assert_eq!(inv.all_services().count(), 0);
     }
 }

@@ -5,7 +5,7 @@
 use super::{Finding, Findings, RuleId, join_names};
 use crate::inventory::Inventory;
 use crate::model::{
-    Labels, OUT_OF_SERVICE_TAINT, PodView, ServiceView, StatefulSetView, format_labels,
+    LabelSet, Labels, OUT_OF_SERVICE_TAINT, PodView, ServiceView, StatefulSetView, format_labels,
     selector_matches,
 };
 use k8s_openapi::jiff::Timestamp;
@@ -26,7 +26,7 @@ impl PodTally {
     /// Unselected pods named in a message.
     pub const EXAMPLES: usize = 3;
 
-    pub fn count(&mut self, pod: &PodView, selector: &Labels) {
+    pub fn count(&mut self, pod: &PodView, selector: &LabelSet) {
         if pod.deletion_timestamp.is_some() {
             return;
         }
@@ -179,8 +179,8 @@ mod tests {
             name: "web".into(),
             service_name: Some("web".into()),
             replicas: 3,
-            selector: labels(&[("app", "web")]),
-            template_labels: labels(&[("app", "web"), ("tier", "db")]),
+            selector: labels(&[("app", "web")]).into(),
+            template_labels: labels(&[("app", "web"), ("tier", "db")]).into(),
             ordinals_start: 0,
             pod_management_policy: "OrderedReady".into(),
             update_strategy: "OnDelete".into(),
@@ -194,7 +194,7 @@ mod tests {
             name: "web".into(),
             cluster_ip: Some("None".into()),
             service_type: None,
-            selector,
+            selector: selector.into(),
         }
     }
 

@@ -25,7 +25,7 @@ pub fn check_service(svc: &ServiceView, inventory: &dyn Inventory, out: &mut Fin
     if statefulsets.is_empty() {
         return;
     }
-    let names: Vec<&str> = statefulsets.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = statefulsets.iter().map(|s| &*s.name).collect();
     if !svc.is_headless() {
         out.push(
             Finding::new(

@@ -237,7 +237,7 @@ fn suggest_governing_service(
     let top = candidates.first()?.1;
     Some(Suggestion {
         tied: candidates.iter().take_while(|c| c.1 == top).count(),
-        names: candidates.iter().map(|c| c.0.name.clone()).collect(),
+        names: candidates.iter().map(|c| c.0.name.to_string()).collect(),
         distances: candidates.iter().map(|c| c.2).collect(),
         compared_with: written.to_string(),
     })
@@ -263,7 +263,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 fn check_partition_range(subject: &StatefulSetSubject<'_>, out: &mut Findings) {
     let sts = subject.view;
-    if !subject.template_changed || sts.update_strategy != "RollingUpdate" {
+    if !subject.template_changed || &*sts.update_strategy != "RollingUpdate" {
         return;
     }
     let Some(partition) = sts.partition else {
@@ -354,7 +354,7 @@ fn claim_template_names<'a>(f: &Fields<'a>) -> Result<Vec<&'a str>, FieldError> 
 
 /// Validating rules for a StatefulSet DELETE.
 pub fn check_statefulset_delete(sts: &StatefulSetView, out: &mut Findings) {
-    if sts.replicas > 0 && sts.pod_management_policy == "OrderedReady" {
+    if sts.replicas > 0 && &*sts.pod_management_policy == "OrderedReady" {
         out.push(Finding::new(
             RuleId::StsOrderedDelete,
             "spec.replicas",
