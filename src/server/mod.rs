@@ -249,8 +249,11 @@ async fn handle(
             Err(bad) => Err(bad),
         }
     };
-    let reviewed = if bytes.len() > INLINE_EVALUATION_BYTES {
-        let runtime = tokio::runtime::Handle::current();
+    let runtime = tokio::runtime::Handle::current();
+    // block_in_place needs a multi-threaded runtime (`serve` has one; an embedding may not).
+    let reviewed = if bytes.len() > INLINE_EVALUATION_BYTES
+        && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    {
         tokio::task::block_in_place(|| runtime.block_on(evaluate))
     } else {
         evaluate.await
