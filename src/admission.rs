@@ -1,11 +1,22 @@
 //! AdmissionReview in, AdmissionReview out: the one code path behind `POST /validate`,
 //! `POST /mutate` and `sts-guard review`.
+//!
+//! The body is read once ([`crate::request`]): the envelope into borrowed fields, the objects
+//! into just what the handler reads. Requests no handler takes are answered from the envelope.
+//! The response is written straight from borrowed fields, without an intermediate tree.
 
 use crate::config::Config;
-use crate::engine::{Decision, Endpoint, evaluate};
+use crate::engine::{Decision, Endpoint, Skip, evaluate};
 use crate::inventory::Inventory;
-use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
-use kube_core::{DynamicObject, Status};
+use crate::request::{
+    self, Envelope, GroupVersion, ObjectSlot, Operation, Plan, RequestEnvelope, read_envelope,
+};
+use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kube_core::admission::AdmissionRequest;
+use kube_core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
+use serde::Serialize;
+use std::borrow::Cow;
 
 /// A body that is not an AdmissionReview (answered with HTTP 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,175 +34,328 @@ impl BadReview {
 /// The most characters of a reason that quotes the body.
 const MAX_ECHOED: usize = 512;
 
+/// Who asked what, for the decision log and the metrics; borrowed from the body.
+#[derive(Debug, Clone)]
+pub struct Summary<'a> {
+    pub uid: Cow<'a, str>,
+    /// The review's own apiVersion, echoed in the response.
+    pub api_version: Cow<'a, str>,
+    pub kind: Cow<'a, str>,
+    pub operation: Operation,
+    pub namespace: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    pub user: Cow<'a, str>,
+}
+
 /// What the server logs and counts for one review.
-pub struct Reviewed {
-    pub uid: String,
-    pub kind: String,
-    pub operation: String,
-    pub namespace: String,
-    pub name: String,
-    pub user: String,
+pub struct Reviewed<'a> {
+    pub summary: Summary<'a>,
     pub decision: Decision,
     /// The serialized response AdmissionReview.
     pub body: Vec<u8>,
 }
 
+/// A request body, read.
+pub enum Decoded<'a> {
+    /// A request a handler of the endpoint judges: evaluate it, then [`encode`].
+    Evaluate(Box<AdmissionRequest<DynamicObject>>, Summary<'a>),
+    /// No handler of the endpoint reads it: already answered (allowed, unchanged).
+    Answered(Box<Reviewed<'a>>),
+}
+
 /// Decodes an AdmissionReview, evaluates it and encodes the response.
-pub fn review(
-    body: &[u8],
+pub fn review<'a>(
+    body: &'a [u8],
     inventory: &dyn Inventory,
     config: &Config,
     endpoint: Endpoint,
-) -> Result<Reviewed, BadReview> {
-    let request = decode(body)?;
-    let decision = evaluate(&request, inventory, config, endpoint);
-    encode(&request, decision)
+) -> Result<Reviewed<'a>, BadReview> {
+    match decode(body, endpoint)? {
+        Decoded::Evaluate(request, summary) => {
+            let decision = evaluate(&request, inventory, config, endpoint);
+            encode(summary, decision)
+        }
+        Decoded::Answered(reviewed) => Ok(*reviewed),
+    }
 }
 
-/// Reads an AdmissionReview body into its request.
-pub fn decode(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
-    let mut value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| BadReview::new(format!("body is not an AdmissionReview: {e}")))?;
-    // The objects are decoded apart from the envelope: kube's types decode them through
-    // serde's `flatten` buffering, which costs as much again as the parse itself.
-    let (object, old_object) = match value.get_mut("request").and_then(|r| r.as_object_mut()) {
-        Some(request) => (request.remove("object"), request.remove("oldObject")),
-        None => (None, None),
-    };
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(value)
-        .map_err(|e| BadReview::new(format!("body is not an AdmissionReview: {e}")))?;
+/// Reads an AdmissionReview body for `endpoint`: the request a handler judges, or the answer
+/// when none does.
+pub fn decode(body: &[u8], endpoint: Endpoint) -> Result<Decoded<'_>, BadReview> {
+    let envelope = read_envelope(body, Some(endpoint)).map_err(|e| BadReview::new(e.0))?;
+    let (api_version, request) = checked(envelope)?;
+    let kind = request.kind.clone().unwrap_or_default();
+    let operation = request.operation.unwrap_or(Operation::Connect);
+    let summary = summary(&request, api_version, &kind, operation);
+    match request::plan(endpoint, &kind.group, &kind.name, operation) {
+        Some(plan) => {
+            let request = into_request(request, &summary, kind, operation, &plan)?;
+            Ok(Decoded::Evaluate(Box::new(request), summary))
+        }
+        None => {
+            let decision = Decision {
+                skipped: Some(Skip::NotHandled),
+                ..Decision::default()
+            };
+            encode(summary, decision).map(|r| Decoded::Answered(Box::new(r)))
+        }
+    }
+}
+
+/// The envelope's checks: an AdmissionReview of admission.k8s.io/v1 (or v1beta1) with a
+/// request that has a uid, kind, resource, operation and userInfo.
+fn checked(envelope: Envelope<'_>) -> Result<(Cow<'_, str>, RequestEnvelope<'_>), BadReview> {
+    let api_version = envelope.api_version.ok_or_else(|| {
+        BadReview("body is not an AdmissionReview: missing field `apiVersion`".into())
+    })?;
+    let kind = envelope
+        .kind
+        .ok_or_else(|| BadReview("body is not an AdmissionReview: missing field `kind`".into()))?;
     if !matches!(
-        review.types.api_version.as_str(),
+        &*api_version,
         "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
-    ) || review.types.kind != "AdmissionReview"
+    ) || kind != "AdmissionReview"
     {
         return Err(BadReview::new(format!(
-            "expected kind AdmissionReview of admission.k8s.io/v1, got {:?} of {:?}",
-            review.types.kind, review.types.api_version
+            "expected kind AdmissionReview of admission.k8s.io/v1, got {kind:?} of {api_version:?}"
         )));
     }
-    let mut request: AdmissionRequest<DynamicObject> = review
-        .try_into()
-        .map_err(|_| BadReview("AdmissionReview has no request".into()))?;
-    request.object = decode_object(object, "request.object")?;
-    request.old_object = decode_object(old_object, "request.oldObject")?;
-    if request.uid.is_empty() {
+    let request = envelope
+        .request
+        .ok_or_else(|| BadReview("AdmissionReview has no request".into()))?;
+    let missing = [
+        ("uid", request.uid.is_none()),
+        ("kind", request.kind.is_none()),
+        ("resource", request.resource.is_none()),
+        ("operation", request.operation.is_none()),
+        ("userInfo", !request.user_info_seen),
+    ];
+    if let Some((field, _)) = missing.iter().find(|(_, absent)| *absent) {
+        return Err(BadReview(format!(
+            "body is not an AdmissionReview: request.{field} is missing"
+        )));
+    }
+    if request.uid.as_deref() == Some("") {
         return Err(BadReview("request.uid is empty".into()));
     }
-    Ok(request)
+    Ok((api_version, request))
 }
 
-/// The answer to a review the server will not evaluate: a denial with `message` and code 413,
-/// echoing the uid. Only the envelope is read (the objects are skipped, never built).
-pub fn refuse_unevaluated(body: &[u8], message: &str) -> Result<Vec<u8>, BadReview> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        request: Option<EnvelopeRequest>,
-    }
-    #[derive(serde::Deserialize)]
-    struct EnvelopeRequest {
-        #[serde(default)]
-        uid: String,
-    }
-    let envelope: Envelope = serde_json::from_slice(body)
-        .map_err(|e| BadReview::new(format!("body is not an AdmissionReview: {e}")))?;
-    let uid = envelope
-        .request
-        .map(|r| r.uid)
-        .filter(|uid| !uid.is_empty())
-        .ok_or_else(|| BadReview("AdmissionReview has no request.uid".into()))?;
-    let review = serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": {
-            "uid": uid,
-            "allowed": false,
-            "status": {"status": "Failure", "code": 413, "reason": "RequestEntityTooLarge", "message": message},
-        },
-    });
-    serde_json::to_vec(&review)
-        .map_err(|e| BadReview::new(format!("cannot encode the response: {e}")))
-}
-
-/// Builds and serializes the response AdmissionReview for a decision.
-pub fn encode(
-    request: &AdmissionRequest<DynamicObject>,
-    decision: Decision,
-) -> Result<Reviewed, BadReview> {
-    let response = respond(request, &decision);
-    let body = encode_review(response)
-        .map_err(|e| BadReview::new(format!("cannot encode the response: {e}")))?;
-    Ok(Reviewed {
-        uid: request.uid.clone(),
-        kind: request.kind.kind.clone(),
-        operation: format!("{:?}", request.operation).to_uppercase(),
+fn summary<'a>(
+    request: &RequestEnvelope<'a>,
+    api_version: Cow<'a, str>,
+    kind: &GroupVersion<'a>,
+    operation: Operation,
+) -> Summary<'a> {
+    Summary {
+        uid: request.uid.clone().unwrap_or_default(),
+        api_version,
+        kind: kind.name.clone(),
+        operation,
         namespace: request.namespace.clone().unwrap_or_default(),
-        name: request.name.clone(),
-        user: request.user_info.username.clone().unwrap_or_default(),
-        decision,
-        body,
+        name: request.name.clone().unwrap_or_default(),
+        user: request.username.clone().unwrap_or_default(),
+    }
+}
+
+/// The request as the engine takes it, with the objects decoded to the plan's shapes.
+fn into_request(
+    request: RequestEnvelope<'_>,
+    summary: &Summary<'_>,
+    kind: GroupVersion<'_>,
+    operation: Operation,
+    plan: &Plan,
+) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
+    let gvk = |g: GroupVersion<'_>| GroupVersionKind::gvk(&g.group, &g.version, &g.name);
+    let gvr = |g: GroupVersion<'_>| GroupVersionResource::gvr(&g.group, &g.version, &g.name);
+    let object = object(request.object, plan.object, "request.object")?;
+    let old_object = object_or_none(request.old_object, plan.old_object)?;
+    Ok(AdmissionRequest {
+        types: TypeMeta {
+            api_version: summary.api_version.to_string(),
+            kind: "AdmissionReview".into(),
+        },
+        uid: summary.uid.to_string(),
+        kind: gvk(kind),
+        resource: gvr(request.resource.unwrap_or_default()),
+        sub_resource: request.sub_resource.map(Cow::into_owned),
+        request_kind: request.request_kind.map(gvk),
+        request_resource: request.request_resource.map(gvr),
+        request_sub_resource: request.request_sub_resource.map(Cow::into_owned),
+        name: summary.name.to_string(),
+        namespace: request.namespace.map(Cow::into_owned),
+        operation: operation.to_kube(),
+        user_info: UserInfo {
+            username: request.username.map(Cow::into_owned),
+            uid: request.user_uid.map(Cow::into_owned),
+            groups: request
+                .groups
+                .map(|groups| groups.into_iter().map(Cow::into_owned).collect()),
+            extra: None,
+        },
+        object,
+        old_object,
+        dry_run: request.dry_run.unwrap_or(false),
+        options: request.options.map(RawExtension),
     })
 }
 
-/// The AdmissionResponse for a decision: uid echoed, denials as 403 with every message,
-/// warnings one per rule, the patch when something changed.
-pub fn respond(
-    request: &AdmissionRequest<DynamicObject>,
-    decision: &Decision,
-) -> AdmissionResponse {
-    let mut response = AdmissionResponse::from(request);
-    let warnings = decision.warnings();
-    if !warnings.is_empty() {
-        response.warnings = Some(warnings);
-    }
-    if !decision.allowed() {
-        let (code, reason) = match decision.invalid {
-            Some(_) => (400, "BadRequest"),
-            None => (403, "Forbidden"),
-        };
-        let message = decision.denial_message();
-        let mut denied = response.deny(&message);
-        denied.result = Status::failure(&message, reason).with_code(code);
-        return denied;
-    }
-    match &decision.patch {
-        Some(patch) => match response.clone().with_patch(patch.clone()) {
-            Ok(patched) => patched,
-            // A patch that cannot be encoded is a bug; admit unchanged rather than block.
-            Err(err) => {
-                tracing::error!(%err, "cannot encode patch; admitting unchanged");
-                response
-            }
-        },
-        None => response,
-    }
-}
-
-fn decode_object(
-    value: Option<serde_json::Value>,
+fn object(
+    slot: ObjectSlot<'_>,
+    shape: &request::Shape,
     field: &str,
 ) -> Result<Option<DynamicObject>, BadReview> {
+    let value = match slot {
+        ObjectSlot::Absent => return Ok(None),
+        ObjectSlot::Decoded(value) => value,
+        ObjectSlot::Raw(raw) => {
+            request::decode_raw(raw, shape).map_err(|e| BadReview::new(format!("{field}: {e}")))?
+        }
+    };
     match value {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => crate::manifest::to_dynamic(v)
+        serde_json::Value::Null => Ok(None),
+        value => crate::manifest::to_dynamic(value)
             .map(Some)
             .map_err(|e| BadReview::new(format!("{field}: {e}"))),
     }
 }
 
-/// Serializes the response AdmissionReview. kube-core writes `patch` as an array of numbers;
-/// the API defines it as base64 (Go's `[]byte`), so it is re-encoded here.
-fn encode_review(response: AdmissionResponse) -> Result<Vec<u8>, serde_json::Error> {
+fn object_or_none(
+    slot: ObjectSlot<'_>,
+    shape: &request::Shape,
+) -> Result<Option<DynamicObject>, BadReview> {
+    object(slot, shape, "request.oldObject")
+}
+
+/// The answer to a review the server will not evaluate: a denial with `message` and code 413,
+/// echoing the uid. Only the envelope is read (the objects are skipped, never built).
+pub fn refuse_unevaluated(body: &[u8], message: &str) -> Result<Vec<u8>, BadReview> {
+    let envelope = read_envelope(body, None).map_err(|e| BadReview::new(e.0))?;
+    let api_version = envelope
+        .api_version
+        .unwrap_or(Cow::Borrowed("admission.k8s.io/v1"));
+    let uid = envelope
+        .request
+        .and_then(|r| r.uid)
+        .filter(|uid| !uid.is_empty())
+        .ok_or_else(|| BadReview("AdmissionReview has no request.uid".into()))?;
+    write_review(&ReviewOut {
+        api_version: &api_version,
+        kind: "AdmissionReview",
+        response: ResponseOut {
+            allowed: false,
+            patch: None,
+            patch_type: None,
+            status: StatusOut {
+                code: 413,
+                message,
+                reason: "RequestEntityTooLarge",
+                status: Some("Failure"),
+            },
+            uid: &uid,
+            warnings: Vec::new(),
+        },
+    })
+}
+
+/// Builds and serializes the response AdmissionReview for a decision: uid echoed, denials as
+/// 403 (400 for an unreadable object) with every message, warnings one per rule, the patch
+/// (base64, as the API's `[]byte`) when something changed.
+pub fn encode(summary: Summary<'_>, decision: Decision) -> Result<Reviewed<'_>, BadReview> {
+    let warnings = decision.warnings();
+    let allowed = decision.allowed();
+    let message;
+    let patch;
+    let (status, patch) = if allowed {
+        patch = decision
+            .patch
+            .as_ref()
+            .and_then(|p| match serde_json::to_vec(p) {
+                Ok(bytes) => Some(base64_encode(&bytes)),
+                // A patch that cannot be encoded is a bug; admit unchanged rather than block.
+                Err(err) => {
+                    tracing::error!(%err, "cannot encode patch; admitting unchanged");
+                    None
+                }
+            });
+        (StatusOut::default(), patch)
+    } else {
+        let (code, reason) = match decision.invalid {
+            Some(_) => (400, "BadRequest"),
+            None => (403, "Forbidden"),
+        };
+        message = decision.denial_message();
+        let status = StatusOut {
+            code,
+            message: &message,
+            reason,
+            status: Some("Failure"),
+        };
+        (status, None)
+    };
+    let body = write_review(&ReviewOut {
+        api_version: &summary.api_version,
+        kind: "AdmissionReview",
+        response: ResponseOut {
+            allowed,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            status,
+            uid: &summary.uid,
+            warnings,
+        },
+    })?;
+    Ok(Reviewed {
+        summary,
+        decision,
+        body,
+    })
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
-    let mut response = response;
-    let patch = response.patch.take();
-    let mut value = serde_json::to_value(response.into_review())?;
-    if let (Some(patch), Some(response)) = (
-        patch,
-        value.get_mut("response").and_then(|r| r.as_object_mut()),
-    ) {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
-        response.insert("patch".into(), serde_json::Value::String(encoded));
-    }
-    serde_json::to_vec(&value)
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn write_review(review: &ReviewOut<'_>) -> Result<Vec<u8>, BadReview> {
+    serde_json::to_vec(review)
+        .map_err(|e| BadReview::new(format!("cannot encode the response: {e}")))
+}
+
+/// The response AdmissionReview, keys in the order earlier releases wrote them.
+#[derive(Serialize)]
+struct ReviewOut<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(rename = "patchType", skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    status: StatusOut<'a>,
+    uid: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize, Default)]
+struct StatusOut<'a> {
+    #[serde(skip_serializing_if = "is_zero")]
+    code: u16,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+}
+
+fn is_zero(code: &u16) -> bool {
+    *code == 0
 }

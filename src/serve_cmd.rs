@@ -22,7 +22,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    let result = runtime.block_on(serve(args));
+    crate::log_writer::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("sts-guard serve: {message}");
@@ -34,9 +36,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, never into log files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(crate::log_writer::BatchedStderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -67,6 +71,7 @@ fn dev_certificates(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
         certs::write_dir(dir, &generated, true).map_err(|e| e.to_string())?;
         tracing::info!(dir = %dir.display(), "created a development CA and serving certificate");
     }
+    crate::log_writer::flush();
     eprintln!(
         "sts-guard serve: development certificates in {}; CA bundle: {}",
         dir.display(),
@@ -117,6 +122,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(addr = %running.local_addr, "serving");
+    crate::log_writer::flush();
     eprintln!(
         "sts-guard serve: listening on https://{}",
         running.local_addr
@@ -127,6 +133,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     tokio::spawn(async {
         shutdown_signal().await;
         tracing::warn!("second shutdown signal: exiting without draining");
+        crate::log_writer::flush();
         std::process::exit(130);
     });
     running.shutdown().await;

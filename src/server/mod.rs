@@ -6,7 +6,7 @@ mod connection;
 pub mod limits;
 pub mod metrics;
 
-use crate::admission::{self, Reviewed};
+use crate::admission::{self, Decoded, Reviewed};
 use crate::config::Config;
 use crate::engine::Endpoint;
 use crate::inventory::Evaluator;
@@ -21,9 +21,7 @@ use certs::{CertError, SwappableCert};
 use connection::Deadlines;
 use http_body_util::BodyExt;
 use limits::{ConnectionLimits, MemoryBudget, RefusalLog, Reservation, evaluation_cost};
-use metrics::{
-    EndpointLabels, KindLabels, Metrics, RequestLabels, RuleLabels, kind_label, operation_label,
-};
+use metrics::{EndpointLabels, KindLabels, Metrics, RequestLabels, RuleLabels, kind_label};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -238,15 +236,15 @@ async fn handle(
         );
     }
     let evaluate = async {
-        match admission::decode(&bytes) {
-            Ok(request) => {
+        match admission::decode(&bytes, endpoint)? {
+            Decoded::Evaluate(request, summary) => {
                 let decision = state
                     .inventory
                     .decide(&request, &state.config, endpoint)
                     .await;
-                admission::encode(&request, decision)
+                admission::encode(summary, decision)
             }
-            Err(bad) => Err(bad),
+            Decoded::Answered(reviewed) => Ok(*reviewed),
         }
     };
     let runtime = tokio::runtime::Handle::current();
@@ -368,7 +366,7 @@ fn too_large_to_evaluate(
 
 /// One log line and the counters for a decision. The log names the HTTP version: kube-apiserver
 /// calls a Service-backed webhook over HTTP/1.1 and a loopback URL over HTTP/2.
-fn record(metrics: &Metrics, endpoint: Endpoint, version: Version, r: &Reviewed) {
+fn record(metrics: &Metrics, endpoint: Endpoint, version: Version, r: &Reviewed<'_>) {
     let d = &r.decision;
     let decision = if !d.allowed() {
         "deny"
@@ -383,8 +381,8 @@ fn record(metrics: &Metrics, endpoint: Endpoint, version: Version, r: &Reviewed)
         .requests
         .get_or_create(&RequestLabels {
             endpoint: endpoint.as_str(),
-            kind: kind_label(&r.kind),
-            operation: operation_label(&r.operation),
+            kind: kind_label(&r.summary.kind),
+            operation: r.summary.operation.as_str(),
             decision,
         })
         .inc();
@@ -403,12 +401,12 @@ fn record(metrics: &Metrics, endpoint: Endpoint, version: Version, r: &Reviewed)
     }
     metrics.lookup_errors.inc_by(d.lookups_failed as u64);
     tracing::info!(
-        uid = %r.uid,
+        uid = %r.summary.uid,
         endpoint = endpoint.as_str(),
-        kind = %r.kind,
-        operation = %r.operation,
-        object = %format!("{}/{}", r.namespace, r.name),
-        user = %r.user,
+        kind = %r.summary.kind,
+        operation = r.summary.operation.as_str(),
+        object = %format_args!("{}/{}", r.summary.namespace, r.summary.name),
+        user = %r.summary.user,
         decision,
         rules = %d.rule_ids().join(","),
         http = ?version,

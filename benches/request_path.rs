@@ -1,0 +1,199 @@
+//! The request path without transport: `admission::review` (decode, evaluate, encode) on each
+//! benchmark body, with the binary's allocator wrapped in a counter.
+//!
+//!     cargo bench --bench request_path
+//!
+//! For each endpoint and body it prints the time per review (median of batches), the number
+//! of allocations and the bytes allocated per review, and the peak growth of live heap during
+//! one review. The bodies are the side-by-side kit's (`../shared/bench/bodies`, shaped as
+//! kube-apiserver sends them), and two generated hostile pods: 7,000 and 47,000 containers with
+//! one env var each. The inventory is the kit's Services, as `serve --manifests` loads them.
+//! Allocation counts are deterministic; times vary with the machine.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use sts_guard::admission;
+use sts_guard::check::load_inventory_paths;
+use sts_guard::config::Config;
+use sts_guard::engine::Endpoint;
+
+/// The binary's allocator, counting calls, bytes, live bytes and their peak.
+struct Counting;
+
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(size: usize) {
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    BYTES.fetch_add(size, Ordering::Relaxed);
+    let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A pod of StatefulSet `web` with `containers` containers of one env var each, as a
+/// kube-apiserver CREATE review.
+fn wide_pod(containers: usize) -> Vec<u8> {
+    let containers: Vec<serde_json::Value> = (0..containers)
+        .map(|i| {
+            serde_json::json!({"name": format!("c{i}"), "image": "busybox",
+                "env": [{"name": "A", "value": "1"}]})
+        })
+        .collect();
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "wide", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "web-3", "namespace": "default", "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:statefulset-controller"},
+            "object": {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-3", "namespace": "default",
+                    "labels": {"apps.kubernetes.io/pod-index": "3"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u", "controller": true}]},
+                "spec": {"subdomain": "web", "containers": containers}},
+            "oldObject": null, "dryRun": false,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
+        }
+    });
+    serde_json::to_vec(&review).unwrap()
+}
+
+struct Measured {
+    time: Duration,
+    calls: usize,
+    bytes: usize,
+    peak: usize,
+}
+
+fn measure(
+    body: &[u8],
+    endpoint: Endpoint,
+    inventory: &sts_guard::inventory::StaticInventory,
+    config: &Config,
+) -> Measured {
+    let review =
+        || admission::review(body, inventory, config, endpoint).expect("a readable review");
+    // One review counted alone.
+    drop(review());
+    let (calls, bytes) = (CALLS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    let live = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live, Ordering::Relaxed);
+    let reviewed = review();
+    let peak = PEAK.load(Ordering::Relaxed) - live;
+    let counted = (
+        CALLS.load(Ordering::Relaxed) - calls,
+        BYTES.load(Ordering::Relaxed) - bytes,
+    );
+    drop(reviewed);
+    // Time: batches of about 20 ms, median of 15.
+    let start = Instant::now();
+    drop(review());
+    let once = start.elapsed().max(Duration::from_nanos(100));
+    let per_batch =
+        (Duration::from_millis(20).as_nanos() / once.as_nanos()).clamp(1, 100_000) as u32;
+    let mut batches: Vec<Duration> = (0..15)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..per_batch {
+                drop(std::hint::black_box(review()));
+            }
+            start.elapsed() / per_batch
+        })
+        .collect();
+    batches.sort();
+    Measured {
+        time: batches[batches.len() / 2],
+        calls: counted.0,
+        bytes: counted.1,
+        peak,
+    }
+}
+
+fn main() {
+    let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/bodies");
+    let config = Config::default();
+    let inventory = if kit.join("services.manifest.json").exists() {
+        load_inventory_paths(
+            &[kit.join("services.manifest.json").display().to_string()],
+            &Default::default(),
+            "default",
+        )
+        .expect("the kit's Services load")
+    } else {
+        eprintln!("{} not found: an empty inventory", kit.display());
+        sts_guard::inventory::StaticInventory::new()
+    };
+    let mut bodies: Vec<(String, Vec<u8>)> = Vec::new();
+    for name in [
+        "sts-create-ok",
+        "sts-create-missing-svc",
+        "pod-create",
+        "pod-delete-force",
+    ] {
+        match std::fs::read(kit.join(format!("{name}.json"))) {
+            Ok(body) => bodies.push((name.to_string(), body)),
+            Err(e) => eprintln!("{name}: {e}; skipped"),
+        }
+    }
+    for containers in [7_000, 47_000] {
+        bodies.push((
+            format!("pod, {containers} containers"),
+            wide_pod(containers),
+        ));
+    }
+    println!(
+        "{:<9} {:<28} {:>10} {:>11} {:>8} {:>12} {:>11}",
+        "endpoint", "body", "body KB", "time/review", "allocs", "bytes", "peak KiB"
+    );
+    for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+        for (name, body) in &bodies {
+            let m = measure(body, endpoint, &inventory, &config);
+            println!(
+                "{:<9} {:<28} {:>10.1} {:>11} {:>8} {:>12} {:>11.1}",
+                endpoint.as_str(),
+                name,
+                body.len() as f64 / 1000.0,
+                format!("{:.1?}", m.time),
+                m.calls,
+                m.bytes,
+                m.peak as f64 / 1024.0,
+            );
+        }
+    }
+}

@@ -1,0 +1,800 @@
+//! One pass over an AdmissionReview body.
+//!
+//! The envelope (uid, kind, operation, userInfo, options, dryRun) is read into borrowed fields.
+//! `object` and `oldObject` are decoded only into the parts the handler for this request
+//! reads — a [`Shape`] per handler, from [`plan`] — so managedFields, status, kubectl's
+//! last-applied annotation and, of a pod, everything but the few fields of its containers that
+//! identity injection reads are skipped by the decoder without being allocated. kube-apiserver
+//! writes `kind` and `operation` before the objects, so the plan is known by the time an object
+//! arrives; a body in another order has its objects kept raw (borrowed) and decoded the same way
+//! afterwards. Requests no handler takes are answered from the envelope alone.
+//!
+//! A field of the wrong type on a kept path is kept as it came (lists and maps as empty ones),
+//! so the views still report it with its path, exactly as over the whole object.
+//!
+//! The cluster watches decode through the same shapes ([`decode_object`]), so a watched
+//! Service and a Service under review become the same view through the same code.
+
+use crate::engine::Endpoint;
+use serde::Deserializer as _;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+/// Which parts of a JSON value to keep.
+#[derive(Debug)]
+pub enum Shape {
+    /// The whole value.
+    All,
+    /// Of a map, these keys with their shapes; the others are skipped.
+    Fields(&'static [(&'static str, Shape)]),
+    /// Of a list, every item with this shape.
+    Each(&'static Shape),
+    /// Of a map, the keys that start with this prefix, whole.
+    Prefixed(&'static str),
+}
+
+use Shape::{All, Each, Fields, Prefixed};
+
+/// Metadata as rules read it: identity, labels, sts-guard's own annotations, owners.
+const METADATA: Shape = Fields(&[
+    ("name", All),
+    ("namespace", All),
+    ("generateName", All),
+    ("labels", All),
+    ("annotations", Prefixed("sts-guard.io/")),
+    ("ownerReferences", All),
+]);
+
+/// Metadata as the watches need it: identity and the resourceVersion to resume from.
+const WATCHED_METADATA: Shape = Fields(&[
+    ("name", All),
+    ("namespace", All),
+    ("uid", All),
+    ("resourceVersion", All),
+]);
+
+/// The fields of a StatefulSet's spec that [`StatefulSetView`](crate::model::StatefulSetView)
+/// reads.
+macro_rules! statefulset_view_spec {
+    ($($more:tt)*) => {
+        Fields(&[
+            ("serviceName", All),
+            ("replicas", All),
+            ("selector", Fields(&[("matchLabels", All)])),
+            ("ordinals", Fields(&[("start", All)])),
+            ("podManagementPolicy", All),
+            (
+                "updateStrategy",
+                Fields(&[("type", All), ("rollingUpdate", Fields(&[("partition", All)]))]),
+            ),
+            $($more)*
+        ])
+    };
+}
+
+/// A StatefulSet as the validating rules read it: the view, the storage rules' volumes and
+/// claim templates, and the retention policy.
+const STATEFULSET_SPEC: Shape = statefulset_view_spec!(
+    (
+        "template",
+        Fields(&[
+            ("metadata", Fields(&[("labels", All)])),
+            (
+                "spec",
+                Fields(&[(
+                    "volumes",
+                    Each(&Fields(&[
+                        ("name", All),
+                        ("persistentVolumeClaim", Fields(&[("claimName", All)])),
+                    ])),
+                )]),
+            ),
+        ]),
+    ),
+    (
+        "volumeClaimTemplates",
+        Each(&Fields(&[("metadata", Fields(&[("name", All)]))]))
+    ),
+    ("persistentVolumeClaimRetentionPolicy", All),
+);
+
+/// The same, with the whole pod template: an UPDATE compares the old template with the new.
+const STATEFULSET_SPEC_WHOLE_TEMPLATE: Shape = statefulset_view_spec!(
+    ("template", All),
+    (
+        "volumeClaimTemplates",
+        Each(&Fields(&[("metadata", Fields(&[("name", All)]))]))
+    ),
+    ("persistentVolumeClaimRetentionPolicy", All),
+);
+
+/// A StatefulSet as the watches keep it.
+const WATCHED_STATEFULSET_SPEC: Shape = statefulset_view_spec!((
+    "template",
+    Fields(&[("metadata", Fields(&[("labels", All)]))])
+),);
+
+const SERVICE_SPEC: Shape = Fields(&[("clusterIP", All), ("type", All), ("selector", All)]);
+
+const NODE_SPEC: Shape = Fields(&[("taints", Each(&Fields(&[("key", All)])))]);
+
+/// What identity injection reads of a container: its name, the names it already defines and
+/// the envFrom sources that could define more.
+const CONTAINER: Shape = Fields(&[
+    ("name", All),
+    ("env", Each(&Fields(&[("name", All)]))),
+    (
+        "envFrom",
+        Each(&Fields(&[
+            ("prefix", All),
+            ("configMapRef", Fields(&[("name", All)])),
+            ("secretRef", Fields(&[("name", All)])),
+        ])),
+    ),
+]);
+
+const POD_CREATE_SPEC: Shape = Fields(&[
+    ("hostname", All),
+    ("subdomain", All),
+    ("containers", Each(&CONTAINER)),
+    ("initContainers", Each(&CONTAINER)),
+]);
+
+/// How much of the objects of one kind of request a handler reads.
+#[derive(Debug)]
+pub struct Plan {
+    pub object: &'static Shape,
+    pub old_object: &'static Shape,
+}
+
+macro_rules! object_shape {
+    ($metadata:expr, $spec:expr) => {
+        &Fields(&[
+            ("apiVersion", All),
+            ("kind", All),
+            ("metadata", $metadata),
+            ("spec", $spec),
+        ])
+    };
+    ($metadata:expr, $spec:expr, $status:expr) => {
+        &Fields(&[
+            ("apiVersion", All),
+            ("kind", All),
+            ("metadata", $metadata),
+            ("spec", $spec),
+            ("status", $status),
+        ])
+    };
+}
+
+/// Objects nobody reads: their identity only, for the decision's name and namespace.
+const IDENTITY_ONLY: &Shape = &Fields(&[
+    ("apiVersion", All),
+    ("kind", All),
+    (
+        "metadata",
+        Fields(&[("name", All), ("namespace", All), ("generateName", All)]),
+    ),
+]);
+
+const STATEFULSET: &Shape = object_shape!(METADATA, STATEFULSET_SPEC);
+const STATEFULSET_WHOLE_TEMPLATE: &Shape = object_shape!(METADATA, STATEFULSET_SPEC_WHOLE_TEMPLATE);
+const SERVICE: &Shape = object_shape!(METADATA, SERVICE_SPEC);
+const POD_CREATE: &Shape = object_shape!(METADATA, POD_CREATE_SPEC);
+const POD_DELETE: &Shape = object_shape!(
+    METADATA,
+    Fields(&[("nodeName", All)]),
+    Fields(&[("phase", All)])
+);
+
+/// The shapes the cluster inventory decodes watched objects with.
+pub const WATCHED_SERVICE: &Shape = object_shape!(WATCHED_METADATA, SERVICE_SPEC);
+pub const WATCHED_STATEFULSET: &Shape = object_shape!(WATCHED_METADATA, WATCHED_STATEFULSET_SPEC);
+pub const WATCHED_NODE: &Shape = object_shape!(WATCHED_METADATA, NODE_SPEC);
+
+/// The operation of an admission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    fn parse(text: &str) -> Option<Operation> {
+        Some(match text {
+            "CREATE" => Operation::Create,
+            "UPDATE" => Operation::Update,
+            "DELETE" => Operation::Delete,
+            "CONNECT" => Operation::Connect,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+
+    pub fn to_kube(self) -> kube_core::admission::Operation {
+        use kube_core::admission::Operation as K;
+        match self {
+            Operation::Create => K::Create,
+            Operation::Update => K::Update,
+            Operation::Delete => K::Delete,
+            Operation::Connect => K::Connect,
+        }
+    }
+}
+
+/// Which handler judges a request, and so how much of its objects to decode; `None` when no
+/// rule of this endpoint reads this kind of request (it is answered from the envelope).
+/// Kept in step with [`crate::engine::evaluate`] by a test over every combination.
+pub fn plan(endpoint: Endpoint, group: &str, kind: &str, operation: Operation) -> Option<Plan> {
+    use Endpoint::{Mutate, Validate};
+    use Operation::{Create, Delete, Update};
+    let (object, old_object) = match (endpoint, group, kind, operation) {
+        (Validate, "apps", "StatefulSet", Create) => (STATEFULSET, IDENTITY_ONLY),
+        (Validate | Mutate, "apps", "StatefulSet", Update) => {
+            (STATEFULSET_WHOLE_TEMPLATE, STATEFULSET_WHOLE_TEMPLATE)
+        }
+        (Validate, "apps", "StatefulSet", Delete) => (IDENTITY_ONLY, STATEFULSET),
+        (Validate, "", "Service", Create | Update) => (SERVICE, SERVICE),
+        (Validate, "", "Service", Delete) => (IDENTITY_ONLY, IDENTITY_ONLY),
+        (Validate, "", "Pod", Delete) => (IDENTITY_ONLY, POD_DELETE),
+        (Mutate, "", "Pod", Create) => (POD_CREATE, IDENTITY_ONLY),
+        (Mutate, "apps", "StatefulSet", Create) => (STATEFULSET, IDENTITY_ONLY),
+        _ => return None,
+    };
+    Some(Plan { object, old_object })
+}
+
+/// A body that is not an AdmissionReview, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeError(pub String);
+
+/// `group`/`version`/`kind` (or `resource`) of the request.
+#[derive(Debug, Default, Clone)]
+pub struct GroupVersion<'a> {
+    pub group: Cow<'a, str>,
+    pub version: Cow<'a, str>,
+    /// The kind or the resource.
+    pub name: Cow<'a, str>,
+}
+
+/// `object` or `oldObject` as read so far.
+#[derive(Debug, Default)]
+pub enum ObjectSlot<'a> {
+    #[default]
+    Absent,
+    /// Decoded with the planned shape (or skipped: `Value::Null`).
+    Decoded(Value),
+    /// Came before the plan was known: kept as it is in the body, decoded afterwards.
+    Raw(&'a RawValue),
+}
+
+/// The AdmissionReview as read from the body: envelope fields borrowed from it.
+#[derive(Debug, Default)]
+pub struct Envelope<'a> {
+    pub api_version: Option<Cow<'a, str>>,
+    pub kind: Option<Cow<'a, str>>,
+    pub request: Option<RequestEnvelope<'a>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RequestEnvelope<'a> {
+    pub uid: Option<Cow<'a, str>>,
+    pub kind: Option<GroupVersion<'a>>,
+    pub resource: Option<GroupVersion<'a>>,
+    pub sub_resource: Option<Cow<'a, str>>,
+    pub request_kind: Option<GroupVersion<'a>>,
+    pub request_resource: Option<GroupVersion<'a>>,
+    pub request_sub_resource: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    pub namespace: Option<Cow<'a, str>>,
+    pub operation: Option<Operation>,
+    pub username: Option<Cow<'a, str>>,
+    pub user_uid: Option<Cow<'a, str>>,
+    pub groups: Option<Vec<Cow<'a, str>>>,
+    pub user_info_seen: bool,
+    pub object: ObjectSlot<'a>,
+    pub old_object: ObjectSlot<'a>,
+    pub dry_run: Option<bool>,
+    pub options: Option<Value>,
+}
+
+impl RequestEnvelope<'_> {
+    /// The plan, once kind and operation are known.
+    fn plan(&self, endpoint: Option<Endpoint>) -> Option<Option<Plan>> {
+        let kind = self.kind.as_ref()?;
+        let operation = self.operation?;
+        Some(endpoint.and_then(|e| plan(e, &kind.group, &kind.name, operation)))
+    }
+}
+
+/// Reads the envelope of `body`, decoding the objects with the plan for `endpoint` (`None`:
+/// skip them, for a request that will not be evaluated).
+pub fn read_envelope(
+    body: &[u8],
+    endpoint: Option<Endpoint>,
+) -> Result<Envelope<'_>, EnvelopeError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let envelope = de
+        .deserialize_map(ReviewVisitor { endpoint })
+        .and_then(|e| de.end().map(|()| e))
+        .map_err(|e| EnvelopeError(format!("body is not an AdmissionReview: {e}")))?;
+    Ok(envelope)
+}
+
+/// Decodes `raw` (an object kept before its plan was known) with `shape`.
+pub fn decode_raw(raw: &RawValue, shape: &Shape) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    Shaped(shape).deserialize(&mut de)
+}
+
+/// Decodes one object of the API with `shape`: the watches' list items and events.
+pub fn decode_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    shape: &Shape,
+) -> Result<Value, D::Error> {
+    Shaped(shape).deserialize(deserializer)
+}
+
+struct ReviewVisitor {
+    endpoint: Option<Endpoint>,
+}
+
+impl<'de> Visitor<'de> for ReviewVisitor {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an AdmissionReview object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut envelope = Envelope::default();
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            match &*key.0 {
+                "apiVersion" => {
+                    envelope.api_version = map.next_value::<Option<Str>>()?.map(|s| s.0)
+                }
+                "kind" => envelope.kind = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                "request" => {
+                    envelope.request = map.next_value_seed(OptionSeed(RequestVisitor {
+                        endpoint: self.endpoint,
+                    }))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
+    }
+}
+
+/// `null` or what the inner visitor reads.
+struct OptionSeed<V>(V);
+
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for OptionSeed<V> {
+    type Value = Option<V::Value>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct Inner<V>(V);
+        impl<'de, V: Visitor<'de>> Visitor<'de> for Inner<V> {
+            type Value = Option<V::Value>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                self.0.expecting(f)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
+                d.deserialize_map(self.0).map(Some)
+            }
+        }
+        d.deserialize_option(Inner(self.0))
+    }
+}
+
+struct RequestVisitor {
+    endpoint: Option<Endpoint>,
+}
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = RequestEnvelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an AdmissionRequest object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestEnvelope<'de>, A::Error> {
+        let mut r = RequestEnvelope::default();
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            match &*key.0 {
+                "uid" => r.uid = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                "kind" => r.kind = map.next_value::<Option<GroupVersionDe>>()?.map(|g| g.0),
+                "resource" => r.resource = map.next_value::<Option<GroupVersionDe>>()?.map(|g| g.0),
+                "subResource" => r.sub_resource = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                "requestKind" => {
+                    r.request_kind = map.next_value::<Option<GroupVersionDe>>()?.map(|g| g.0)
+                }
+                "requestResource" => {
+                    r.request_resource = map.next_value::<Option<GroupVersionDe>>()?.map(|g| g.0)
+                }
+                "requestSubResource" => {
+                    r.request_sub_resource = map.next_value::<Option<Str>>()?.map(|s| s.0)
+                }
+                "name" => r.name = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                "namespace" => r.namespace = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                "operation" => {
+                    let text = map.next_value::<Str>()?;
+                    r.operation = Some(Operation::parse(&text.0).ok_or_else(|| {
+                        de::Error::custom(format_args!(
+                            "request.operation: unknown operation {:?}, expected one of CREATE, UPDATE, DELETE, CONNECT",
+                            crate::model::clip(&text.0, 64)
+                        ))
+                    })?);
+                }
+                "userInfo" => {
+                    let info = map.next_value::<Option<UserInfoDe>>()?;
+                    r.user_info_seen = info.is_some();
+                    if let Some(info) = info {
+                        r.username = info.username;
+                        r.user_uid = info.uid;
+                        r.groups = info.groups;
+                    }
+                }
+                "object" => r.object = self.object_slot(&r, &mut map, |p| p.object)?,
+                "oldObject" => r.old_object = self.object_slot(&r, &mut map, |p| p.old_object)?,
+                "dryRun" => r.dry_run = map.next_value()?,
+                "options" => r.options = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+impl RequestVisitor {
+    /// Decodes an object with the plan's shape, skips it when no handler reads it, or keeps it
+    /// raw when the plan is not known yet.
+    fn object_slot<'de, A: MapAccess<'de>>(
+        &self,
+        r: &RequestEnvelope<'de>,
+        map: &mut A,
+        shape: impl Fn(&Plan) -> &'static Shape,
+    ) -> Result<ObjectSlot<'de>, A::Error> {
+        match r.plan(self.endpoint) {
+            Some(Some(plan)) => Ok(ObjectSlot::Decoded(
+                map.next_value_seed(Shaped(shape(&plan)))?,
+            )),
+            Some(None) => {
+                map.next_value::<IgnoredAny>()?;
+                Ok(ObjectSlot::Decoded(Value::Null))
+            }
+            None => Ok(ObjectSlot::Raw(map.next_value::<&'de RawValue>()?)),
+        }
+    }
+}
+
+/// A string borrowed from the body where it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct GroupVersionDe<'a>(GroupVersion<'a>);
+
+impl<'de> serde::Deserialize<'de> for GroupVersionDe<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = GroupVersionDe<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map with group, version and kind or resource")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = GroupVersion::default();
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    let field = match &*key.0 {
+                        "group" => &mut out.group,
+                        "version" => &mut out.version,
+                        "kind" | "resource" => &mut out.name,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *field = map
+                        .next_value::<Option<Str>>()?
+                        .map(|s| s.0)
+                        .unwrap_or_default();
+                }
+                Ok(GroupVersionDe(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+struct UserInfoDe<'a> {
+    username: Option<Cow<'a, str>>,
+    uid: Option<Cow<'a, str>>,
+    groups: Option<Vec<Cow<'a, str>>>,
+}
+
+impl<'de> serde::Deserialize<'de> for UserInfoDe<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UserInfoDe<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a userInfo map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = UserInfoDe {
+                    username: None,
+                    uid: None,
+                    groups: None,
+                };
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    match &*key.0 {
+                        "username" => out.username = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                        "uid" => out.uid = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                        "groups" => {
+                            out.groups = map
+                                .next_value::<Option<Vec<Str>>>()?
+                                .map(|g| g.into_iter().map(|s| s.0).collect())
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Decodes a value keeping only what `0` names.
+struct Shaped<'s>(&'s Shape);
+
+impl<'de> DeserializeSeed<'de> for Shaped<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self.0 {
+            All => serde::Deserialize::deserialize(d),
+            shape => d.deserialize_any(ShapedVisitor(shape)),
+        }
+    }
+}
+
+struct ShapedVisitor<'s>(&'s Shape);
+
+impl<'de> Visitor<'de> for ShapedVisitor<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        match self.0 {
+            Each(item) => {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(v) = seq.next_element_seed(Shaped(item))? {
+                    items.push(v);
+                }
+                Ok(Value::Array(items))
+            }
+            // A list where a map belongs: its items are never read, only its type.
+            _ => {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Value::Array(Vec::new()))
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        match self.0 {
+            Fields(fields) => {
+                while let Some(found) = map.next_key_seed(FieldIndex(fields))? {
+                    match found {
+                        Some(i) => {
+                            let (name, shape) = &fields[i];
+                            let value = map.next_value_seed(Shaped(shape))?;
+                            out.insert((*name).to_string(), value);
+                        }
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+            }
+            Prefixed(prefix) => {
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    if key.0.starts_with(prefix) {
+                        out.insert(key.0.into_owned(), map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            // A map where a list belongs: only its type is ever read.
+            Each(_) | All => while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {},
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// A map key: the index of the shape's field it names, `None` for any other key.
+struct FieldIndex(&'static [(&'static str, Shape)]);
+
+impl<'de> DeserializeSeed<'de> for FieldIndex {
+    type Value = Option<usize>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldIndex {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|(name, _)| *name == key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn shaped(text: &str, shape: &Shape) -> Value {
+        decode_object(&mut serde_json::Deserializer::from_str(text), shape).unwrap()
+    }
+
+    #[test]
+    fn a_shape_keeps_its_fields_and_skips_the_rest() {
+        let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","managedFields":[{"a":1}],
+            "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"x\":1}","sts-guard.io/canary":"2"}},
+            "spec":{"nodeName":"n","subdomain":"web","containers":[{"name":"c","image":"i","env":[{"name":"A","value":"1"}],
+            "envFrom":[{"prefix":"P_","configMapRef":{"name":"m","optional":true}}]}]},"status":{"phase":"Running"}}"#;
+        assert_eq!(
+            shaped(pod, POD_CREATE),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-0", "annotations": {"sts-guard.io/canary": "2"}},
+                "spec": {"subdomain": "web", "containers": [{"name": "c", "env": [{"name": "A"}],
+                    "envFrom": [{"prefix": "P_", "configMapRef": {"name": "m"}}]}]}})
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_on_a_kept_path_is_kept_for_the_views_to_name() {
+        // Scalars as they came; a list or map where the other belongs, empty (only its type is
+        // ever reported).
+        let text = r#"{"spec":{"containers":"x","initContainers":{"a":[1,2]},"hostname":[{"deep":[1]}],"subdomain":7}}"#;
+        assert_eq!(
+            shaped(text, POD_CREATE),
+            json!({"spec": {"containers": "x", "initContainers": {}, "hostname": [{"deep": [1]}], "subdomain": 7}})
+        );
+        assert_eq!(
+            shaped(r#"{"spec":[1,{"a":2}]}"#, STATEFULSET),
+            json!({"spec": []})
+        );
+        assert_eq!(shaped(r#"{"spec":5}"#, STATEFULSET), json!({"spec": 5}));
+        assert_eq!(
+            shaped(r#"{"metadata":{"annotations":"x"}}"#, STATEFULSET),
+            json!({"metadata": {"annotations": "x"}})
+        );
+    }
+
+    #[test]
+    fn numbers_and_escapes_decode_as_serde_json_decodes_them() {
+        let text = r#"{"spec":{"replicas":-3,"ordinals":{"start":1.5},"serviceName":"a\"b\u00e9","podManagementPolicy":null}}"#;
+        assert_eq!(
+            shaped(text, STATEFULSET),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_envelope_is_read_in_any_order_and_objects_wait_for_their_plan() {
+        let planned = r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"operation":"CREATE","userInfo":{"username":"a","groups":["g"],"extra":{"x":["y"]}},"object":{"kind":"Pod","metadata":{"name":"p"},"status":{"phase":"x"}}}}"#;
+        let envelope = read_envelope(planned.as_bytes(), Some(Endpoint::Mutate)).unwrap();
+        let request = envelope.request.unwrap();
+        assert!(matches!(&request.object, ObjectSlot::Decoded(v) if v.get("status").is_none()));
+        assert_eq!(request.username.as_deref(), Some("a"));
+        assert_eq!(request.groups.unwrap(), vec!["g"]);
+        // Not handled by /validate: skipped.
+        let envelope = read_envelope(planned.as_bytes(), Some(Endpoint::Validate)).unwrap();
+        assert!(matches!(
+            envelope.request.unwrap().object,
+            ObjectSlot::Decoded(Value::Null)
+        ));
+        // Objects before kind: kept raw, borrowed from the body.
+        let first = r#"{"request":{"object":{"a":1},"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE"},"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#;
+        let envelope = read_envelope(first.as_bytes(), Some(Endpoint::Mutate)).unwrap();
+        assert!(
+            matches!(envelope.request.unwrap().object, ObjectSlot::Raw(raw) if raw.get() == r#"{"a":1}"#)
+        );
+    }
+
+    #[test]
+    fn an_unknown_operation_is_refused_and_quoted_short() {
+        let text = format!(
+            r#"{{"kind":"AdmissionReview","request":{{"operation":"{}"}}}}"#,
+            "X".repeat(10_000)
+        );
+        let err = read_envelope(text.as_bytes(), None).unwrap_err();
+        assert!(err.0.contains("unknown operation"), "{}", err.0);
+        assert!(err.0.len() < 400, "{} bytes", err.0.len());
+        assert!(read_envelope(b"{} trailing", None).is_err());
+    }
+}
