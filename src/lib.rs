@@ -4,7 +4,7 @@
 //!   AdmissionReview ──► server (axum + rustls) ─┐
 //!   sts-guard review ───────────────────────────┼──► engine::evaluate(request, inventory, config)
 //!   sts-guard check ──► manifest ─► check ──────┤           │            │
-//!   sts-guard audit ──► paged lists ─► audit ───┘     rules::*      mutate::*
+//!   sts-guard audit ──► paged lists ─► audit ───┘     rules::*  rules::mutate::*
 //!                       (+ rules::live on pods)  (pure functions over the Inventory trait)
 //!   Inventory: StaticInventory (files, audit's lists) | cluster watch caches
 //! ```
@@ -15,7 +15,6 @@
 
 pub mod admission;
 pub mod audit;
-mod audit_cmd;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -24,10 +23,8 @@ pub mod inventory;
 pub mod log_writer;
 pub mod manifest;
 pub mod model;
-pub mod mutate;
 pub mod report;
 pub mod request;
 pub mod rules;
-mod serve_cmd;
 pub mod server;
 pub mod yaml;

@@ -5,6 +5,7 @@
 //! configured action (deny, warn, off) and the UPDATE grandfathering.
 
 pub mod live;
+pub mod mutate;
 pub mod pod;
 pub mod service;
 pub mod statefulset;

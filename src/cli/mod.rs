@@ -1,5 +1,8 @@
 //! The `sts-guard` command line (clap). Each subcommand is a thin shell over the library.
 
+mod audit;
+mod serve;
+
 use crate::check::{check_objects, load_inventory_paths, load_paths};
 use crate::config::Config;
 use crate::manifest::InputLimits;
@@ -283,8 +286,8 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => run_check(&args),
-        Command::Serve(args) => crate::serve_cmd::run(args),
-        Command::Audit(args) => crate::audit_cmd::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Review(args) => run_review(&args),
         Command::Certs(args) => run_certs(&args),
     }

@@ -7,7 +7,7 @@
 use crate::config::{Config, OnLookupError};
 use crate::inventory::Inventory;
 use crate::model::{FieldError, ObjectRef, ServiceView, StatefulSetView};
-use crate::mutate;
+use crate::rules::mutate;
 use crate::rules::pod::{PodDelete, check_pod_delete};
 use crate::rules::service::{check_service, check_service_delete};
 use crate::rules::statefulset::{StatefulSetSubject, check_statefulset, check_statefulset_delete};
