@@ -20,7 +20,7 @@ use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Default for [`InputLimits::max_file_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
@@ -120,10 +120,31 @@ pub fn read_paths_with<T: Send>(
     limits: &InputLimits,
     convert: &(dyn Fn(Manifest) -> T + Sync),
 ) -> (Vec<T>, Vec<LoadError>) {
-    enum Input {
-        Stdin,
-        File(PathBuf),
+    let (inputs, mut errors, over_limit) = list_inputs(paths, limits);
+    if over_limit {
+        return (Vec::new(), errors);
     }
+    // Bytes actually read: stdin has no size until read, and files may grow meanwhile.
+    let total_read = AtomicU64::new(0);
+    let results = map_in_parallel(&inputs, |input| {
+        read_input(input, limits, &total_read, convert)
+    });
+    let mut manifests = Vec::new();
+    for result in results {
+        collect(result, &mut manifests, &mut errors);
+    }
+    (manifests, errors)
+}
+
+/// One input to read.
+enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+/// The inputs `paths` name, in order, with the errors met listing them, and whether the
+/// files' listed sizes already exceed `limits` (then nothing is to be read).
+fn list_inputs(paths: &[String], limits: &InputLimits) -> (Vec<Input>, Vec<LoadError>, bool) {
     let mut inputs = Vec::new();
     let mut errors = Vec::new();
     let mut seen_dirs = HashSet::new();
@@ -158,75 +179,84 @@ pub fn read_paths_with<T: Send>(
             inputs.push(Input::File(file));
         }
     }
-    if over_limit {
-        return (Vec::new(), errors);
-    }
-    // Bytes actually read: stdin has no size until read, and files may grow meanwhile.
-    let total_read = AtomicU64::new(0);
-    let read_one = |input: &Input| -> FileResult<T> {
-        let (name, bytes) = match input {
-            Input::Stdin => (
-                "<stdin>".to_string(),
-                read_limited(std::io::stdin(), 0, limits),
-            ),
-            Input::File(file) => {
-                let name = file.display().to_string();
-                let bytes = std::fs::File::open(file).and_then(|f| {
-                    let size = f.metadata().map_or(0, |m| m.len());
-                    read_limited(f, size, limits)
-                });
-                (name, bytes)
-            }
-        };
-        let bytes = bytes
-            .map_err(|e| LoadError {
-                file: name.clone(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            })?
-            .ok_or_else(|| too_large(name.clone(), None, limits, false))?;
-        let len = bytes.len() as u64;
-        if total_read.fetch_add(len, Ordering::Relaxed) + len > limits.max_total_bytes {
-            return Err(too_large(name, None, limits, true));
+    (inputs, errors, over_limit)
+}
+
+/// Reads and parses one input; `total_read` counts the bytes of all inputs against the limit.
+fn read_input<T>(
+    input: &Input,
+    limits: &InputLimits,
+    total_read: &AtomicU64,
+    convert: &dyn Fn(Manifest) -> T,
+) -> FileResult<T> {
+    let (name, bytes) = match input {
+        Input::Stdin => (
+            "<stdin>".to_string(),
+            read_limited(std::io::stdin(), 0, limits),
+        ),
+        Input::File(file) => {
+            let name = file.display().to_string();
+            let bytes = std::fs::File::open(file).and_then(|f| {
+                let size = f.metadata().map_or(0, |m| m.len());
+                read_limited(f, size, limits)
+            });
+            (name, bytes)
         }
-        let format = match input {
-            Input::Stdin => Format::Detect,
-            Input::File(file) => Format::from_path(file),
-        };
-        parse_bytes_with(&name, &bytes, format, convert)
     };
+    let bytes = bytes
+        .map_err(|e| LoadError {
+            file: name.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?
+        .ok_or_else(|| too_large(name.clone(), None, limits, false))?;
+    let len = bytes.len() as u64;
+    if total_read.fetch_add(len, Ordering::Relaxed) + len > limits.max_total_bytes {
+        return Err(too_large(name, None, limits, true));
+    }
+    let format = match input {
+        Input::Stdin => Format::Detect,
+        Input::File(file) => Format::from_path(file),
+    };
+    parse_bytes_with(&name, &bytes, format, convert)
+}
+
+/// `f` over `items` on all cores (CI often passes hundreds of files), results in item order.
+/// Each worker takes the next item when it finishes one, so a large file holds up no other.
+fn map_in_parallel<I: Sync, R: Send>(items: &[I], f: impl Fn(&I) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1)
-        .min(inputs.len().max(1));
-    let results: Vec<FileResult<T>> = if workers <= 1 {
-        inputs.iter().map(read_one).collect()
-    } else {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots: Vec<std::sync::Mutex<Option<FileResult<T>>>> =
-            inputs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
+        .min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
                 scope.spawn(|| {
+                    let mut mine = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(input) = inputs.get(i) else { break };
-                        let result = read_one(input);
-                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                        let Some(item) = items.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, f(item)));
                     }
-                });
-            }
-        });
-        slots
+                })
+            })
+            .collect();
+        handles
             .into_iter()
-            .filter_map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
-    };
-    let mut manifests = Vec::new();
-    for result in results {
-        collect(result, &mut manifests, &mut errors);
-    }
-    (manifests, errors)
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// All of `reader` (of about `size` bytes, when known), or `None` when it holds more than
