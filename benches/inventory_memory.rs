@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use sts_guard::config::Config;
-use sts_guard::engine::{Endpoint, evaluate};
-use sts_guard::inventory::{ClusterInventory, Evaluator, Inventory, StaticInventory};
+use sts_guard::engine::{Endpoint, Evaluator, evaluate};
+use sts_guard::inventory::{ClusterInventory, Inventory, StaticInventory};
 use sts_guard::model::{NodeView, ServiceView, StatefulSetView};
 
 /// The same allocator as the `sts-guard` binary, counting the bytes it holds (as requested,

@@ -22,10 +22,10 @@ use crate::inventory::{Inventory, StaticInventory};
 use crate::model::{
     LabelSet, ObjectRef, PodView, STATEFULSET_POD_NAME_LABEL, ServiceView, StatefulSetView,
 };
-use crate::rules::Findings;
 use crate::rules::live::{
     PodTally, check_service_selects_live_pods, check_stuck_terminating, selects_template,
 };
+use crate::vocabulary::{Findings, Kind};
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::api::{Api, ListParams};
@@ -417,7 +417,10 @@ impl Audit<'_> {
             self.config,
             Endpoint::Validate,
         );
-        phase.record(ObjectRef::new("StatefulSet", &namespace, &name), decision);
+        phase.record(
+            ObjectRef::new(Kind::StatefulSet, &namespace, &name),
+            decision,
+        );
     }
 
     /// The StatefulSets whose governing Service's selector matches their template: their pods
@@ -452,10 +455,7 @@ impl Audit<'_> {
         }
         let mut findings = Findings::default();
         check_stuck_terminating(&pod, self.now, &self.inventory, &mut findings);
-        let mut decision = Decision {
-            object: Some(pod.object_ref()),
-            ..Decision::default()
-        };
+        let mut decision = Decision::default();
         apply_policy(
             &pod.object_ref(),
             findings,
@@ -497,13 +497,8 @@ impl Audit<'_> {
             let i = *index.entry(key).or_insert_with(|| {
                 // It was counted clean when its own rules found nothing.
                 self.clean = self.clean.saturating_sub(1);
-                self.results.push(result(
-                    sts.object_ref(),
-                    Decision {
-                        object: Some(sts.object_ref()),
-                        ..Decision::default()
-                    },
-                ));
+                self.results
+                    .push(result(sts.object_ref(), Decision::default()));
                 self.results.len() - 1
             });
             apply_policy(

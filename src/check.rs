@@ -8,40 +8,18 @@ use crate::config::Config;
 use crate::engine::{Decision, Endpoint, Skip, Violation, evaluate};
 use crate::inventory::StaticInventory;
 use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, read_paths_with, to_dynamic};
-use crate::model::{NodeView, ObjectRef, ServiceView, StatefulSetView};
-use crate::rules::RuleId;
+use crate::model::{NodeView, ServiceView, StatefulSetView};
+use crate::vocabulary::{Kind, ObjectRef, RuleId};
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube_core::admission::{AdmissionRequest, Operation};
 use kube_core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
 use std::collections::HashSet;
 
-/// The kinds sts-guard reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectClass {
-    StatefulSet,
-    Service,
-    Node,
-    Other,
-}
-
-impl ObjectClass {
-    fn of(api_version: &str, kind: &str) -> ObjectClass {
-        match (api_version, kind) {
-            // apps/v1beta1 and v1beta2 StatefulSets are still found in old manifests; they are
-            // checked with the same rules (v1beta1 defaulted a missing selector, which the
-            // rules do not read).
-            (v, "StatefulSet") if v.starts_with("apps/") => ObjectClass::StatefulSet,
-            ("v1", "Service") => ObjectClass::Service,
-            ("v1", "Node") => ObjectClass::Node,
-            _ => ObjectClass::Other,
-        }
-    }
-}
-
 /// An object read from input and interpreted.
 pub struct LoadedObject {
     pub pos: SourcePos,
-    pub class: ObjectClass,
+    /// The kind, when it is one sts-guard reads.
+    pub known_kind: Option<Kind>,
     kind: String,
     name: String,
     pub namespace: String,
@@ -87,11 +65,11 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
     };
     let field = |name: &str| manifest.value.get(name).and_then(|v| v.as_str());
     let judged = matches!(
-        ObjectClass::of(
+        Kind::from_manifest(
             field("apiVersion").unwrap_or(""),
             field("kind").unwrap_or("")
         ),
-        ObjectClass::StatefulSet | ObjectClass::Service
+        Some(Kind::StatefulSet | Kind::Service)
     );
     let json = (keep && judged).then(|| {
         serde_json::to_vec(&manifest.value)
@@ -100,21 +78,30 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
     });
     let object = to_dynamic(manifest.value).map_err(&at)?;
     let types = object.types.as_ref().expect("to_dynamic sets types");
-    let class = ObjectClass::of(&types.api_version, &types.kind);
+    let known_kind = Kind::from_manifest(&types.api_version, &types.kind);
     let kind = types.kind.clone();
     let name = object.metadata.name.clone().unwrap_or_default();
-    let indexed = match class {
-        ObjectClass::StatefulSet => {
+    let indexed = match known_kind {
+        Some(Kind::StatefulSet) => {
             StatefulSetView::from_object(&object, default_namespace).map(Indexed::StatefulSet)
         }
-        ObjectClass::Service => {
+        Some(Kind::Service) => {
             ServiceView::from_object(&object, default_namespace).map(Indexed::Service)
         }
-        ObjectClass::Node => NodeView::from_object(&object).map(Indexed::Node),
-        ObjectClass::Other => {
+        Some(Kind::Node) => NodeView::from_object(&object).map(Indexed::Node),
+        // Pods are judged only by the webhook (DELETE) and audit, never in files.
+        Some(Kind::Pod) | None => {
             let namespace = object.metadata.namespace.clone();
             return Ok((
-                loaded(pos, class, kind, name, namespace, default_namespace, json),
+                loaded(
+                    pos,
+                    known_kind,
+                    kind,
+                    name,
+                    namespace,
+                    default_namespace,
+                    json,
+                ),
                 None,
             ));
         }
@@ -125,14 +112,22 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
     }
     let namespace = object.metadata.namespace.clone();
     Ok((
-        loaded(pos, class, kind, name, namespace, default_namespace, json),
+        loaded(
+            pos,
+            known_kind,
+            kind,
+            name,
+            namespace,
+            default_namespace,
+            json,
+        ),
         Some(indexed),
     ))
 }
 
 fn loaded(
     pos: SourcePos,
-    class: ObjectClass,
+    known_kind: Option<Kind>,
     kind: String,
     name: String,
     namespace: Option<String>,
@@ -144,7 +139,7 @@ fn loaded(
         .unwrap_or_else(|| default_namespace.to_string());
     LoadedObject {
         pos,
-        class,
+        known_kind,
         kind,
         name,
         namespace,
@@ -229,7 +224,8 @@ pub fn create_request(object: DynamicObject, namespace: &str) -> AdmissionReques
         Some((g, v)) => (g.to_string(), v.to_string()),
         None => (String::new(), types.api_version.clone()),
     };
-    let resource = format!("{}s", types.kind.to_lowercase());
+    // Kinds sts-guard does not know get no resource; the engine reads only `kind`.
+    let resource = Kind::from_manifest(&types.api_version, &types.kind).map_or("", Kind::plural);
     AdmissionRequest {
         types: TypeMeta {
             api_version: "admission.k8s.io/v1".into(),
@@ -237,7 +233,7 @@ pub fn create_request(object: DynamicObject, namespace: &str) -> AdmissionReques
         },
         uid: String::new(),
         kind: GroupVersionKind::gvk(&group, &version, &types.kind),
-        resource: GroupVersionResource::gvr(&group, &version, &resource),
+        resource: GroupVersionResource::gvr(&group, &version, resource),
         sub_resource: None,
         request_kind: None,
         request_resource: None,
@@ -330,8 +326,8 @@ pub fn check_objects(
     let mut results: Vec<ObjectResult> = objects
         .into_iter()
         .map(|o| {
-            let (skipped, decision) = match o.class {
-                ObjectClass::StatefulSet | ObjectClass::Service => {
+            let (skipped, decision) = match o.known_kind {
+                Some(Kind::StatefulSet | Kind::Service) => {
                     let object = o.judged().expect("StatefulSets and Services are kept");
                     let request = create_request(object, &o.namespace);
                     let decision = evaluate(&request, inventory, config, Endpoint::Validate);
@@ -339,9 +335,7 @@ pub fn check_objects(
                         .then_some("excluded namespace");
                     (skipped, decision)
                 }
-                ObjectClass::Node | ObjectClass::Other => {
-                    (Some("not checked"), Decision::default())
-                }
+                Some(Kind::Node | Kind::Pod) | None => (Some("not checked"), Decision::default()),
             };
             ObjectResult {
                 pos: Some(o.pos),
@@ -371,7 +365,10 @@ pub(crate) fn drop_reported_twins(results: &mut [ObjectResult]) {
         .flat_map(|r| r.decision.violations.iter())
         .map(|v| (v.object.clone(), v.rule))
         .collect();
-    for result in results.iter_mut().filter(|r| r.kind == "Service") {
+    for result in results
+        .iter_mut()
+        .filter(|r| r.kind == Kind::Service.name())
+    {
         result.decision.violations.retain(|v| {
             let twin = match v.rule {
                 RuleId::SvcGoverningHeadless => RuleId::StsServiceHeadless,

@@ -1,7 +1,11 @@
-//! The config file (SPEC §2): every field optional, unknown fields and bad values are errors
-//! that name the field path.
+//! The config file (README, "Configuration"): every field optional, unknown fields and bad
+//! values are errors that name the field path. Rule actions are checked against the rule table
+//! ([`crate::vocabulary::RULES`]); the rules' own settings are the parameter structs the rules
+//! define, embedded here.
 
-use crate::rules::{Action, RuleId};
+use crate::rules::mutate::{IdentityEnv, PartitionDefaults};
+use crate::rules::pod::ForceDelete;
+use crate::vocabulary::{Action, RuleId};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -26,60 +30,17 @@ pub enum OnLookupError {
     Deny,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvNames {
-    pub pod_name: String,
-    pub pod_namespace: String,
-    pub pod_ordinal: String,
-    pub statefulset_name: String,
-    pub pod_hostname: String,
-    pub statefulset_service: String,
-    pub pod_fqdn: String,
-}
-
-impl Default for EnvNames {
-    fn default() -> Self {
-        EnvNames {
-            pod_name: "POD_NAME".into(),
-            pod_namespace: "POD_NAMESPACE".into(),
-            pod_ordinal: "POD_ORDINAL".into(),
-            statefulset_name: "STATEFULSET_NAME".into(),
-            pod_hostname: "POD_HOSTNAME".into(),
-            statefulset_service: "STATEFULSET_SERVICE".into(),
-            pod_fqdn: "POD_FQDN".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForceDelete {
-    pub allowed_users: Vec<String>,
-    pub allowed_groups: Vec<String>,
-}
-
-impl Default for ForceDelete {
-    fn default() -> Self {
-        ForceDelete {
-            allowed_users: vec![
-                "system:kube-controller-manager".into(),
-                "system:serviceaccount:kube-system:pod-garbage-collector".into(),
-                "system:serviceaccount:kube-system:node-controller".into(),
-            ],
-            allowed_groups: Vec::new(),
-        }
-    }
-}
-
 /// The validated configuration the engine reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     actions: HashMap<RuleId, Action>,
     disabled_mutations: HashSet<RuleId>,
     pub excluded_namespaces: HashSet<String>,
-    pub cluster_domain: String,
-    pub identity_env_names: EnvNames,
-    /// Canary size N per namespace (`partition.canary`).
-    pub partition_canary: HashMap<String, i64>,
+    /// `pod-identity-env`: `identityEnv.names` and `clusterDomain`.
+    pub identity_env: IdentityEnv,
+    /// `sts-partition-default`: `partition.canary`.
+    pub partition: PartitionDefaults,
+    /// `pod-force-delete`: `forceDelete`.
     pub force_delete: ForceDelete,
     pub on_lookup_error: OnLookupError,
 }
@@ -90,9 +51,8 @@ impl Default for Config {
             actions: HashMap::new(),
             disabled_mutations: HashSet::new(),
             excluded_namespaces: HashSet::from(["kube-system".to_string()]),
-            cluster_domain: "cluster.local".into(),
-            identity_env_names: EnvNames::default(),
-            partition_canary: HashMap::new(),
+            identity_env: IdentityEnv::default(),
+            partition: PartitionDefaults::default(),
             force_delete: ForceDelete::default(),
             on_lookup_error: OnLookupError::Allow,
         }
@@ -178,27 +138,9 @@ struct RawConfig {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawIdentityEnv {
     enabled: Option<bool>,
+    /// Variable key (`POD_NAME`, ...) to the name to use instead.
     #[serde(default)]
-    names: RawEnvNames,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawEnvNames {
-    #[serde(rename = "POD_NAME")]
-    pod_name: Option<String>,
-    #[serde(rename = "POD_NAMESPACE")]
-    pod_namespace: Option<String>,
-    #[serde(rename = "POD_ORDINAL")]
-    pod_ordinal: Option<String>,
-    #[serde(rename = "STATEFULSET_NAME")]
-    statefulset_name: Option<String>,
-    #[serde(rename = "POD_HOSTNAME")]
-    pod_hostname: Option<String>,
-    #[serde(rename = "STATEFULSET_SERVICE")]
-    statefulset_service: Option<String>,
-    #[serde(rename = "POD_FQDN")]
-    pod_fqdn: Option<String>,
+    names: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -237,59 +179,17 @@ fn valid_env_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// A field path and what is wrong there.
+type Invalid = (String, String);
+
 impl RawConfig {
-    fn validate(self) -> Result<Config, (String, String)> {
+    fn validate(self) -> Result<Config, Invalid> {
         let mut config = Config::default();
-        for (id, raw) in self.rules {
-            let path = format!("rules.{id}");
-            let value = match raw {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Bool(false) => "off".to_string(),
-                serde_json::Value::Bool(true) => "on".to_string(),
-                other => return Err((path, format!("invalid value {other}; expected a string"))),
-            };
-            let rule = RuleId::parse(&id).ok_or_else(|| {
-                let known: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
-                (
-                    path.clone(),
-                    format!("unknown rule id; known ids: {}", known.join(", ")),
-                )
-            })?;
-            if !rule.allowed_actions().contains(&value.as_str()) {
-                return Err((
-                    path,
-                    format!(
-                        "invalid value {value:?}; expected one of: {}",
-                        rule.allowed_actions().join(", ")
-                    ),
-                ));
-            }
-            match value.as_str() {
-                "deny" => {
-                    config.actions.insert(rule, Action::Deny);
-                }
-                "warn" => {
-                    config.actions.insert(rule, Action::Warn);
-                }
-                "off" if rule.is_mutating() => {
-                    config.disabled_mutations.insert(rule);
-                }
-                "off" => {
-                    config.actions.insert(rule, Action::Off);
-                }
-                _ => {} // "on" for a mutating rule: the default
-            }
+        for (id, value) in self.rules {
+            set_rule(&mut config, &id, value)?;
         }
         if let Some(namespaces) = self.excluded_namespaces {
-            for (i, ns) in namespaces.iter().enumerate() {
-                if !valid_dns_subdomain(ns) || ns.contains('.') {
-                    return Err((
-                        format!("excludedNamespaces[{i}]"),
-                        format!("{ns:?} is not a valid namespace name"),
-                    ));
-                }
-            }
-            config.excluded_namespaces = namespaces.into_iter().collect();
+            config.excluded_namespaces = excluded_namespaces(namespaces)?;
         }
         if let Some(domain) = self.cluster_domain {
             if !valid_dns_subdomain(&domain) {
@@ -300,57 +200,13 @@ impl RawConfig {
                     ),
                 ));
             }
-            config.cluster_domain = domain;
+            config.identity_env.cluster_domain = domain;
         }
         if let Some(identity) = self.identity_env {
             if identity.enabled == Some(false) {
                 config.disabled_mutations.insert(RuleId::PodIdentityEnv);
             }
-            let n = identity.names;
-            let names = &mut config.identity_env_names;
-            for (key, given, slot) in [
-                ("POD_NAME", n.pod_name, &mut names.pod_name),
-                ("POD_NAMESPACE", n.pod_namespace, &mut names.pod_namespace),
-                ("POD_ORDINAL", n.pod_ordinal, &mut names.pod_ordinal),
-                (
-                    "STATEFULSET_NAME",
-                    n.statefulset_name,
-                    &mut names.statefulset_name,
-                ),
-                ("POD_HOSTNAME", n.pod_hostname, &mut names.pod_hostname),
-                (
-                    "STATEFULSET_SERVICE",
-                    n.statefulset_service,
-                    &mut names.statefulset_service,
-                ),
-                ("POD_FQDN", n.pod_fqdn, &mut names.pod_fqdn),
-            ] {
-                if let Some(name) = given {
-                    if !valid_env_name(&name) {
-                        return Err((
-                            format!("identityEnv.names.{key}"),
-                            format!("{name:?} is not a valid environment variable name"),
-                        ));
-                    }
-                    *slot = name;
-                }
-            }
-            let all = [
-                &names.pod_name,
-                &names.pod_namespace,
-                &names.pod_ordinal,
-                &names.statefulset_name,
-                &names.pod_hostname,
-                &names.statefulset_service,
-                &names.pod_fqdn,
-            ];
-            let unique: HashSet<_> = all.iter().collect();
-            if unique.len() != all.len() {
-                return Err((
-                    "identityEnv.names".into(),
-                    "two variables share one name".into(),
-                ));
-            }
+            rename_identity_variables(&mut config.identity_env, identity.names)?;
         }
         if let Some(partition) = self.partition {
             for (ns, n) in partition.canary {
@@ -360,7 +216,7 @@ impl RawConfig {
                         format!("canary size must be at least 1, got {n}"),
                     ));
                 }
-                config.partition_canary.insert(ns, n);
+                config.partition.canary.insert(ns, n);
             }
         }
         if let Some(fd) = self.force_delete {
@@ -376,6 +232,97 @@ impl RawConfig {
         }
         Ok(config)
     }
+}
+
+/// `rules.<id>: <value>`, checked against the rule's row of the rule table.
+fn set_rule(config: &mut Config, id: &str, raw: serde_json::Value) -> Result<(), Invalid> {
+    let path = format!("rules.{id}");
+    let value = match raw {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Bool(false) => "off".to_string(),
+        serde_json::Value::Bool(true) => "on".to_string(),
+        other => return Err((path, format!("invalid value {other}; expected a string"))),
+    };
+    let rule = RuleId::parse(id).ok_or_else(|| {
+        let known: Vec<&str> = RuleId::ALL.iter().map(|r| r.as_str()).collect();
+        (
+            path.clone(),
+            format!("unknown rule id; known ids: {}", known.join(", ")),
+        )
+    })?;
+    let allowed = rule.allowed_actions();
+    if !allowed.contains(&value.as_str()) {
+        return Err((
+            path,
+            format!(
+                "invalid value {value:?}; expected one of: {}",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    match value.as_str() {
+        "deny" => {
+            config.actions.insert(rule, Action::Deny);
+        }
+        "warn" => {
+            config.actions.insert(rule, Action::Warn);
+        }
+        "off" if rule.is_mutating() => {
+            config.disabled_mutations.insert(rule);
+        }
+        "off" => {
+            config.actions.insert(rule, Action::Off);
+        }
+        _ => {} // "on" for a mutating rule: the default
+    }
+    Ok(())
+}
+
+fn excluded_namespaces(namespaces: Vec<String>) -> Result<HashSet<String>, Invalid> {
+    for (i, ns) in namespaces.iter().enumerate() {
+        if !valid_dns_subdomain(ns) || ns.contains('.') {
+            return Err((
+                format!("excludedNamespaces[{i}]"),
+                format!("{ns:?} is not a valid namespace name"),
+            ));
+        }
+    }
+    Ok(namespaces.into_iter().collect())
+}
+
+/// `identityEnv.names`: each key is a variable's default name, its value the name to use.
+fn rename_identity_variables(
+    identity: &mut IdentityEnv,
+    renames: BTreeMap<String, String>,
+) -> Result<(), Invalid> {
+    let mut slots = identity.names.by_key_mut();
+    for (key, name) in renames {
+        let Some((_, slot)) = slots.iter_mut().find(|(k, _)| *k == key) else {
+            let known: Vec<&str> = slots.iter().map(|(k, _)| *k).collect();
+            return Err((
+                format!("identityEnv.names.{key}"),
+                format!(
+                    "unknown field `{key}`, expected one of {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        if !valid_env_name(&name) {
+            return Err((
+                format!("identityEnv.names.{key}"),
+                format!("{name:?} is not a valid environment variable name"),
+            ));
+        }
+        **slot = name;
+    }
+    let unique: HashSet<&str> = slots.iter().map(|(_, name)| name.as_str()).collect();
+    if unique.len() != slots.len() {
+        return Err((
+            "identityEnv.names".into(),
+            "two variables share one name".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -407,9 +354,9 @@ mod tests {
         assert_eq!(c.action(RuleId::StsServiceExists), Action::Warn);
         assert!(!c.mutation_enabled(RuleId::PodIdentityEnv));
         assert!(c.is_excluded("a") && !c.is_excluded("kube-system"));
-        assert_eq!(c.cluster_domain, "corp.example");
-        assert_eq!(c.identity_env_names.pod_ordinal, "ORDINAL");
-        assert_eq!(c.partition_canary["prod"], 2);
+        assert_eq!(c.identity_env.cluster_domain, "corp.example");
+        assert_eq!(c.identity_env.names.pod_ordinal, "ORDINAL");
+        assert_eq!(c.partition.canary["prod"], 2);
         assert_eq!(c.force_delete.allowed_groups, vec!["sre"]);
         assert_eq!(c.on_lookup_error, OnLookupError::Deny);
     }

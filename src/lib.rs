@@ -1,17 +1,58 @@
 //! sts-guard keeps StatefulSets honest.
 //!
-//! ```text
-//!   AdmissionReview ──► server (axum + rustls) ─┐
-//!   sts-guard review ───────────────────────────┼──► engine::evaluate(request, inventory, config)
-//!   sts-guard check ──► manifest ─► check ──────┤           │            │
-//!   sts-guard audit ──► paged lists ─► audit ───┘     rules::*  rules::mutate::*
-//!                       (+ rules::live on pods)  (pure functions over the Inventory trait)
-//!   Inventory: StaticInventory (files, audit's lists) | cluster watch caches
-//! ```
-//!
 //! A StatefulSet's `spec.serviceName` names its *governing* Service, which must exist, be
 //! headless and select the pods; the rules keep that true from both sides, refuse unsafe
 //! force deletion of StatefulSet pods, and mutations give pods their identity as env vars.
+//!
+//! # Layers
+//!
+//! Imports point only down this list; `cargo test --test layers` checks it (no cycle between
+//! top-level modules, no import up the list, no module outside it).
+//!
+//! ```text
+//!   cli/          one file per command (check, review, certs, serve, audit), each owning its
+//!                 clap arguments
+//!   ───────────────────────────────────────────────────────────────────────────────────────
+//!   admission     AdmissionReview bytes ⇄ request and response      server/  HTTPS, limits,
+//!   check         manifest files judged as CREATEs                  metrics  certificates
+//!   audit         a live cluster read once                          report   text/JSON/SARIF
+//!   log_writer    the server's batched log lines
+//!   ───────────────────────────────────────────────────────────────────────────────────────
+//!   engine/       evaluate(request, inventory, config) → Decision: runs the rules for the
+//!                 request's kind and operation, applies config (actions, grandfathering,
+//!                 onLookupError); evaluator.rs confirms cache answers live (LiveLookup)
+//!   config        the config file: rule actions and the rules' parameter structs
+//!   rules/        validating rules (statefulset, service, pod, live) and mutating rules
+//!                 (mutate): pure functions over views and the Inventory trait
+//!   inventory/    answers lookups: StaticInventory (files, audit's lists), ClusterInventory
+//!                 (watch caches, and LiveLookup answers straight from the API server)
+//!   model         typed views of objects (ServiceView, StatefulSetView, ...)
+//!   manifest      files and stdin to objects with their positions
+//!   request       the shaped decoder: an AdmissionReview's envelope, and of objects (under
+//!                 review or watched) only the parts a handler reads
+//!   vocabulary    Kind, Endpoint, RuleId and the RULES table, Action, Finding, ObjectRef,
+//!                 LookupError
+//!   yaml          the YAML reader
+//! ```
+//!
+//! # One request's path
+//!
+//! ```text
+//!   POST /validate ─► server::handle (size, memory budget)
+//!     ─► admission::decode: request::read_envelope, request::plan picks the handler's shapes,
+//!          objects decoded into those parts only (no handler: answered from the envelope)
+//!     ─► Evaluator::decide (engine::evaluator)
+//!          StaticInventory: engine::evaluate
+//!          ClusterInventory: engine::evaluate on the cache; lookups that would deny are asked
+//!                            again through LiveLookup and evaluated once more
+//!     ─► engine::evaluate: Kind::from_group_kind ─► e.g. rules::statefulset::check_statefulset
+//!          (Findings) ─► apply_policy (config) ─► Decision
+//!     ─► admission::encode (allowed, message, warnings, patch) ─► metrics, log
+//! ```
+//!
+//! `sts-guard check` reaches the same `engine::evaluate` through `check::check_objects`, with
+//! a CREATE request built for each manifest object; `sts-guard review` through
+//! `admission::review`; `sts-guard audit` through `audit`, plus `rules::live` on live pods.
 
 pub mod admission;
 pub mod audit;
@@ -27,4 +68,5 @@ pub mod report;
 pub mod request;
 pub mod rules;
 pub mod server;
+pub mod vocabulary;
 pub mod yaml;

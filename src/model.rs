@@ -5,6 +5,8 @@
 //! `DynamicObject`; a field of the wrong type is a [`FieldError`] naming its path, never a
 //! silent default.
 
+use crate::vocabulary::Kind;
+pub use crate::vocabulary::ObjectRef;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::DynamicObject;
 use serde_json::Value;
@@ -210,30 +212,6 @@ pub struct FieldError {
     pub path: String,
     pub expected: &'static str,
     pub found: String,
-}
-
-/// Identifies an object in messages and reports.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectRef {
-    pub kind: &'static str,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ObjectRef {
-    pub fn new(kind: &'static str, namespace: &str, name: &str) -> Self {
-        ObjectRef {
-            kind,
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
-    }
 }
 
 /// True when every pair of `selector` is among `labels` (set inclusion).
@@ -444,7 +422,7 @@ impl ServiceView {
     }
 
     pub fn object_ref(&self) -> ObjectRef {
-        ObjectRef::new("Service", &self.namespace, &self.name)
+        ObjectRef::new(Kind::Service, &self.namespace, &self.name)
     }
 }
 
@@ -498,7 +476,7 @@ impl StatefulSetView {
     }
 
     pub fn object_ref(&self) -> ObjectRef {
-        ObjectRef::new("StatefulSet", &self.namespace, &self.name)
+        ObjectRef::new(Kind::StatefulSet, &self.namespace, &self.name)
     }
 }
 
@@ -547,7 +525,7 @@ pub struct PodView {
 
 impl PodView {
     pub fn object_ref(&self) -> ObjectRef {
-        ObjectRef::new("Pod", &self.namespace, &self.name)
+        ObjectRef::new(Kind::Pod, &self.namespace, &self.name)
     }
 }
 
@@ -569,17 +547,19 @@ pub fn annotation_is_true(meta: &ObjectMeta, key: &str) -> bool {
         .is_some_and(|v| v == "true")
 }
 
+/// Labels from pairs, for tests.
+#[cfg(test)]
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn selector_is_a_subset_test() {

@@ -2,7 +2,7 @@
 //! scanning, and the per-namespace, per-rule summary of `audit`.
 
 use crate::check::CheckReport;
-use crate::rules::{Action, RuleId};
+use crate::vocabulary::{Action, Effect, RULES, RuleFacts, RuleId};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -175,29 +175,35 @@ pub fn json(report: &CheckReport) -> Value {
 /// SARIF 2.1.0 as GitHub code scanning accepts it: every rule described in the driver, one
 /// result per violation with the file and line of the object.
 pub fn sarif(report: &CheckReport) -> Value {
-    let rules: Vec<Value> = RuleId::ALL
+    // The validating rules of the rule table, in its order; `ruleIndex` points into this list.
+    let described: Vec<(&RuleFacts, Action)> = RULES
         .iter()
-        .filter(|r| !r.is_mutating())
-        .map(|r| {
-            let level = match r.default_action() {
-                Some(Action::Deny) => "error",
+        .filter_map(|r| match r.effect {
+            Effect::Validating { default, .. } => Some((r, default)),
+            Effect::Mutating => None,
+        })
+        .collect();
+    let rules: Vec<Value> = described
+        .iter()
+        .map(|(r, default)| {
+            let level = match default {
+                Action::Deny => "error",
                 _ => "warning",
             };
             json!({
-                "id": r.as_str(),
-                "name": r.as_str(),
-                "shortDescription": {"text": r.summary()},
-                "fullDescription": {"text": r.summary()},
+                "id": r.id,
+                "name": r.id,
+                "shortDescription": {"text": r.summary},
+                "fullDescription": {"text": r.summary},
                 "defaultConfiguration": {"level": level},
-                "help": {"text": format!("{} See the sts-guard README, section \"Rules\".", r.summary())},
+                "help": {"text": format!("{} See the sts-guard README, section \"Rules\".", r.summary)},
             })
         })
         .collect();
     let index_of = |rule: RuleId| {
-        RuleId::ALL
+        described
             .iter()
-            .filter(|r| !r.is_mutating())
-            .position(|r| *r == rule)
+            .position(|(r, _)| r.rule == rule)
             .unwrap_or(0)
     };
     let results: Vec<Value> = report

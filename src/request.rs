@@ -15,7 +15,7 @@
 //! The cluster watches decode through the same shapes ([`decode_object`]), so a watched
 //! Service and a Service under review become the same view through the same code.
 
-use crate::engine::Endpoint;
+use crate::vocabulary::Endpoint;
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sts_guard::config::Config;
-use sts_guard::inventory::Evaluator;
+use sts_guard::engine::Evaluator;
 use sts_guard::server::metrics::Metrics;
 use sts_guard::server::{self, Running, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,12 +1,48 @@
 //! `sts-guard audit`: flags to one read of the cluster, the report to stdout, progress to
 //! stderr, and `check`'s exit codes.
 
+use super::{EXIT_UNREADABLE, OutputFormat, load_config, positive_seconds, print_verdict};
 use crate::audit::{self, AuditOptions, AuditReport, Listed, Progress};
-use crate::cli::{AuditArgs, EXIT_DENIED, EXIT_UNREADABLE, OutputFormat, load_config};
 use crate::report;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Audit only this namespace (repeatable). Default: every namespace.
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespaces: Vec<String>,
+    /// Audit every namespace (the default).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Kubeconfig context to use (default: the current context; without a kubeconfig, the
+    /// in-cluster service account).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Config file (rule actions, excluded namespaces, ...).
+    #[arg(long, env = "STS_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Objects per list request (lists are paged, so memory stays bounded).
+    #[arg(long, default_value_t = crate::audit::DEFAULT_PAGE_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub page_size: u32,
+    /// Seconds each API request may take.
+    #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
+    pub request_timeout: f64,
+    /// No progress lines on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
 
 pub fn run(args: AuditArgs) -> ExitCode {
     let fail = |message: String| {
@@ -60,19 +96,7 @@ pub fn run(args: AuditArgs) -> ExitCode {
         format!("namespaces {}", args.namespaces.join(", "))
     };
     let rendered = render(&audited, args.output, &scope);
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(rendered.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        eprintln!("sts-guard audit: cannot write output: {e}");
-        return ExitCode::from(EXIT_UNREADABLE);
-    }
-    if audited.report.denied() > 0 {
-        ExitCode::from(EXIT_DENIED)
-    } else {
-        ExitCode::SUCCESS
-    }
+    print_verdict("audit", &rendered, audited.report.denied())
 }
 
 fn init_logging() {

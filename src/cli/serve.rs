@@ -1,7 +1,8 @@
 //! `sts-guard serve`: flags to a running server, signals to a drain.
 
-use crate::cli::{LogFormat, ServeArgs, load_config, load_inventory};
-use crate::inventory::{ClusterInventory, Evaluator};
+use super::{InputLimitArgs, load_config, load_inventory, positive_count, positive_seconds};
+use crate::engine::Evaluator;
+use crate::inventory::ClusterInventory;
 use crate::server::certs::{self, CA_CERT, TLS_CERT, TLS_KEY};
 use crate::server::metrics::Metrics;
 use crate::server::{self, ServerOptions};
@@ -9,6 +10,81 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8443", env = "STS_GUARD_ADDR")]
+    pub addr: std::net::SocketAddr,
+    /// Serving certificate (PEM, leaf first, intermediates allowed). Without it and --tls-key a
+    /// development CA and certificate are created (or reused) in --certs-dir.
+    #[arg(long, env = "STS_GUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "STS_GUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Where development certificates are kept when --tls-cert/--tls-key are not given.
+    #[arg(long, default_value = "certs", env = "STS_GUARD_CERTS_DIR")]
+    pub certs_dir: PathBuf,
+    /// Config file.
+    #[arg(long, env = "STS_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Answer lookups from these manifest files or directories instead of a cluster. Without
+    /// it the server watches the cluster (in-cluster service account or KUBECONFIG).
+    #[arg(long, value_name = "DIR|FILE")]
+    pub manifests: Vec<String>,
+    #[command(flatten)]
+    pub limits: InputLimitArgs,
+    /// Watch Services and StatefulSets only in these namespaces (repeatable; default: all).
+    #[arg(long = "watch-namespace", value_name = "NAMESPACE")]
+    pub watch_namespaces: Vec<String>,
+    /// Seconds a live lookup (confirming a cache miss before a denial) may take.
+    #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
+    pub lookup_timeout: f64,
+    /// Namespace of manifest objects that do not name one.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = 8 * 1024 * 1024, env = "STS_GUARD_BODY_LIMIT")]
+    pub body_limit: usize,
+    /// Seconds allowed for the TLS handshake, for the first request after it, and for the
+    /// headers of each request.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    pub header_timeout: f64,
+    /// Seconds a connection may stay open with no request in flight (above the 90 s after
+    /// which kube-apiserver closes its own idle connections).
+    #[arg(long, default_value_t = 120.0, value_parser = positive_seconds)]
+    pub idle_timeout: f64,
+    /// Seconds allowed for receiving a request body.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    pub request_timeout: f64,
+    /// Most connections served at once; more are closed on accept.
+    #[arg(long, default_value_t = 1024, value_parser = positive_count)]
+    pub max_connections: usize,
+    /// Most connections from one client address (kube-apiserver opens one per concurrent
+    /// review, so leave it room; any pod can reach the webhook port).
+    #[arg(long, default_value_t = 256, value_parser = positive_count)]
+    pub max_connections_per_client: usize,
+    /// Bytes of memory that request bodies and their evaluation may hold at once, across all
+    /// requests; a review that alone would need more is answered without being evaluated.
+    #[arg(long, default_value_t = 48 * 1024 * 1024, env = "STS_GUARD_MEMORY_BUDGET")]
+    pub memory_budget: usize,
+    /// Seconds SIGTERM waits for in-flight requests (keep it below the pod's grace period).
+    #[arg(long, default_value_t = 20.0, value_parser = positive_seconds, env = "STS_GUARD_DRAIN_TIMEOUT")]
+    pub drain_timeout: f64,
+    /// Seconds between checks of the certificate files for changes.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    pub cert_reload_interval: f64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "STS_GUARD_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 pub fn run(args: ServeArgs) -> ExitCode {
     init_logging(args.log_format);

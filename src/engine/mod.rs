@@ -4,35 +4,24 @@
 //! applies to the request and returns a [`Decision`]: all violations (not only the first), the
 //! warnings, and the JSON Patch of the mutations. It does no I/O of its own.
 
+mod evaluator;
+
+pub use crate::vocabulary::Endpoint;
+pub use evaluator::{Evaluator, decide_confirmed};
+
 use crate::config::{Config, OnLookupError};
 use crate::inventory::Inventory;
-use crate::model::{FieldError, ObjectRef, ServiceView, StatefulSetView};
+use crate::model::{FieldError, ServiceView, StatefulSetView};
 use crate::rules::mutate;
 use crate::rules::pod::{PodDelete, check_pod_delete};
 use crate::rules::service::{check_service, check_service_delete};
 use crate::rules::statefulset::{StatefulSetSubject, check_statefulset, check_statefulset_delete};
-use crate::rules::{Action, Findings, RuleId};
+use crate::vocabulary::{Action, Findings, Kind, ObjectRef, RuleId};
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, Operation};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
-
-/// Which webhook path a request came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    Validate,
-    Mutate,
-}
-
-impl Endpoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Validate => "validate",
-            Endpoint::Mutate => "mutate",
-        }
-    }
-}
 
 /// A finding with the action config gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +67,6 @@ pub enum Skip {
 
 #[derive(Debug, Clone, Default)]
 pub struct Decision {
-    pub object: Option<ObjectRef>,
     pub violations: Vec<Violation>,
     /// Warnings that are not violations: mutation notices, lookups that failed open.
     pub notes: Vec<String>,
@@ -159,16 +147,10 @@ pub fn evaluate(
         n => n,
     };
     let mut decision = Decision::default();
-    let kind = match (req.kind.group.as_str(), req.kind.kind.as_str()) {
-        ("apps", "StatefulSet") => "StatefulSet",
-        ("", "Service") => "Service",
-        ("", "Pod") => "Pod",
-        _ => {
-            decision.skipped = Some(Skip::NotHandled);
-            return decision;
-        }
+    let Some(kind) = Kind::from_group_kind(&req.kind.group, &req.kind.kind) else {
+        decision.skipped = Some(Skip::NotHandled);
+        return decision;
     };
-    decision.object = Some(ObjectRef::new(kind, namespace, name));
     if req.sub_resource.is_some() {
         decision.skipped = Some(Skip::NotHandled);
         return decision;
@@ -185,21 +167,23 @@ pub fn evaluate(
         config,
     };
     let result = match (endpoint, kind, &req.operation) {
-        (Endpoint::Validate, "StatefulSet", Operation::Create | Operation::Update) => {
+        (Endpoint::Validate, Kind::StatefulSet, Operation::Create | Operation::Update) => {
             ctx.validate_statefulset(&mut decision)
         }
-        (Endpoint::Validate, "StatefulSet", Operation::Delete) => {
+        (Endpoint::Validate, Kind::StatefulSet, Operation::Delete) => {
             ctx.validate_statefulset_delete(&mut decision)
         }
-        (Endpoint::Validate, "Service", Operation::Create | Operation::Update) => {
+        (Endpoint::Validate, Kind::Service, Operation::Create | Operation::Update) => {
             ctx.validate_service(&mut decision)
         }
-        (Endpoint::Validate, "Service", Operation::Delete) => {
+        (Endpoint::Validate, Kind::Service, Operation::Delete) => {
             ctx.validate_service_delete(&mut decision)
         }
-        (Endpoint::Validate, "Pod", Operation::Delete) => ctx.validate_pod_delete(&mut decision),
-        (Endpoint::Mutate, "Pod", Operation::Create) => ctx.mutate_pod(&mut decision),
-        (Endpoint::Mutate, "StatefulSet", Operation::Create | Operation::Update) => {
+        (Endpoint::Validate, Kind::Pod, Operation::Delete) => {
+            ctx.validate_pod_delete(&mut decision)
+        }
+        (Endpoint::Mutate, Kind::Pod, Operation::Create) => ctx.mutate_pod(&mut decision),
+        (Endpoint::Mutate, Kind::StatefulSet, Operation::Create | Operation::Update) => {
             ctx.mutate_statefulset(&mut decision)
         }
         _ => {
@@ -290,14 +274,14 @@ fn missing(what: &str) -> FieldError {
 }
 
 impl Ctx<'_> {
-    fn object_ref(&self, kind: &'static str) -> ObjectRef {
+    fn object_ref(&self, kind: Kind) -> ObjectRef {
         ObjectRef::new(kind, self.namespace, self.name)
     }
 
     /// Applies config to the findings: actions, `off`, UPDATE grandfathering, lookup failures.
     fn apply_policy(
         &self,
-        kind: &'static str,
+        kind: Kind,
         findings: Findings,
         already_broken: &HashSet<RuleId>,
         decision: &mut Decision,
@@ -346,7 +330,7 @@ impl Ctx<'_> {
                 .unwrap_or_default(),
             _ => HashSet::new(),
         };
-        self.apply_policy("StatefulSet", findings, &already_broken, decision);
+        self.apply_policy(Kind::StatefulSet, findings, &already_broken, decision);
         Ok(())
     }
 
@@ -358,7 +342,7 @@ impl Ctx<'_> {
         let view = StatefulSetView::from_object(old, self.namespace)?;
         let mut findings = Findings::default();
         check_statefulset_delete(&view, &mut findings);
-        self.apply_policy("StatefulSet", findings, &HashSet::new(), decision);
+        self.apply_policy(Kind::StatefulSet, findings, &HashSet::new(), decision);
         Ok(())
     }
 
@@ -378,7 +362,7 @@ impl Ctx<'_> {
             },
             _ => HashSet::new(),
         };
-        self.apply_policy("Service", findings, &already_broken, decision);
+        self.apply_policy(Kind::Service, findings, &already_broken, decision);
         Ok(())
     }
 
@@ -393,7 +377,7 @@ impl Ctx<'_> {
         };
         let mut findings = Findings::default();
         check_service_delete(&view, self.inventory, &mut findings);
-        self.apply_policy("Service", findings, &HashSet::new(), decision);
+        self.apply_policy(Kind::Service, findings, &HashSet::new(), decision);
         Ok(())
     }
 
@@ -424,7 +408,7 @@ impl Ctx<'_> {
             self.inventory,
             &mut findings,
         )?;
-        self.apply_policy("Pod", findings, &HashSet::new(), decision);
+        self.apply_policy(Kind::Pod, findings, &HashSet::new(), decision);
         Ok(())
     }
 
@@ -433,8 +417,12 @@ impl Ctx<'_> {
             return Ok(());
         }
         let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
-        let mutation =
-            mutate::inject_pod_identity(&obj.metadata, self.namespace, &obj.data, self.config)?;
+        let mutation = mutate::inject_pod_identity(
+            &obj.metadata,
+            self.namespace,
+            &obj.data,
+            &self.config.identity_env,
+        )?;
         finish_patch(mutation, RuleId::PodIdentityEnv, decision);
         Ok(())
     }
@@ -457,7 +445,7 @@ impl Ctx<'_> {
             &view,
             &obj.data,
             old.as_ref().map(|(v, d)| (v, *d)),
-            self.config,
+            &self.config.partition,
         )?;
         finish_patch(mutation, RuleId::StsPartitionDefault, decision);
         Ok(())

@@ -4,52 +4,30 @@
 //! ```text
 //!   watcher(Services) ─────┐
 //!   watcher(StatefulSets) ─┼─► RwLock<StaticInventory> ─► Inventory (cache answers)
-//!   watcher(Nodes) ────────┘                                  │
-//!   decide_confirmed(): evaluate on the cache; when the answer rests on a lookup that would
-//!   deny, redo those lookups live (GET/LIST) and evaluate again
+//!   watcher(Nodes) ────────┘
+//!   LiveLookup: the same questions answered live (GET/LIST), which the engine asks again
+//!   when a decision rests on a cache answer that would deny
 //! ```
 //!
-//! The cache may lag the API server by a moment: a Service created a millisecond before its
-//! StatefulSet may not have reached the watch yet. So a decision that rests on a cache answer
-//! that would deny (Service or Node not found, a StatefulSet governed by a Service) is
-//! re-evaluated with live answers for exactly those lookups before it is returned.
-//!
-//! While a watch is failing (say kube-apiserver restarts) its kind's cache misses every change
-//! until the watch resumes or relists, so then every lookup of that kind is confirmed live: a
-//! StatefulSet created meanwhile must still keep its governing Service from being deleted.
+//! The cache may lag the API server by a moment (see `engine::evaluator` for how decisions are
+//! confirmed). While a watch is failing (say kube-apiserver restarts) its kind's cache misses
+//! every change until the watch resumes or relists, so [`LiveLookup::cache_trusted`] says no
+//! for that kind.
 
 use super::lean::{LeanNode, LeanService, LeanStatefulSet};
-use super::static_files::Kind;
-use super::{Evaluator, Inventory, Lookup, LookupError, StaticInventory};
-use crate::config::Config;
-use crate::engine::{Decision, Endpoint, evaluate};
+use super::{Inventory, LiveLookup, Lookup, LookupError, StaticInventory};
 use crate::model::{NodeView, ServiceView, StatefulSetView};
+use crate::vocabulary::Kind;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::core::DynamicObject;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube_core::admission::AdmissionRequest;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-
-impl Kind {
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Service => "Service",
-            Kind::StatefulSet => "StatefulSet",
-            Kind::Node => "Node",
-        }
-    }
-}
 
 /// What one watch covers: a kind, in one namespace or (None) in all.
 type Scope = (Kind, Option<String>);
@@ -113,14 +91,14 @@ impl View {
 #[derive(Debug, Default)]
 pub struct ClusterStats {
     pub watch_errors: AtomicU64,
-    /// Per kind (by `Kind::index`): watch scopes that failed and have not delivered an event
+    /// Per kind (by `kind as usize`): watch scopes that failed and have not delivered an event
     /// since, so their part of the cache may be missing changes.
-    failing_watches: [AtomicUsize; 3],
+    failing_watches: [AtomicUsize; Kind::ALL.len()],
 }
 
 impl ClusterStats {
     fn cache_trusted(&self, kind: Kind) -> bool {
-        self.failing_watches[kind.index()].load(Ordering::Acquire) == 0
+        self.failing_watches[kind as usize].load(Ordering::Acquire) == 0
     }
 }
 
@@ -154,49 +132,39 @@ impl ClusterInventory {
         let synced_scopes = Arc::new(Mutex::new(HashSet::new()));
         let all_synced = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(ClusterStats::default());
-        let mut scopes: Vec<Scope> = Vec::new();
-        for kind in [Kind::Service, Kind::StatefulSet] {
-            if namespaces.is_empty() {
-                scopes.push((kind, None));
-            } else {
-                scopes.extend(namespaces.iter().map(|ns| (kind, Some(ns.clone()))));
-            }
+        // Services and StatefulSets in each namespace (or all), Nodes: one watch per scope.
+        let scoped: Vec<Option<String>> = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().cloned().map(Some).collect()
+        };
+        let expected_scopes = 2 * scoped.len() + 1;
+        let shared = || Shared {
+            index: index.clone(),
+            synced_scopes: synced_scopes.clone(),
+            expected_scopes,
+            all_synced: all_synced.clone(),
+            stats: stats.clone(),
+        };
+        let mut tasks = Vec::with_capacity(expected_scopes);
+        for namespace in scoped {
+            let ns = namespace.as_deref();
+            tasks.push(tokio::spawn(watch(
+                scoped_api::<LeanService>(&client, ns),
+                (Kind::Service, namespace.clone()),
+                shared(),
+            )));
+            tasks.push(tokio::spawn(watch(
+                scoped_api::<LeanStatefulSet>(&client, ns),
+                (Kind::StatefulSet, namespace),
+                shared(),
+            )));
         }
-        scopes.push((Kind::Node, None));
-        let expected_scopes = scopes.len();
-        let tasks = scopes
-            .into_iter()
-            .map(|(kind, namespace)| {
-                let shared = Shared {
-                    index: index.clone(),
-                    synced_scopes: synced_scopes.clone(),
-                    expected_scopes,
-                    all_synced: all_synced.clone(),
-                    stats: stats.clone(),
-                };
-                let ns = namespace.as_deref();
-                match kind {
-                    Kind::Service => tokio::spawn(watch(
-                        scoped_api::<LeanService>(&client, ns),
-                        kind,
-                        namespace,
-                        shared,
-                    )),
-                    Kind::StatefulSet => tokio::spawn(watch(
-                        scoped_api::<LeanStatefulSet>(&client, ns),
-                        kind,
-                        namespace,
-                        shared,
-                    )),
-                    Kind::Node => tokio::spawn(watch(
-                        Api::<LeanNode>::all(client.clone()),
-                        kind,
-                        namespace,
-                        shared,
-                    )),
-                }
-            })
-            .collect();
+        tasks.push(tokio::spawn(watch(
+            Api::<LeanNode>::all(client.clone()),
+            (Kind::Node, None),
+            shared(),
+        )));
         ClusterInventory {
             client,
             index,
@@ -234,7 +202,12 @@ impl ClusterInventory {
         }
     }
 
-    async fn live_service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
+    /// Whether every watch scope has completed its first list.
+    pub fn synced(&self) -> bool {
+        self.all_synced.load(Ordering::Acquire)
+    }
+
+    async fn get_service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
         let api: Api<LeanService> = Api::namespaced(self.client.clone(), namespace);
         let found = self
             .timed(format!("Service {namespace}/{name}"), api.get_opt(name))
@@ -242,7 +215,7 @@ impl ClusterInventory {
         Ok(found.map(|s| Arc::new(s.into())))
     }
 
-    async fn live_governed(
+    async fn list_governed(
         &self,
         namespace: &str,
         service: &str,
@@ -261,99 +234,40 @@ impl ClusterInventory {
         Ok(governed)
     }
 
-    async fn live_node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
+    async fn get_node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
         let api: Api<LeanNode> = Api::all(self.client.clone());
         let found = self
             .timed(format!("Node {name}"), api.get_opt(name))
             .await?;
         Ok(found.map(|n| Arc::new(n.into())))
     }
-
-    /// Evaluates against the cache, then, when the answer rests on a lookup that could be
-    /// stale in a way that matters, again with live answers for those lookups.
-    pub async fn decide_confirmed(
-        &self,
-        request: &AdmissionRequest<DynamicObject>,
-        config: &Config,
-        endpoint: Endpoint,
-    ) -> Decision {
-        let recorder = Recorder {
-            base: self,
-            calls: Mutex::new(Vec::new()),
-        };
-        let decision = evaluate(request, &recorder, config, endpoint);
-        let calls = recorder
-            .calls
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
-        let synced = self.synced();
-        let denies = !decision.allowed();
-        // Not synced yet, or its watch failing: nothing the cache says of a kind can be trusted.
-        let stale = |kind| !synced || !self.stats.cache_trusted(kind);
-        let to_confirm: Vec<&Call> = calls
-            .iter()
-            .filter(|call| match call {
-                // Only feeds the did-you-mean hint; never decides.
-                Call::ServicesIn => false,
-                // A missing Node makes a force delete safe: a stale miss would wrongly allow.
-                Call::Node(_, found) => denies || !found || stale(Kind::Node),
-                Call::Service(..) => denies || stale(Kind::Service),
-                Call::Governed(..) => denies || stale(Kind::StatefulSet),
-            })
-            .collect();
-        if to_confirm.is_empty() {
-            return decision;
-        }
-        let mut overlay = Overlay {
-            base: self,
-            services: HashMap::new(),
-            governed: HashMap::new(),
-            nodes: HashMap::new(),
-        };
-        let answers = futures::future::join_all(to_confirm.iter().map(|call| async move {
-            match call {
-                Call::Service(ns, name) => Answer::Service(
-                    (ns.clone(), name.clone()),
-                    self.live_service(ns, name).await,
-                ),
-                Call::Governed(ns, svc) => {
-                    Answer::Governed((ns.clone(), svc.clone()), self.live_governed(ns, svc).await)
-                }
-                Call::Node(name, _) => Answer::Node(name.clone(), self.live_node(name).await),
-                Call::ServicesIn => Answer::None,
-            }
-        }))
-        .await;
-        for answer in answers {
-            match answer {
-                Answer::Service(key, result) => {
-                    overlay.services.insert(key, result);
-                }
-                Answer::Governed(key, result) => {
-                    overlay.governed.insert(key, result);
-                }
-                Answer::Node(key, result) => {
-                    overlay.nodes.insert(key, result);
-                }
-                Answer::None => {}
-            }
-        }
-        evaluate(request, &overlay, config, endpoint)
-    }
 }
 
-impl Evaluator for ClusterInventory {
-    fn decide<'a>(
+/// Answers straight from the API server, for the engine to confirm what the cache said.
+impl LiveLookup for ClusterInventory {
+    fn live_service<'a>(
         &'a self,
-        request: &'a AdmissionRequest<DynamicObject>,
-        config: &'a Config,
-        endpoint: Endpoint,
-    ) -> BoxFuture<'a, Decision> {
-        Box::pin(self.decide_confirmed(request, config, endpoint))
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Lookup<Option<Arc<ServiceView>>>> {
+        Box::pin(self.get_service(namespace, name))
     }
 
-    fn synced(&self) -> bool {
-        self.all_synced.load(Ordering::Acquire)
+    fn live_statefulsets_governed_by<'a>(
+        &'a self,
+        namespace: &'a str,
+        service: &'a str,
+    ) -> BoxFuture<'a, Lookup<Vec<Arc<StatefulSetView>>>> {
+        Box::pin(self.list_governed(namespace, service))
+    }
+
+    fn live_node<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Lookup<Option<Arc<NodeView>>>> {
+        Box::pin(self.get_node(name))
+    }
+
+    /// Not synced yet, or a watch of `kind` failing: the cache may be missing changes.
+    fn cache_trusted(&self, kind: Kind) -> bool {
+        self.synced() && self.stats.cache_trusted(kind)
     }
 }
 
@@ -377,109 +291,6 @@ impl Inventory for ClusterInventory {
 
     fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
         self.read().node(name)
-    }
-}
-
-/// A lookup the rules made, and whether the cache found something.
-enum Call {
-    Service(String, String),
-    ServicesIn,
-    Governed(String, String),
-    /// The Node's name, and whether the cache had it.
-    Node(String, bool),
-}
-
-enum Answer {
-    Service((String, String), Lookup<Option<Arc<ServiceView>>>),
-    Governed((String, String), Lookup<Vec<Arc<StatefulSetView>>>),
-    Node(String, Lookup<Option<Arc<NodeView>>>),
-    None,
-}
-
-/// Answers from the cache and writes down every question.
-struct Recorder<'a> {
-    base: &'a ClusterInventory,
-    calls: Mutex<Vec<Call>>,
-}
-
-impl Recorder<'_> {
-    fn note(&self, call: Call) {
-        self.calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(call);
-    }
-}
-
-impl Inventory for Recorder<'_> {
-    fn service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
-        self.note(Call::Service(namespace.into(), name.into()));
-        self.base.service(namespace, name)
-    }
-
-    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
-        self.note(Call::ServicesIn);
-        self.base.services_in(namespace)
-    }
-
-    fn statefulsets_governed_by(
-        &self,
-        namespace: &str,
-        service: &str,
-    ) -> Lookup<Vec<Arc<StatefulSetView>>> {
-        self.note(Call::Governed(namespace.into(), service.into()));
-        self.base.statefulsets_governed_by(namespace, service)
-    }
-
-    fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
-        let result = self.base.node(name);
-        self.note(Call::Node(name.into(), matches!(result, Ok(Some(_)))));
-        result
-    }
-}
-
-/// Live answers over the cache.
-struct Overlay<'a> {
-    base: &'a ClusterInventory,
-    services: HashMap<(String, String), Lookup<Option<Arc<ServiceView>>>>,
-    governed: HashMap<(String, String), Lookup<Vec<Arc<StatefulSetView>>>>,
-    nodes: HashMap<String, Lookup<Option<Arc<NodeView>>>>,
-}
-
-impl Inventory for Overlay<'_> {
-    fn service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
-        match self
-            .services
-            .get(&(namespace.to_string(), name.to_string()))
-        {
-            Some(live) => live.clone(),
-            None => self.base.service(namespace, name),
-        }
-    }
-
-    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
-        self.base.services_in(namespace)
-    }
-
-    fn statefulsets_governed_by(
-        &self,
-        namespace: &str,
-        service: &str,
-    ) -> Lookup<Vec<Arc<StatefulSetView>>> {
-        match self
-            .governed
-            .get(&(namespace.to_string(), service.to_string()))
-        {
-            Some(live) => live.clone(),
-            None => self.base.statefulsets_governed_by(namespace, service),
-        }
-    }
-
-    fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
-        match self.nodes.get(name) {
-            Some(live) => live.clone(),
-            None => self.base.node(name),
-        }
     }
 }
 
@@ -531,7 +342,7 @@ impl Shared {
 
 /// Keeps one scope of the index in step with the API server. Errors back off and retry
 /// (kube-runtime's default backoff); a relist replaces the scope's contents atomically.
-async fn watch<K>(api: Api<K>, kind: Kind, namespace: Option<String>, shared: Shared)
+async fn watch<K>(api: Api<K>, scope: Scope, shared: Shared)
 where
     K: kube::Resource<DynamicType = ()>
         + serde::de::DeserializeOwned
@@ -545,96 +356,121 @@ where
     let config = watcher::Config::default().page_size(250);
     let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
-    // The first list goes straight into the (not yet trusted) cache page by page; a later
-    // relist is gathered aside and swapped in whole when it completes.
-    let mut relist: Option<Vec<View>> = None;
-    let mut listed_once = false;
-    let failing = &shared.stats.failing_watches[kind.index()];
-    let mut failed = false;
+    let mut progress = ScopeProgress {
+        scope,
+        shared,
+        relist: None,
+        listed_once: false,
+        failed: false,
+    };
     while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(err) => {
-                shared.stats.watch_errors.fetch_add(1, Ordering::Relaxed);
-                if !failed {
-                    failed = true;
-                    failing.fetch_add(1, Ordering::AcqRel);
-                }
-                tracing::warn!(kind = kind.as_str(), namespace = ?namespace, %err, "watch failed; retrying with backoff");
-                continue;
-            }
-        };
+        match event {
+            Ok(event) => progress.event(event),
+            Err(err) => progress.failed(&err),
+        }
+    }
+}
+
+/// Where one watch scope stands between events.
+struct ScopeProgress {
+    scope: Scope,
+    shared: Shared,
+    /// The first list goes straight into the (not yet trusted) cache page by page; a later
+    /// relist is gathered here and swapped in whole when it completes.
+    relist: Option<Vec<View>>,
+    listed_once: bool,
+    /// Counted in `failing_watches` until the scope delivers again.
+    failed: bool,
+}
+
+impl ScopeProgress {
+    fn failing(&self) -> &AtomicUsize {
+        &self.shared.stats.failing_watches[self.scope.0 as usize]
+    }
+
+    fn failed(&mut self, err: &watcher::Error) {
+        self.shared
+            .stats
+            .watch_errors
+            .fetch_add(1, Ordering::Relaxed);
+        if !self.failed {
+            self.failed = true;
+            self.failing().fetch_add(1, Ordering::AcqRel);
+        }
+        let (kind, namespace) = &self.scope;
+        tracing::warn!(kind = kind.name(), ?namespace, %err, "watch failed; retrying with backoff");
+    }
+
+    fn event<K>(&mut self, event: Event<K>)
+    where
+        K: kube::Resource<DynamicType = ()>,
+        View: From<K>,
+    {
+        let kind = self.scope.0;
         // A relist that completed, or an event of a resumed watch (which delivers what was
         // missed first), ends the failure once it is in the cache.
         let recovers =
-            failed && matches!(event, Event::InitDone | Event::Apply(_) | Event::Delete(_));
+            self.failed && matches!(event, Event::InitDone | Event::Apply(_) | Event::Delete(_));
         match event {
-            Event::Init if listed_once => relist = Some(Vec::new()),
+            Event::Init if self.listed_once => self.relist = Some(Vec::new()),
             // A first list that restarts drops what an interrupted attempt left behind.
             Event::Init => {
-                shared
+                let namespace = self.scope.1.as_deref();
+                self.shared
                     .write()
-                    .swap_kind(kind, namespace.as_deref(), &mut StaticInventory::new())
+                    .swap_kind(kind, namespace, &mut StaticInventory::new())
             }
-            Event::InitApply(obj) => match relist.as_mut() {
-                Some(views) => views.push(View::from(obj).reuse_cached(&shared.read())),
-                None => apply(&mut shared.write(), View::from(obj)),
+            Event::InitApply(obj) => match self.relist.as_mut() {
+                Some(views) => views.push(View::from(obj).reuse_cached(&self.shared.read())),
+                None => apply(&mut self.shared.write(), View::from(obj)),
             },
-            Event::InitDone => {
-                let count = match relist.take() {
-                    Some(views) => {
-                        let count = views.len();
-                        // Built outside the lock; what it replaces is dropped outside it too.
-                        let mut fresh = StaticInventory::new();
-                        for view in views {
-                            apply(&mut fresh, view);
-                        }
-                        shared
-                            .write()
-                            .swap_kind(kind, namespace.as_deref(), &mut fresh);
-                        drop(fresh);
-                        count
-                    }
-                    None => {
-                        let sizes = shared.read().sizes();
-                        match kind {
-                            Kind::Service => sizes.0,
-                            Kind::StatefulSet => sizes.1,
-                            Kind::Node => sizes.2,
-                        }
-                    }
-                };
-                listed_once = true;
-                let mut scopes = shared
-                    .synced_scopes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                scopes.insert((kind, namespace.clone()));
-                if scopes.len() == shared.expected_scopes
-                    && !shared.all_synced.swap(true, Ordering::AcqRel)
-                {
-                    tracing::info!("inventory synced: every watch completed its first list");
-                }
-                tracing::info!(kind = kind.as_str(), namespace = ?namespace, objects = count, "listed");
-            }
-            Event::Apply(obj) => apply(&mut shared.write(), View::from(obj)),
+            Event::InitDone => self.listed(),
+            Event::Apply(obj) => apply(&mut self.shared.write(), View::from(obj)),
             Event::Delete(obj) => {
                 let meta = obj.meta();
                 let name = meta.name.as_deref().unwrap_or("");
                 let ns = meta.namespace.as_deref().unwrap_or("");
-                let mut idx = shared.write();
-                match kind {
-                    Kind::Service => idx.remove_service(ns, name),
-                    Kind::StatefulSet => idx.remove_statefulset(ns, name),
-                    Kind::Node => idx.remove_node(name),
-                }
+                self.shared.write().remove(kind, ns, name);
             }
         }
         if recovers {
-            failed = false;
-            failing.fetch_sub(1, Ordering::AcqRel);
-            tracing::info!(kind = kind.as_str(), namespace = ?namespace, "watch recovered");
+            self.failed = false;
+            self.failing().fetch_sub(1, Ordering::AcqRel);
+            let namespace = &self.scope.1;
+            tracing::info!(kind = kind.name(), ?namespace, "watch recovered");
         }
+    }
+
+    /// A list completed: a relist replaces the scope, and the scope counts as synced.
+    fn listed(&mut self) {
+        let (kind, namespace) = (self.scope.0, self.scope.1.as_deref());
+        let count = match self.relist.take() {
+            Some(views) => {
+                let count = views.len();
+                // Built outside the lock; what it replaces is dropped outside it too.
+                let mut fresh = StaticInventory::new();
+                for view in views {
+                    apply(&mut fresh, view);
+                }
+                self.shared.write().swap_kind(kind, namespace, &mut fresh);
+                drop(fresh);
+                count
+            }
+            None => self.shared.read().count(kind),
+        };
+        self.listed_once = true;
+        let mut scopes = self
+            .shared
+            .synced_scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        scopes.insert(self.scope.clone());
+        if scopes.len() == self.shared.expected_scopes
+            && !self.shared.all_synced.swap(true, Ordering::AcqRel)
+        {
+            tracing::info!("inventory synced: every watch completed its first list");
+        }
+        tracing::info!(kind = kind.name(), ?namespace, objects = count, "listed");
     }
 }
 

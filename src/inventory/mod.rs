@@ -12,22 +12,12 @@ mod static_files;
 pub use cluster::{ClusterInventory, ClusterStats, client_config};
 pub use static_files::StaticInventory;
 
-use crate::config::Config;
-use crate::engine::{Decision, Endpoint, evaluate};
-use crate::model::{NodeView, ServiceView, StatefulSetView};
-use futures::future::BoxFuture;
-use kube_core::DynamicObject;
-use kube_core::admission::AdmissionRequest;
-use std::sync::Arc;
+pub use crate::vocabulary::LookupError;
 
-/// A lookup the inventory could not answer (API server unreachable, cache not synced, ...).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what}: {reason}")]
-pub struct LookupError {
-    /// What was looked up, e.g. `Service default/nginx`.
-    pub what: String,
-    pub reason: String,
-}
+use crate::model::{NodeView, ServiceView, StatefulSetView};
+use crate::vocabulary::Kind;
+use futures::future::BoxFuture;
+use std::sync::Arc;
 
 pub type Lookup<T> = Result<T, LookupError>;
 
@@ -46,32 +36,21 @@ pub trait Inventory: Send + Sync {
     fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>>;
 }
 
-/// Decides admission requests: the static inventory evaluates directly, the cluster one
-/// confirms cache answers that would deny. Both run the same rules through
-/// [`evaluate`](crate::engine::evaluate).
-pub trait Evaluator: Send + Sync {
-    fn decide<'a>(
+/// The inventory's questions answered straight from the API server, for an inventory that
+/// answers from a cache which may lag: the engine asks again live when a decision rests on a
+/// cache answer that would deny (see `engine::evaluator`).
+pub trait LiveLookup: Inventory {
+    fn live_service<'a>(
         &'a self,
-        request: &'a AdmissionRequest<DynamicObject>,
-        config: &'a Config,
-        endpoint: Endpoint,
-    ) -> BoxFuture<'a, Decision>;
-
-    /// Whether the inventory has everything it needs to answer (`/readyz`).
-    fn synced(&self) -> bool {
-        true
-    }
-}
-
-impl Evaluator for StaticInventory {
-    fn decide<'a>(
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Lookup<Option<Arc<ServiceView>>>>;
+    fn live_statefulsets_governed_by<'a>(
         &'a self,
-        request: &'a AdmissionRequest<DynamicObject>,
-        config: &'a Config,
-        endpoint: Endpoint,
-    ) -> BoxFuture<'a, Decision> {
-        Box::pin(std::future::ready(evaluate(
-            request, self, config, endpoint,
-        )))
-    }
+        namespace: &'a str,
+        service: &'a str,
+    ) -> BoxFuture<'a, Lookup<Vec<Arc<StatefulSetView>>>>;
+    fn live_node<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Lookup<Option<Arc<NodeView>>>>;
+    /// Whether the cache's answers about `kind` can be trusted (synced, its watches healthy).
+    fn cache_trusted(&self, kind: Kind) -> bool;
 }

@@ -3,6 +3,7 @@
 
 use super::{Inventory, Lookup};
 use crate::model::{NodeView, ServiceView, StatefulSetView};
+use crate::vocabulary::Kind;
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -80,14 +81,6 @@ pub struct StaticInventory {
     services: HashMap<Arc<str>, Set<ServiceView>>,
     statefulsets: HashMap<Arc<str>, NamespaceStatefulSets>,
     nodes: Set<NodeView>,
-}
-
-/// The kinds of objects an inventory holds, for the cluster inventory's relists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    Service,
-    StatefulSet,
-    Node,
 }
 
 impl StaticInventory {
@@ -232,6 +225,8 @@ impl StaticInventory {
                 |ns| ns.by_name.is_empty(),
             ),
             Kind::Node => std::mem::swap(&mut self.nodes, &mut fresh.nodes),
+            // The inventory holds no pods.
+            Kind::Pod => {}
         }
     }
 
@@ -265,6 +260,27 @@ impl StaticInventory {
         self.statefulsets
             .values()
             .flat_map(|ns| ns.by_name.iter().map(|b| &b.0))
+    }
+
+    /// Removes the object of `kind` named `namespace/name` (a Node by `name` alone).
+    pub(crate) fn remove(&mut self, kind: Kind, namespace: &str, name: &str) {
+        match kind {
+            Kind::Service => self.remove_service(namespace, name),
+            Kind::StatefulSet => self.remove_statefulset(namespace, name),
+            Kind::Node => self.remove_node(name),
+            Kind::Pod => {}
+        }
+    }
+
+    /// How many objects of `kind` the inventory holds.
+    pub(crate) fn count(&self, kind: Kind) -> usize {
+        let (services, statefulsets, nodes) = self.sizes();
+        match kind {
+            Kind::Service => services,
+            Kind::StatefulSet => statefulsets,
+            Kind::Node => nodes,
+            Kind::Pod => 0,
+        }
     }
 
     /// Object counts (Services, StatefulSets, Nodes), for logs and metrics.

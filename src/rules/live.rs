@@ -153,14 +153,7 @@ pub fn check_stuck_terminating(
 mod tests {
     use super::*;
     use crate::inventory::StaticInventory;
-    use crate::model::NodeView;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::model::{NodeView, labels};
 
     fn pod(name: &str, pod_labels: Labels) -> PodView {
         PodView {

@@ -3,7 +3,6 @@
 //! the object (a pod with thousands of containers costs what its bytes cost). A unit property
 //! test holds the operations to what mutating a copy and diffing it would give.
 
-use crate::config::Config;
 use crate::model::{
     CANARY_ANNOTATION, FieldError, Fields, INJECT_IDENTITY_ANNOTATION, POD_INDEX_LABEL,
     StatefulSetView, controlling_statefulset,
@@ -13,11 +12,80 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 /// At most this many identity variables are added to one pod (a few hundred containers; about
 /// 200 KB of patch). A pod that would need more is admitted unchanged with a warning rather
 /// than answered with a patch many times its own size.
 pub const MAX_IDENTITY_VARIABLES: usize = 2_000;
+
+/// What `pod-identity-env` takes from config: the variables' names and the cluster domain of
+/// the FQDN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityEnv {
+    pub names: EnvNames,
+    pub cluster_domain: String,
+}
+
+impl Default for IdentityEnv {
+    fn default() -> Self {
+        IdentityEnv {
+            names: EnvNames::default(),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+}
+
+/// The identity variables' names. Each defaults to its key, which config renames it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvNames {
+    pub pod_name: String,
+    pub pod_namespace: String,
+    pub pod_ordinal: String,
+    pub statefulset_name: String,
+    pub pod_hostname: String,
+    pub statefulset_service: String,
+    pub pod_fqdn: String,
+}
+
+impl EnvNames {
+    /// Every variable by its key: the one list of the keys.
+    pub fn by_key_mut(&mut self) -> [(&'static str, &mut String); 7] {
+        [
+            ("POD_NAME", &mut self.pod_name),
+            ("POD_NAMESPACE", &mut self.pod_namespace),
+            ("POD_ORDINAL", &mut self.pod_ordinal),
+            ("STATEFULSET_NAME", &mut self.statefulset_name),
+            ("POD_HOSTNAME", &mut self.pod_hostname),
+            ("STATEFULSET_SERVICE", &mut self.statefulset_service),
+            ("POD_FQDN", &mut self.pod_fqdn),
+        ]
+    }
+}
+
+impl Default for EnvNames {
+    fn default() -> Self {
+        let mut names = EnvNames {
+            pod_name: String::new(),
+            pod_namespace: String::new(),
+            pod_ordinal: String::new(),
+            statefulset_name: String::new(),
+            pod_hostname: String::new(),
+            statefulset_service: String::new(),
+            pod_fqdn: String::new(),
+        };
+        for (key, name) in names.by_key_mut() {
+            *name = key.to_string();
+        }
+        names
+    }
+}
+
+/// What `sts-partition-default` takes from config: the canary size N per namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartitionDefaults {
+    pub canary: HashMap<String, i64>,
+}
 
 /// What a mutating rule wants done: patch operations and a warning for the user.
 #[derive(Debug, Default)]
@@ -49,7 +117,7 @@ pub fn inject_pod_identity(
     meta: &ObjectMeta,
     namespace: &str,
     data: &Value,
-    config: &Config,
+    config: &IdentityEnv,
 ) -> Result<Mutation, FieldError> {
     let Some(statefulset) = controlling_statefulset(meta) else {
         return Ok(Mutation::default());
@@ -80,7 +148,7 @@ pub fn inject_pod_identity(
         .filter(|s| !s.is_empty())
         .map(str::to_string);
 
-    let names = &config.identity_env_names;
+    let names = &config.names;
     let field_ref = |path: &str| json!({"valueFrom": {"fieldRef": {"fieldPath": path}}});
     let mut vars: Vec<(&str, Value)> = vec![
         (&names.pod_name, field_ref("metadata.name")),
@@ -340,7 +408,7 @@ pub fn default_partition(
     view: &StatefulSetView,
     data: &Value,
     old: Option<(&StatefulSetView, &Value)>,
-    config: &Config,
+    config: &PartitionDefaults,
 ) -> Result<Mutation, FieldError> {
     if &*view.update_strategy != "RollingUpdate" {
         return Ok(Mutation::default());
@@ -381,7 +449,11 @@ pub fn default_partition(
 }
 
 /// The canary size: the object's annotation wins over the namespace default in config.
-fn canary_size(meta: &ObjectMeta, namespace: &str, config: &Config) -> Result<Option<i64>, String> {
+fn canary_size(
+    meta: &ObjectMeta,
+    namespace: &str,
+    config: &PartitionDefaults,
+) -> Result<Option<i64>, String> {
     if let Some(raw) = meta
         .annotations
         .as_ref()
@@ -395,7 +467,7 @@ fn canary_size(meta: &ObjectMeta, namespace: &str, config: &Config) -> Result<Op
             )),
         };
     }
-    Ok(config.partition_canary.get(namespace).copied())
+    Ok(config.canary.get(namespace).copied())
 }
 
 /// The operations that set `spec.updateStrategy.rollingUpdate.partition`, creating what is
@@ -535,7 +607,7 @@ mod tests {
             if let Some(s) = &subdomain { spec["subdomain"] = json!(s); }
             if let Some(h) = &hostname { spec["hostname"] = json!(h); }
             let data = json!({"spec": spec});
-            let config = Config::default();
+            let config = IdentityEnv::default();
             let mutation = inject_pod_identity(&pod_meta(), "default", &data, &config).unwrap();
             prop_assert!(mutation.warning.is_none());
 
@@ -607,7 +679,7 @@ mod tests {
             .collect();
         let data = json!({"spec": {"containers": containers}});
         let mutation =
-            inject_pod_identity(&pod_meta(), "default", &data, &Config::default()).unwrap();
+            inject_pod_identity(&pod_meta(), "default", &data, &IdentityEnv::default()).unwrap();
         assert!(mutation.operations.is_empty());
         let warning = mutation.warning.unwrap();
         assert!(

@@ -1,7 +1,6 @@
 //! `pod-force-delete`: no force deletion of a StatefulSet pod that may still be running.
 
 use super::{Finding, Findings, RuleId};
-use crate::config::ForceDelete;
 use crate::inventory::Inventory;
 use crate::model::{
     ALLOW_FORCE_DELETE_ANNOTATION, FieldError, Fields, OUT_OF_SERVICE_TAINT, annotation_is_true,
@@ -9,6 +8,26 @@ use crate::model::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
+
+/// What `pod-force-delete` takes from config: who may force-delete regardless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForceDelete {
+    pub allowed_users: Vec<String>,
+    pub allowed_groups: Vec<String>,
+}
+
+impl Default for ForceDelete {
+    fn default() -> Self {
+        ForceDelete {
+            allowed_users: vec![
+                "system:kube-controller-manager".into(),
+                "system:serviceaccount:kube-system:pod-garbage-collector".into(),
+                "system:serviceaccount:kube-system:node-controller".into(),
+            ],
+            allowed_groups: Vec::new(),
+        }
+    }
+}
 
 /// A pod DELETE as the rule sees it.
 pub struct PodDelete<'a> {

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Labels are bounded: endpoint, a fixed set of kinds, operation,
 //! decision and rule id — never a namespace or an object name.
 
+use crate::vocabulary::Kind;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -147,14 +148,9 @@ impl Metrics {
     }
 }
 
-/// Maps a request kind onto the bounded label set.
+/// Maps a request kind onto the bounded label set: the kinds sts-guard knows, else `other`.
 pub fn kind_label(kind: &str) -> &'static str {
-    match kind {
-        "StatefulSet" => "StatefulSet",
-        "Service" => "Service",
-        "Pod" => "Pod",
-        _ => "other",
-    }
+    Kind::metric_label(Kind::from_name(kind))
 }
 
 pub fn operation_label(operation: &str) -> &'static str {

@@ -8,9 +8,9 @@ pub mod metrics;
 
 use crate::admission::{self, Decoded, Reviewed};
 use crate::config::Config;
-use crate::engine::Endpoint;
-use crate::inventory::Evaluator;
+use crate::engine::{Endpoint, Evaluator};
 use crate::rules::Action;
+use crate::vocabulary::Kind;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -624,13 +624,15 @@ async fn reload_certificates(
 /// Publishes inventory sizes.
 pub fn set_inventory_sizes(metrics: &Metrics, services: usize, statefulsets: usize, nodes: usize) {
     for (kind, n) in [
-        ("Service", services),
-        ("StatefulSet", statefulsets),
-        ("Node", nodes),
+        (Kind::Service, services),
+        (Kind::StatefulSet, statefulsets),
+        (Kind::Node, nodes),
     ] {
         metrics
             .inventory_objects
-            .get_or_create(&KindLabels { kind })
+            .get_or_create(&KindLabels {
+                kind: Kind::metric_label(Some(kind)),
+            })
             .set(n as i64);
     }
 }
