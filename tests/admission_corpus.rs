@@ -6,12 +6,12 @@ mod common;
 
 use common::inventory;
 use common::node;
-use kube_core::DynamicObject;
-use kube_core::admission::{AdmissionRequest, AdmissionReview};
+use common::parse_request;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use sts_guard::config::Config;
-use sts_guard::engine::{Endpoint, evaluate};
+use sts_guard::engine::{Decision, Endpoint, evaluate};
+use sts_guard::inventory::StaticInventory;
 use sts_guard::rules::RuleId;
 
 fn corpus(name: &str) -> Value {
@@ -37,9 +37,14 @@ fn make_statefulset_pod(mut review: Value, field: &str) -> Value {
     review
 }
 
-fn request(review: &Value) -> AdmissionRequest<DynamicObject> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(review.clone()).unwrap();
-    review.try_into().unwrap()
+/// The decision on a captured review, with the default config.
+fn decide_on(review: &Value, inventory: &StaticInventory, endpoint: Endpoint) -> Decision {
+    evaluate(
+        &parse_request(review),
+        inventory,
+        &Config::default(),
+        endpoint,
+    )
 }
 
 #[test]
@@ -49,12 +54,7 @@ fn kubelet_final_grace_zero_delete_is_allowed() {
         corpus("openyurt-delete-pod-by-kubelet-grace0.admissionreview-v1.json"),
         "oldObject",
     );
-    let d = evaluate(
-        &request(&review),
-        &inv,
-        &Config::default(),
-        Endpoint::Validate,
-    );
+    let d = decide_on(&review, &inv, Endpoint::Validate);
     assert!(d.allowed(), "{}", d.denial_message());
     assert!(d.violations.is_empty());
 }
@@ -67,12 +67,7 @@ fn the_same_grace_zero_delete_by_a_user_is_denied() {
         "oldObject",
     );
     review["request"]["userInfo"] = json!({"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]});
-    let d = evaluate(
-        &request(&review),
-        &inv,
-        &Config::default(),
-        Endpoint::Validate,
-    );
+    let d = decide_on(&review, &inv, Endpoint::Validate);
     assert!(!d.allowed());
     assert_eq!(
         d.denials().map(|v| v.rule).collect::<Vec<_>>(),
@@ -89,15 +84,7 @@ fn unadapted_kubelet_delete_is_not_a_statefulset_pod() {
     let inv = inventory(&[node("ai-ice-vm05")]);
     let mut review = corpus("openyurt-delete-pod-by-kubelet-grace0.admissionreview-v1.json");
     review["request"]["userInfo"]["username"] = json!("kubernetes-admin");
-    assert!(
-        evaluate(
-            &request(&review),
-            &inv,
-            &Config::default(),
-            Endpoint::Validate
-        )
-        .allowed()
-    );
+    assert!(decide_on(&review, &inv, Endpoint::Validate).allowed());
 }
 
 #[test]
@@ -107,15 +94,7 @@ fn node_controller_grace_zero_delete_is_allowed() {
         corpus("openyurt-delete-pod-node-controller-grace0.admissionreview-v1.json"),
         "oldObject",
     );
-    assert!(
-        evaluate(
-            &request(&review),
-            &inv,
-            &Config::default(),
-            Endpoint::Validate
-        )
-        .allowed()
-    );
+    assert!(decide_on(&review, &inv, Endpoint::Validate).allowed());
 }
 
 #[test]
@@ -125,12 +104,7 @@ fn graceful_delete_by_an_admin_is_allowed() {
         corpus("kyverno-delete-pod-grace30.admissionrequest.json"),
         "oldObject",
     );
-    let d = evaluate(
-        &request(&review),
-        &inv,
-        &Config::default(),
-        Endpoint::Validate,
-    );
+    let d = decide_on(&review, &inv, Endpoint::Validate);
     assert!(d.allowed() && d.violations.is_empty());
 }
 
@@ -141,12 +115,7 @@ fn status_update_by_the_node_is_not_handled() {
         "object",
     );
     for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
-        let d = evaluate(
-            &request(&review),
-            &inventory(&[]),
-            &Config::default(),
-            endpoint,
-        );
+        let d = decide_on(&review, &inventory(&[]), endpoint);
         assert!(d.allowed() && d.patch.is_none());
     }
 }
@@ -158,19 +127,14 @@ fn captured_pod_creates_are_left_alone_unless_a_statefulset_owns_them() {
         "openyurt-create-pod.admissionreview-v1.json",
     ] {
         let review = corpus(name);
-        let d = evaluate(
-            &request(&review),
-            &inventory(&[]),
-            &Config::default(),
-            Endpoint::Mutate,
-        );
+        let d = decide_on(&review, &inventory(&[]), Endpoint::Mutate);
         assert!(d.allowed() && d.patch.is_none(), "{name}");
 
         // Adapted: owned by StatefulSet nginx-sts and named nginx-sts-2.
         let mut review = make_statefulset_pod(review, "object");
         review["request"]["object"]["metadata"]["name"] = json!("nginx-sts-2");
         review["request"]["name"] = json!("nginx-sts-2");
-        let req = request(&review);
+        let req = parse_request(&review);
         let d = evaluate(&req, &inventory(&[]), &Config::default(), Endpoint::Mutate);
         let patch = d.patch.expect("identity patch");
         let mut pod = serde_json::to_value(req.object.as_ref().unwrap()).unwrap();

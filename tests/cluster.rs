@@ -8,7 +8,7 @@ use common::fake_apiserver::FakeApi;
 use common::*;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sts_guard::config::Config;
 use sts_guard::engine::{Decision, Endpoint, Evaluator};
 use sts_guard::inventory::{ClusterInventory, Inventory};
@@ -17,14 +17,8 @@ use sts_guard::server::metrics::Metrics;
 use sts_guard::server::{self, ServerOptions};
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
+    let (within, every) = (Duration::from_secs(20), Duration::from_millis(20));
+    common::eventually(what, within, every, || std::future::ready(check())).await;
 }
 
 async fn synced_inventory(fake: &FakeApi, namespaces: &[String]) -> Arc<ClusterInventory> {
@@ -474,9 +468,7 @@ fn serve_without_manifests_or_credentials_explains_itself() {
         .env("HOME", dir.path())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.lines().last().unwrap_or_default();
+    let (err, last) = common::failure(&out);
     assert!(
         last.starts_with("sts-guard serve: no cluster credentials"),
         "{err}"

@@ -209,9 +209,7 @@ fn serve_refuses_bad_certificates_and_input_with_one_line() {
             .arg(&files[1])
             .output()
             .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or_default();
+        let (err, last) = common::failure(&out);
         assert!(
             last.starts_with("sts-guard serve: ") && last.contains(expected),
             "{expected}: {err}"

@@ -102,6 +102,11 @@ async fn post_review(s: &TestServer, proto: Proto, path: &str, review: &Value) -
     answer["response"].clone()
 }
 
+/// POSTs an admin's review to `/mutate` over HTTP/1.1 and returns the response.
+async fn mutate(s: &TestServer, op: &str, object: Option<&Obj>, old: Option<&Obj>) -> Value {
+    post_review(s, Proto::Http1, "/mutate", &admin_review(op, object, old)).await
+}
+
 fn admin_review(op: &str, object: Option<&Obj>, old: Option<&Obj>) -> Value {
     let options = match op {
         "DELETE" => json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}),
@@ -514,13 +519,7 @@ async fn mutate_derives_the_ordinal_from_the_name_and_honours_opt_out() {
 
     // spec.ordinals.start naming: web-5 is ordinal 5 whatever the start.
     let started = sts_pod(5, "node-a").remove("metadata.labels");
-    let response = post_review(
-        &s,
-        Proto::Http1,
-        "/mutate",
-        &admin_review("CREATE", Some(&started), None),
-    )
-    .await;
+    let response = mutate(&s, "CREATE", Some(&started), None).await;
     let mut pod = started.value();
     json_patch::patch(&mut pod, &patch_of(&response).unwrap()).unwrap();
     assert!(
@@ -535,13 +534,7 @@ async fn mutate_derives_the_ordinal_from_the_name_and_honours_opt_out() {
         "metadata.annotations",
         json!({"sts-guard.io/inject-identity": "false"}),
     );
-    let response = post_review(
-        &s,
-        Proto::Http1,
-        "/mutate",
-        &admin_review("CREATE", Some(&opted_out), None),
-    )
-    .await;
+    let response = mutate(&s, "CREATE", Some(&opted_out), None).await;
     assert!(response.get("patch").is_none());
 
     let unknown = sts_pod(1, "node-a")
@@ -583,15 +576,10 @@ async fn mutate_sets_partitions_and_stages_canaries() {
     );
     let ondelete = sts("web").set("spec.updateStrategy", json!({"type": "OnDelete"}));
     assert!(
-        post_review(
-            &s,
-            Proto::Http1,
-            "/mutate",
-            &admin_review("CREATE", Some(&ondelete), None)
-        )
-        .await
-        .get("patch")
-        .is_none()
+        mutate(&s, "CREATE", Some(&ondelete), None)
+            .await
+            .get("patch")
+            .is_none()
     );
 
     // Canary annotation: a template change is staged onto the highest ordinal.
@@ -615,28 +603,17 @@ async fn mutate_sets_partitions_and_stages_canaries() {
             .contains("promote by lowering")
     );
     // Reinvocation with the staged object: the partition now differs from the old one.
-    let again = post_review(
-        &s,
-        Proto::Http1,
-        "/mutate",
-        &admin_review("UPDATE", Some(&Obj(staged)), Some(&old)),
-    )
-    .await;
+    let again = mutate(&s, "UPDATE", Some(&Obj(staged)), Some(&old)).await;
     assert!(again.get("patch").is_none());
     // An UPDATE that sets the partition itself is never touched.
     let explicit = new
         .clone()
         .set("spec.updateStrategy.rollingUpdate.partition", json!(1));
     assert!(
-        post_review(
-            &s,
-            Proto::Http1,
-            "/mutate",
-            &admin_review("UPDATE", Some(&explicit), Some(&old))
-        )
-        .await
-        .get("patch")
-        .is_none()
+        mutate(&s, "UPDATE", Some(&explicit), Some(&old))
+            .await
+            .get("patch")
+            .is_none()
     );
     // Never lowers a partition the user set.
     let high_old = old
@@ -647,15 +624,10 @@ async fn mutate_sets_partitions_and_stages_canaries() {
         json!([{"name": "nginx", "image": "nginx:3"}]),
     );
     assert!(
-        post_review(
-            &s,
-            Proto::Http1,
-            "/mutate",
-            &admin_review("UPDATE", Some(&high_new), Some(&high_old))
-        )
-        .await
-        .get("patch")
-        .is_none()
+        mutate(&s, "UPDATE", Some(&high_new), Some(&high_old))
+            .await
+            .get("patch")
+            .is_none()
     );
 }
 
@@ -812,19 +784,13 @@ async fn health_readiness_and_metrics() {
 }
 
 /// Polls `check` until it holds or the deadline passes.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+    let (within, every) = (Duration::from_secs(10), Duration::from_millis(50));
+    common::eventually(what, within, every, check).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

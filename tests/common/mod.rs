@@ -8,11 +8,37 @@ pub mod fake_apiserver;
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 use sts_guard::check::load_objects;
 use sts_guard::config::Config;
 use sts_guard::engine::{Decision, Endpoint, evaluate};
 use sts_guard::inventory::StaticInventory;
 use sts_guard::manifest::{Manifest, SourcePos};
+
+/// Polls `check` every `every` until it holds, and fails the test naming `what` when it still
+/// does not after `within`: tests wait for a condition, never for a fixed time.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, every: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A command that failed: its stderr, and the last line of it (the one-line error).
+pub fn failure(out: &std::process::Output) -> (String, String) {
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let last = err.lines().last().unwrap_or_default().to_string();
+    (err, last)
+}
 
 /// A StatefulSet `default/web` governed by `nginx`, pods labelled `app=nginx`.
 pub fn sts(name: &str) -> Obj {
