@@ -83,46 +83,31 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
     let name = object.metadata.name.clone().unwrap_or_default();
     let indexed = match known_kind {
         Some(Kind::StatefulSet) => {
-            StatefulSetView::from_object(&object, default_namespace).map(Indexed::StatefulSet)
+            Some(StatefulSetView::from_object(&object, default_namespace).map(Indexed::StatefulSet))
         }
         Some(Kind::Service) => {
-            ServiceView::from_object(&object, default_namespace).map(Indexed::Service)
+            Some(ServiceView::from_object(&object, default_namespace).map(Indexed::Service))
         }
-        Some(Kind::Node) => NodeView::from_object(&object).map(Indexed::Node),
+        Some(Kind::Node) => Some(NodeView::from_object(&object).map(Indexed::Node)),
         // Pods are judged only by the webhook (DELETE) and audit, never in files.
-        Some(Kind::Pod) | None => {
-            let namespace = object.metadata.namespace.clone();
-            return Ok((
-                loaded(
-                    pos,
-                    known_kind,
-                    kind,
-                    name,
-                    namespace,
-                    default_namespace,
-                    json,
-                ),
-                None,
-            ));
-        }
+        Some(Kind::Pod) | None => None,
     }
+    .transpose()
     .map_err(|e| at(format!("{kind} {name:?}: {e}")))?;
-    if name.is_empty() {
+    if indexed.is_some() && name.is_empty() {
         return Err(at(format!("{kind}: metadata.name is missing")));
     }
     let namespace = object.metadata.namespace.clone();
-    Ok((
-        loaded(
-            pos,
-            known_kind,
-            kind,
-            name,
-            namespace,
-            default_namespace,
-            json,
-        ),
-        Some(indexed),
-    ))
+    let loaded_object = loaded(
+        pos,
+        known_kind,
+        kind,
+        name,
+        namespace,
+        default_namespace,
+        json,
+    );
+    Ok((loaded_object, indexed))
 }
 
 fn loaded(
