@@ -473,7 +473,7 @@ impl Audit<'_> {
             .results
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.kind == "StatefulSet")
+            .filter(|(_, r)| r.kind == Kind::StatefulSet.name())
             .map(|(i, r)| ((r.namespace.clone(), r.name.clone()), i))
             .collect();
         let mut keys: Vec<_> = tallies.keys().cloned().collect();
@@ -546,8 +546,8 @@ fn service_object(svc: &ServiceView) -> DynamicObject {
     }
     let mut object = DynamicObject {
         types: Some(TypeMeta {
-            api_version: "v1".into(),
-            kind: "Service".into(),
+            api_version: Kind::Service.api_version().into(),
+            kind: Kind::Service.name().into(),
         }),
         metadata: Default::default(),
         data: json!({ "spec": spec }),

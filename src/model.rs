@@ -532,9 +532,8 @@ impl PodView {
 /// The StatefulSet that controls a pod, from its ownerReferences.
 pub fn controlling_statefulset(meta: &ObjectMeta) -> Option<&str> {
     meta.owner_references.as_ref()?.iter().find_map(|o| {
-        (o.kind == "StatefulSet"
-            && o.controller == Some(true)
-            && o.api_version.starts_with("apps/"))
+        (Kind::from_manifest(&o.api_version, &o.kind) == Some(Kind::StatefulSet)
+            && o.controller == Some(true))
         .then_some(o.name.as_str())
     })
 }
