@@ -102,9 +102,26 @@ async fn post_review(s: &TestServer, proto: Proto, path: &str, review: &Value) -
     answer["response"].clone()
 }
 
-/// POSTs an admin's review to `/mutate` over HTTP/1.1 and returns the response.
-async fn mutate(s: &TestServer, op: &str, object: Option<&Obj>, old: Option<&Obj>) -> Value {
-    post_review(s, Proto::Http1, "/mutate", &admin_review(op, object, old)).await
+/// The identity variables `pod-identity-env` adds, by their default names.
+const IDENTITY_VARIABLES: [&str; 7] = [
+    "POD_NAME",
+    "POD_NAMESPACE",
+    "POD_ORDINAL",
+    "STATEFULSET_NAME",
+    "POD_HOSTNAME",
+    "STATEFULSET_SERVICE",
+    "POD_FQDN",
+];
+
+/// POSTs an admin's review to `/mutate` and returns the response.
+async fn mutate(
+    s: &TestServer,
+    proto: Proto,
+    op: &str,
+    object: Option<&Obj>,
+    old: Option<&Obj>,
+) -> Value {
+    post_review(s, proto, "/mutate", &admin_review(op, object, old)).await
 }
 
 fn admin_review(op: &str, object: Option<&Obj>, old: Option<&Obj>) -> Value {
@@ -335,15 +352,7 @@ async fn mutate_adds_identity_env_once_and_keeps_user_values() {
         for (path, container) in [("containers", 0), ("containers", 1), ("initContainers", 0)] {
             let env = patched["spec"][path][container]["env"].as_array().unwrap();
             let names: Vec<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
-            for name in [
-                "POD_NAME",
-                "POD_NAMESPACE",
-                "POD_ORDINAL",
-                "STATEFULSET_NAME",
-                "POD_HOSTNAME",
-                "STATEFULSET_SERVICE",
-                "POD_FQDN",
-            ] {
+            for name in IDENTITY_VARIABLES {
                 assert_eq!(
                     names.iter().filter(|n| **n == name).count(),
                     1,
@@ -418,15 +427,7 @@ async fn mutate_leaves_out_identity_names_an_env_from_could_define() {
             })
             .unwrap_or_default()
     };
-    let all = [
-        "POD_NAME",
-        "POD_NAMESPACE",
-        "POD_ORDINAL",
-        "STATEFULSET_NAME",
-        "POD_HOSTNAME",
-        "STATEFULSET_SERVICE",
-        "POD_FQDN",
-    ];
+    let all = IDENTITY_VARIABLES;
     // Unprefixed: the ConfigMap could hold any name; only the user's own env entry is there.
     assert_eq!(names("containers", 0), vec!["POD_NAME"]);
     // Prefix POD_ on the Secret: the POD_* names are left out, the others added.
@@ -460,13 +461,7 @@ async fn mutate_leaves_out_identity_names_an_env_from_could_define() {
         "spec.containers",
         json!([{"name": "kafka", "image": "a", "envFrom": [{"configMapRef": {"name": "kafka-env"}}]}]),
     );
-    let response = post_review(
-        &s,
-        Proto::Http2,
-        "/mutate",
-        &admin_review("CREATE", Some(&only_env_from), None),
-    )
-    .await;
+    let response = mutate(&s, Proto::Http2, "CREATE", Some(&only_env_from), None).await;
     assert!(response.get("patch").is_none(), "{response:#}");
     assert_eq!(response["allowed"], true);
 
@@ -475,13 +470,7 @@ async fn mutate_leaves_out_identity_names_an_env_from_could_define() {
         "spec.containers",
         json!([{"name": "kafka", "image": "a", "envFrom": [{"prefix": 7}]}]),
     );
-    let response = post_review(
-        &s,
-        Proto::Http2,
-        "/mutate",
-        &admin_review("CREATE", Some(&bad), None),
-    )
-    .await;
+    let response = mutate(&s, Proto::Http2, "CREATE", Some(&bad), None).await;
     assert_eq!(response["allowed"], false);
     assert!(
         response["status"]["message"]
@@ -498,13 +487,7 @@ async fn mutate_derives_the_ordinal_from_the_name_and_honours_opt_out() {
     let no_label = sts_pod(7, "node-a")
         .remove("metadata.labels")
         .remove("spec.subdomain");
-    let response = post_review(
-        &s,
-        Proto::Http2,
-        "/mutate",
-        &admin_review("CREATE", Some(&no_label), None),
-    )
-    .await;
+    let response = mutate(&s, Proto::Http2, "CREATE", Some(&no_label), None).await;
     let mut pod = no_label.value();
     json_patch::patch(&mut pod, &patch_of(&response).unwrap()).unwrap();
     let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
@@ -519,7 +502,7 @@ async fn mutate_derives_the_ordinal_from_the_name_and_honours_opt_out() {
 
     // spec.ordinals.start naming: web-5 is ordinal 5 whatever the start.
     let started = sts_pod(5, "node-a").remove("metadata.labels");
-    let response = mutate(&s, "CREATE", Some(&started), None).await;
+    let response = mutate(&s, Proto::Http1, "CREATE", Some(&started), None).await;
     let mut pod = started.value();
     json_patch::patch(&mut pod, &patch_of(&response).unwrap()).unwrap();
     assert!(
@@ -534,19 +517,13 @@ async fn mutate_derives_the_ordinal_from_the_name_and_honours_opt_out() {
         "metadata.annotations",
         json!({"sts-guard.io/inject-identity": "false"}),
     );
-    let response = mutate(&s, "CREATE", Some(&opted_out), None).await;
+    let response = mutate(&s, Proto::Http1, "CREATE", Some(&opted_out), None).await;
     assert!(response.get("patch").is_none());
 
     let unknown = sts_pod(1, "node-a")
         .remove("metadata.labels")
         .set("metadata.name", json!("web-x"));
-    let response = post_review(
-        &s,
-        Proto::Http2,
-        "/mutate",
-        &admin_review("CREATE", Some(&unknown), None),
-    )
-    .await;
+    let response = mutate(&s, Proto::Http2, "CREATE", Some(&unknown), None).await;
     assert_eq!(response["allowed"], true);
     assert!(response.get("patch").is_none());
     assert!(
@@ -561,13 +538,7 @@ async fn mutate_derives_the_ordinal_from_the_name_and_honours_opt_out() {
 async fn mutate_sets_partitions_and_stages_canaries() {
     let s = start().await;
     // CREATE without a partition: explicit 0.
-    let response = post_review(
-        &s,
-        Proto::Http2,
-        "/mutate",
-        &admin_review("CREATE", Some(&sts("web")), None),
-    )
-    .await;
+    let response = mutate(&s, Proto::Http2, "CREATE", Some(&sts("web")), None).await;
     let mut obj = sts("web").value();
     json_patch::patch(&mut obj, &patch_of(&response).unwrap()).unwrap();
     assert_eq!(
@@ -576,7 +547,7 @@ async fn mutate_sets_partitions_and_stages_canaries() {
     );
     let ondelete = sts("web").set("spec.updateStrategy", json!({"type": "OnDelete"}));
     assert!(
-        mutate(&s, "CREATE", Some(&ondelete), None)
+        mutate(&s, Proto::Http1, "CREATE", Some(&ondelete), None)
             .await
             .get("patch")
             .is_none()
@@ -603,14 +574,14 @@ async fn mutate_sets_partitions_and_stages_canaries() {
             .contains("promote by lowering")
     );
     // Reinvocation with the staged object: the partition now differs from the old one.
-    let again = mutate(&s, "UPDATE", Some(&Obj(staged)), Some(&old)).await;
+    let again = mutate(&s, Proto::Http1, "UPDATE", Some(&Obj(staged)), Some(&old)).await;
     assert!(again.get("patch").is_none());
     // An UPDATE that sets the partition itself is never touched.
     let explicit = new
         .clone()
         .set("spec.updateStrategy.rollingUpdate.partition", json!(1));
     assert!(
-        mutate(&s, "UPDATE", Some(&explicit), Some(&old))
+        mutate(&s, Proto::Http1, "UPDATE", Some(&explicit), Some(&old))
             .await
             .get("patch")
             .is_none()
@@ -624,7 +595,7 @@ async fn mutate_sets_partitions_and_stages_canaries() {
         json!([{"name": "nginx", "image": "nginx:3"}]),
     );
     assert!(
-        mutate(&s, "UPDATE", Some(&high_new), Some(&high_old))
+        mutate(&s, Proto::Http1, "UPDATE", Some(&high_new), Some(&high_old))
             .await
             .get("patch")
             .is_none()
@@ -643,13 +614,7 @@ async fn canary_from_config_for_a_namespace() {
         "spec.template.metadata.annotations",
         json!({"restartedAt": "now"}),
     );
-    let response = post_review(
-        &s,
-        Proto::Http2,
-        "/mutate",
-        &admin_review("UPDATE", Some(&new), Some(&old)),
-    )
-    .await;
+    let response = mutate(&s, Proto::Http2, "UPDATE", Some(&new), Some(&old)).await;
     let mut obj = new.value();
     json_patch::patch(&mut obj, &patch_of(&response).unwrap()).unwrap();
     assert_eq!(
@@ -696,13 +661,7 @@ async fn unreadable_bodies_get_400_and_oversized_ones_413() {
         let deployment = Obj(
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"}, "spec": {}}),
         );
-        let response = post_review(
-            &s,
-            proto,
-            "/mutate",
-            &admin_review("CREATE", Some(&deployment), None),
-        )
-        .await;
+        let response = mutate(&s, proto, "CREATE", Some(&deployment), None).await;
         assert_eq!(response["allowed"], true);
         assert!(response.get("patch").is_none());
     }
