@@ -43,6 +43,18 @@ async fn decide(inv: &ClusterInventory, review: serde_json::Value, config: &Conf
     inv.decide(&request, config, Endpoint::Validate).await
 }
 
+/// The decision on creating StatefulSet `db` with `spec.serviceName: service`.
+async fn create_db_governed_by(inv: &ClusterInventory, service: &str) -> Decision {
+    let db = sts("db").set("spec.serviceName", json!(service));
+    decide(inv, create(&db), &Config::default()).await
+}
+
+/// An admin's DELETE of Service `name`.
+fn delete_service(name: &str) -> serde_json::Value {
+    let options = json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"});
+    review_json("DELETE", None, Some(&svc(name)), "admin", &[], options)
+}
+
 fn create(obj: &Obj) -> serde_json::Value {
     review_json(
         "CREATE",
@@ -54,6 +66,14 @@ fn create(obj: &Obj) -> serde_json::Value {
     )
 }
 
+/// A fake API server holding the seed objects, and an inventory synced with it.
+async fn seeded_and_synced() -> (FakeApi, Arc<ClusterInventory>) {
+    let fake = FakeApi::start().await;
+    seed(&fake);
+    let inv = synced_inventory(&fake, &[]).await;
+    (fake, inv)
+}
+
 fn live_gets(fake: &FakeApi) -> Vec<String> {
     fake.requests()
         .into_iter()
@@ -63,9 +83,7 @@ fn live_gets(fake: &FakeApi) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_come_from_the_cache_when_it_has_the_answer() {
-    let fake = FakeApi::start().await;
-    seed(&fake);
-    let inv = synced_inventory(&fake, &[]).await;
+    let (fake, inv) = seeded_and_synced().await;
     assert_eq!(inv.sizes(), (1, 1, 1));
     fake.clear_requests();
     let d = decide(&inv, create(&sts("db")), &Config::default()).await;
@@ -92,18 +110,11 @@ async fn decisions_come_from_the_cache_when_it_has_the_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_miss_is_confirmed_live_before_denying() {
-    let fake = FakeApi::start().await;
-    seed(&fake);
-    let inv = synced_inventory(&fake, &[]).await;
+    let (fake, inv) = seeded_and_synced().await;
     // Created a moment ago: the API server has it, the watch has not delivered it yet.
     fake.apply_silently(svc("fresh").value());
     fake.clear_requests();
-    let d = decide(
-        &inv,
-        create(&sts("db").set("spec.serviceName", json!("fresh"))),
-        &Config::default(),
-    )
-    .await;
+    let d = create_db_governed_by(&inv, "fresh").await;
     assert!(d.allowed(), "{}", d.denial_message());
     assert!(
         live_gets(&fake)
@@ -116,25 +127,13 @@ async fn a_cache_miss_is_confirmed_live_before_denying() {
     );
 
     // Really missing: the live GET answers 404 and the denial stands.
-    let d = decide(
-        &inv,
-        create(&sts("db").set("spec.serviceName", json!("nope"))),
-        &Config::default(),
-    )
-    .await;
+    let d = create_db_governed_by(&inv, "nope").await;
     assert!(!d.allowed());
     assert_eq!(d.denials().next().unwrap().rule, RuleId::StsServiceExists);
 
     // A StatefulSet deleted a moment ago no longer blocks deleting its Service.
     fake.delete_silently("StatefulSet", "default", "web");
-    let review = review_json(
-        "DELETE",
-        None,
-        Some(&svc("nginx")),
-        "admin",
-        &[],
-        json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}),
-    );
+    let review = delete_service("nginx");
     let d = decide(&inv, review, &Config::default()).await;
     assert!(d.allowed(), "{}", d.denial_message());
 }
@@ -145,14 +144,7 @@ async fn while_a_watch_is_failing_its_cache_is_confirmed_live() {
     fake.apply(svc("nginx").value());
     fake.apply(node("node-a").value());
     let inv = synced_inventory(&fake, &[]).await;
-    let delete_nginx = review_json(
-        "DELETE",
-        None,
-        Some(&svc("nginx")),
-        "admin",
-        &[],
-        json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}),
-    );
+    let delete_nginx = delete_service("nginx");
     // Healthy watches: the cache knows no StatefulSet governed by nginx, nothing is asked live.
     fake.clear_requests();
     assert!(
@@ -201,21 +193,14 @@ async fn while_a_watch_is_failing_its_cache_is_confirmed_live() {
     })
     .await;
     fake.clear_requests();
-    let d = decide(
-        &inv,
-        create(&sts("db").set("spec.serviceName", json!("later"))),
-        &Config::default(),
-    )
-    .await;
+    let d = create_db_governed_by(&inv, "later").await;
     assert!(d.allowed(), "{}", d.denial_message());
     assert_eq!(live_gets(&fake), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_missing_from_the_cache_is_confirmed_before_a_force_delete_passes() {
-    let fake = FakeApi::start().await;
-    seed(&fake);
-    let inv = synced_inventory(&fake, &[]).await;
+    let (fake, inv) = seeded_and_synced().await;
     fake.apply_silently(node("node-new").value());
     let mut review = review_json(
         "DELETE",
@@ -234,9 +219,7 @@ async fn a_node_missing_from_the_cache_is_confirmed_before_a_force_delete_passes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_api_server_follows_on_lookup_error() {
-    let fake = FakeApi::start().await;
-    seed(&fake);
-    let inv = synced_inventory(&fake, &[]).await;
+    let (fake, inv) = seeded_and_synced().await;
     fake.set_down(true);
     let review = create(&sts("db").set("spec.serviceName", json!("elsewhere")));
     let d = decide(&inv, review.clone(), &Config::default()).await;
@@ -265,9 +248,7 @@ async fn an_unreachable_api_server_follows_on_lookup_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_events_update_the_cache_and_a_dropped_watch_resumes() {
-    let fake = FakeApi::start().await;
-    seed(&fake);
-    let inv = synced_inventory(&fake, &[]).await;
+    let (fake, inv) = seeded_and_synced().await;
     fake.apply(svc("added").value());
     let probe = inv.clone();
     eventually("ADDED event", move || {

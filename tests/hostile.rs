@@ -75,6 +75,12 @@ async fn closed_by_server<S: AsyncReadExt + Unpin>(stream: &mut S, within: Durat
     }
 }
 
+/// An admin's CREATE of StatefulSet `db`.
+fn create_db_review() -> Value {
+    let options = json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"});
+    review_json("CREATE", Some(&sts("db")), None, "admin", &[], options)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_sends_nothing_after_the_handshake_is_closed() {
     let s = start(|_| {}).await;
@@ -237,14 +243,7 @@ async fn stalled_uploads_cannot_hold_more_than_the_memory_budget() {
     );
     // Their memory comes back when they go away.
     drop(stalled);
-    let review = review_json(
-        "CREATE",
-        Some(&sts("db")),
-        None,
-        "admin",
-        &[],
-        json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}),
-    );
+    let review = create_db_review();
     let mut conn = Conn::open(s.addr, &s.ca, Proto::Http2).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -434,14 +433,7 @@ async fn a_review_beyond_the_memory_budget_is_answered_without_being_evaluated()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_review_is_not_echoed_back_whole() {
     let s = start(|o| o.body_limit = 16 << 20).await;
-    let mut review = review_json(
-        "CREATE",
-        Some(&sts("db")),
-        None,
-        "admin",
-        &[],
-        json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}),
-    );
+    let mut review = create_db_review();
     review["request"]["operation"] = json!("X".repeat(7 << 20));
     let mut conn = Conn::open(s.addr, &s.ca, Proto::Http1).await.unwrap();
     let (status, body) = conn

@@ -16,6 +16,18 @@ fn cfg() -> Config {
     Config::default()
 }
 
+/// An admin's UPDATE from `old` to `new`, validated with the default config.
+fn validate_update(new: &Obj, old: &Obj, inv: &StaticInventory) -> Decision {
+    decide(
+        Endpoint::Validate,
+        "UPDATE",
+        Some(new),
+        Some(old),
+        inv,
+        &cfg(),
+    )
+}
+
 fn rules_of(d: &Decision) -> Vec<(RuleId, Action)> {
     d.violations.iter().map(|v| (v.rule, v.action)).collect()
 }
@@ -315,14 +327,7 @@ fn partition_above_the_last_ordinal_warns_when_the_template_changes() {
         "spec.template.spec.containers",
         json!([{"name": "nginx", "image": "nginx:1.28"}]),
     );
-    let d = decide(
-        Endpoint::Validate,
-        "UPDATE",
-        Some(&new),
-        Some(&old),
-        &inv,
-        &cfg(),
-    );
+    let d = validate_update(&new, &old, &inv);
     assert!(d.allowed());
     assert_eq!(
         rules_of(&d),
@@ -336,45 +341,16 @@ fn partition_above_the_last_ordinal_warns_when_the_template_changes() {
     // No template change, or a partition within range, or ordinals.start moving the range: no warning.
     let scale_only = old.clone().set("spec.replicas", json!(4));
     assert!(
-        decide(
-            Endpoint::Validate,
-            "UPDATE",
-            Some(&scale_only),
-            Some(&old),
-            &inv,
-            &cfg()
-        )
-        .violations
-        .is_empty()
+        validate_update(&scale_only, &old, &inv)
+            .violations
+            .is_empty()
     );
     let in_range = new
         .clone()
         .set("spec.updateStrategy.rollingUpdate.partition", json!(3));
-    assert!(
-        decide(
-            Endpoint::Validate,
-            "UPDATE",
-            Some(&in_range),
-            Some(&old),
-            &inv,
-            &cfg()
-        )
-        .violations
-        .is_empty()
-    );
+    assert!(validate_update(&in_range, &old, &inv).violations.is_empty());
     let shifted = new.clone().set("spec.ordinals", json!({"start": 3}));
-    assert!(
-        decide(
-            Endpoint::Validate,
-            "UPDATE",
-            Some(&shifted),
-            Some(&old),
-            &inv,
-            &cfg()
-        )
-        .violations
-        .is_empty()
-    );
+    assert!(validate_update(&shifted, &old, &inv).violations.is_empty());
 }
 
 #[test]
@@ -504,14 +480,7 @@ fn update_of_a_statefulset_that_already_broke_a_rule_warns_instead_of_denying() 
     let inv = inventory(&[]);
     let old = sts("web");
     let scaled = sts("web").set("spec.replicas", json!(5));
-    let d = decide(
-        Endpoint::Validate,
-        "UPDATE",
-        Some(&scaled),
-        Some(&old),
-        &inv,
-        &cfg(),
-    );
+    let d = validate_update(&scaled, &old, &inv);
     assert!(d.allowed(), "{}", d.denial_message());
     assert_eq!(rules_of(&d), vec![(RuleId::StsServiceExists, Action::Warn)]);
     assert!(d.violations[0].grandfathered);
@@ -519,14 +488,7 @@ fn update_of_a_statefulset_that_already_broke_a_rule_warns_instead_of_denying() 
     // A StatefulSet that was fine and is now pointed at a missing Service is denied.
     let inv = inventory(&[svc("nginx")]);
     let repointed = sts("web").set("spec.serviceName", json!("gone"));
-    let d = decide(
-        Endpoint::Validate,
-        "UPDATE",
-        Some(&repointed),
-        Some(&old),
-        &inv,
-        &cfg(),
-    );
+    let d = validate_update(&repointed, &old, &inv);
     assert_denied(&d, "StatefulSet default/web", &[RuleId::StsServiceExists]);
 }
 
@@ -624,14 +586,7 @@ fn governing_service_that_was_already_broken_only_warns_on_update() {
     let inv = inventory(&[sts("web")]);
     let old = svc("nginx").set("spec.clusterIP", json!("10.0.0.3"));
     let new = old.clone().set("metadata.labels", json!({"x": "y"}));
-    let d = decide(
-        Endpoint::Validate,
-        "UPDATE",
-        Some(&new),
-        Some(&old),
-        &inv,
-        &cfg(),
-    );
+    let d = validate_update(&new, &old, &inv);
     assert!(d.allowed());
     assert_eq!(
         rules_of(&d),
