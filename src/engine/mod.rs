@@ -159,7 +159,7 @@ pub fn evaluate(
         decision.skipped = Some(Skip::ExcludedNamespace);
         return decision;
     }
-    let ctx = Ctx {
+    let evaluation = Evaluation {
         req,
         namespace,
         name,
@@ -168,23 +168,23 @@ pub fn evaluate(
     };
     let result = match (endpoint, kind, &req.operation) {
         (Endpoint::Validate, Kind::StatefulSet, Operation::Create | Operation::Update) => {
-            ctx.validate_statefulset(&mut decision)
+            evaluation.validate_statefulset(&mut decision)
         }
         (Endpoint::Validate, Kind::StatefulSet, Operation::Delete) => {
-            ctx.validate_statefulset_delete(&mut decision)
+            evaluation.validate_statefulset_delete(&mut decision)
         }
         (Endpoint::Validate, Kind::Service, Operation::Create | Operation::Update) => {
-            ctx.validate_service(&mut decision)
+            evaluation.validate_service(&mut decision)
         }
         (Endpoint::Validate, Kind::Service, Operation::Delete) => {
-            ctx.validate_service_delete(&mut decision)
+            evaluation.validate_service_delete(&mut decision)
         }
         (Endpoint::Validate, Kind::Pod, Operation::Delete) => {
-            ctx.validate_pod_delete(&mut decision)
+            evaluation.validate_pod_delete(&mut decision)
         }
-        (Endpoint::Mutate, Kind::Pod, Operation::Create) => ctx.mutate_pod(&mut decision),
+        (Endpoint::Mutate, Kind::Pod, Operation::Create) => evaluation.mutate_pod(&mut decision),
         (Endpoint::Mutate, Kind::StatefulSet, Operation::Create | Operation::Update) => {
-            ctx.mutate_statefulset(&mut decision)
+            evaluation.mutate_statefulset(&mut decision)
         }
         _ => {
             decision.skipped = Some(Skip::NotHandled);
@@ -256,7 +256,8 @@ pub fn apply_policy(
     }
 }
 
-struct Ctx<'a> {
+/// One request under evaluation, with what it is evaluated against.
+struct Evaluation<'a> {
     req: &'a AdmissionRequest<DynamicObject>,
     namespace: &'a str,
     name: &'a str,
@@ -273,7 +274,7 @@ fn missing(what: &str) -> FieldError {
     }
 }
 
-impl Ctx<'_> {
+impl Evaluation<'_> {
     fn object_ref(&self, kind: Kind) -> ObjectRef {
         ObjectRef::new(kind, self.namespace, self.name)
     }
