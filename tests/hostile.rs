@@ -374,9 +374,7 @@ async fn a_wide_pod_costs_memory_in_proportion_to_its_bytes() {
     assert_eq!(response["allowed"], true);
     assert!(response.get("patch").is_none());
     assert!(
-        response["warnings"][0]
-            .as_str()
-            .unwrap()
+        first_warning(response)
             .contains("would take 49000 identity variables, more than the 2000 one pod gets"),
         "{response}"
     );

@@ -32,6 +32,11 @@ where
     panic!("timed out waiting for {what}");
 }
 
+/// The first of an AdmissionResponse's warnings.
+pub fn first_warning(response: &Value) -> &str {
+    response["warnings"][0].as_str().unwrap()
+}
+
 /// A command that failed: its stderr, and the last line of it (the one-line error).
 pub fn failure(out: &std::process::Output) -> (String, String) {
     assert!(!out.status.success());
