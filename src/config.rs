@@ -1,4 +1,4 @@
-//! The config file (README, "Configuration"): every field optional, unknown fields and bad
+//! The config file (README, "Config file"): every field optional, unknown fields and bad
 //! values are errors that name the field path. Rule actions are checked against the rule table
 //! ([`crate::vocabulary::RULES`]); the rules' own settings are the parameter structs the rules
 //! define, embedded here.
