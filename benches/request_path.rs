@@ -2,6 +2,8 @@
 //! benchmark body, with the binary's allocator wrapped in a counter.
 //!
 //!     cargo bench --bench request_path
+//!     STS_GUARD_BENCH_ONLY=mutate/pod-create cargo bench --bench request_path   # rows whose
+//!                                                     # "endpoint/body" contains this text
 //!
 //! For each endpoint and body it prints the time per review (median of batches), the number
 //! of allocations and the bytes allocated per review, and the peak growth of live heap during
@@ -181,8 +183,12 @@ fn main() {
         "{:<9} {:<28} {:>10} {:>11} {:>8} {:>12} {:>11}",
         "endpoint", "body", "body KB", "time/review", "allocs", "bytes", "peak KiB"
     );
+    let only = std::env::var("STS_GUARD_BENCH_ONLY").unwrap_or_default();
     for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
         for (name, body) in &bodies {
+            if !format!("{}/{name}", endpoint.as_str()).contains(&only) {
+                continue;
+            }
             let m = measure(body, endpoint, &inventory, &config);
             println!(
                 "{:<9} {:<28} {:>10.1} {:>11} {:>8} {:>12} {:>11.1}",

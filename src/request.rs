@@ -15,7 +15,7 @@
 //! The cluster watches decode through the same shapes ([`decode_object`]), so a watched
 //! Service and a Service under review become the same view through the same code.
 
-use crate::vocabulary::Endpoint;
+use crate::vocabulary::{Endpoint, Kind};
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -111,8 +111,8 @@ const STATEFULSET_SPEC_WHOLE_TEMPLATE: Shape = statefulset_view_spec!(
     ("persistentVolumeClaimRetentionPolicy", All),
 );
 
-/// A StatefulSet as the watches keep it.
-const WATCHED_STATEFULSET_SPEC: Shape = statefulset_view_spec!((
+/// A StatefulSet's view alone: as the watches keep it, and as the partition default reads it.
+const STATEFULSET_VIEW_SPEC: Shape = statefulset_view_spec!((
     "template",
     Fields(&[("metadata", Fields(&[("labels", All)]))])
 ),);
@@ -181,6 +181,8 @@ const IDENTITY_ONLY: &Shape = &Fields(&[
 ]);
 
 const STATEFULSET: &Shape = object_shape!(METADATA, STATEFULSET_SPEC);
+/// The view alone: what the partition default reads on CREATE.
+const STATEFULSET_VIEW: &Shape = object_shape!(METADATA, STATEFULSET_VIEW_SPEC);
 const STATEFULSET_WHOLE_TEMPLATE: &Shape = object_shape!(METADATA, STATEFULSET_SPEC_WHOLE_TEMPLATE);
 const SERVICE: &Shape = object_shape!(METADATA, SERVICE_SPEC);
 const POD_CREATE: &Shape = object_shape!(METADATA, POD_CREATE_SPEC);
@@ -192,7 +194,7 @@ const POD_DELETE: &Shape = object_shape!(
 
 /// The shapes the cluster inventory decodes watched objects with.
 pub const WATCHED_SERVICE: &Shape = object_shape!(WATCHED_METADATA, SERVICE_SPEC);
-pub const WATCHED_STATEFULSET: &Shape = object_shape!(WATCHED_METADATA, WATCHED_STATEFULSET_SPEC);
+pub const WATCHED_STATEFULSET: &Shape = object_shape!(WATCHED_METADATA, STATEFULSET_VIEW_SPEC);
 pub const WATCHED_NODE: &Shape = object_shape!(WATCHED_METADATA, NODE_SPEC);
 
 /// The operation of an admission request.
@@ -240,18 +242,20 @@ impl Operation {
 /// Kept in step with [`crate::engine::evaluate`] by a test over every combination.
 pub fn plan(endpoint: Endpoint, group: &str, kind: &str, operation: Operation) -> Option<Plan> {
     use Endpoint::{Mutate, Validate};
+    use Kind::{Pod, Service, StatefulSet};
     use Operation::{Create, Delete, Update};
-    let (object, old_object) = match (endpoint, group, kind, operation) {
-        (Validate, "apps", "StatefulSet", Create) => (STATEFULSET, IDENTITY_ONLY),
-        (Validate | Mutate, "apps", "StatefulSet", Update) => {
+    let kind = Kind::from_group_kind(group, kind)?;
+    let (object, old_object) = match (endpoint, kind, operation) {
+        (Validate, StatefulSet, Create) => (STATEFULSET, IDENTITY_ONLY),
+        (Validate | Mutate, StatefulSet, Update) => {
             (STATEFULSET_WHOLE_TEMPLATE, STATEFULSET_WHOLE_TEMPLATE)
         }
-        (Validate, "apps", "StatefulSet", Delete) => (IDENTITY_ONLY, STATEFULSET),
-        (Validate, "", "Service", Create | Update) => (SERVICE, SERVICE),
-        (Validate, "", "Service", Delete) => (IDENTITY_ONLY, IDENTITY_ONLY),
-        (Validate, "", "Pod", Delete) => (IDENTITY_ONLY, POD_DELETE),
-        (Mutate, "", "Pod", Create) => (POD_CREATE, IDENTITY_ONLY),
-        (Mutate, "apps", "StatefulSet", Create) => (STATEFULSET, IDENTITY_ONLY),
+        (Validate, StatefulSet, Delete) => (IDENTITY_ONLY, STATEFULSET),
+        (Validate, Service, Create | Update) => (SERVICE, SERVICE),
+        (Validate, Service, Delete) => (IDENTITY_ONLY, IDENTITY_ONLY),
+        (Validate, Pod, Delete) => (IDENTITY_ONLY, POD_DELETE),
+        (Mutate, Pod, Create) => (POD_CREATE, IDENTITY_ONLY),
+        (Mutate, StatefulSet, Create) => (STATEFULSET_VIEW, IDENTITY_ONLY),
         _ => return None,
     };
     Some(Plan { object, old_object })
@@ -309,9 +313,27 @@ pub struct RequestEnvelope<'a> {
     pub old_object: ObjectSlot<'a>,
     pub dry_run: Option<bool>,
     pub options: Option<Value>,
+    /// Reading stopped at an object no handler reads (see [`read_envelope`]).
+    pub answered_early: bool,
+}
+
+impl Envelope<'_> {
+    /// Reading stopped on purpose, with everything a response needs.
+    pub fn answered_early(&self) -> bool {
+        self.request.as_ref().is_some_and(|r| r.answered_early)
+    }
 }
 
 impl RequestEnvelope<'_> {
+    /// Every field a response and the checks on the envelope need has been read.
+    fn complete(&self) -> bool {
+        self.uid.is_some()
+            && self.kind.is_some()
+            && self.resource.is_some()
+            && self.operation.is_some()
+            && self.user_info_seen
+    }
+
     /// The plan, once kind and operation are known.
     fn plan(&self, endpoint: Option<Endpoint>) -> Option<Option<Plan>> {
         let kind = self.kind.as_ref()?;
@@ -327,11 +349,21 @@ pub fn read_envelope(
     endpoint: Option<Endpoint>,
 ) -> Result<Envelope<'_>, EnvelopeError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let envelope = de
-        .deserialize_map(ReviewVisitor { endpoint })
-        .and_then(|e| de.end().map(|()| e))
-        .map_err(|e| EnvelopeError(format!("body is not an AdmissionReview: {e}")))?;
-    Ok(envelope)
+    let mut envelope = Envelope::default();
+    let read = de
+        .deserialize_map(ReviewVisitor {
+            endpoint,
+            out: &mut envelope,
+        })
+        .and_then(|()| de.end());
+    match read {
+        Ok(()) => Ok(envelope),
+        // Stopped on purpose at an object no handler reads: the envelope is complete.
+        Err(_) if envelope.answered_early() => Ok(envelope),
+        Err(e) => Err(EnvelopeError(format!(
+            "body is not an AdmissionReview: {e}"
+        ))),
+    }
 }
 
 /// Decodes `raw` (an object kept before its plan was known) with `shape`.
@@ -348,81 +380,81 @@ pub fn decode_object<'de, D: serde::Deserializer<'de>>(
     Shaped(shape).deserialize(deserializer)
 }
 
-struct ReviewVisitor {
+struct ReviewVisitor<'s, 'de> {
     endpoint: Option<Endpoint>,
+    out: &'s mut Envelope<'de>,
 }
 
-impl<'de> Visitor<'de> for ReviewVisitor {
-    type Value = Envelope<'de>;
+impl<'de> Visitor<'de> for ReviewVisitor<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an AdmissionReview object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
-        let mut envelope = Envelope::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let out = self.out;
         while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key.0 {
-                "apiVersion" => {
-                    envelope.api_version = map.next_value::<Option<Str>>()?.map(|s| s.0)
-                }
-                "kind" => envelope.kind = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                "apiVersion" => out.api_version = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                "kind" => out.kind = map.next_value::<Option<Str>>()?.map(|s| s.0),
                 "request" => {
-                    envelope.request = map.next_value_seed(OptionSeed(RequestVisitor {
+                    let envelope_read = out.api_version.is_some() && out.kind.is_some();
+                    let request = out.request.insert(RequestEnvelope::default());
+                    let present = map.next_value_seed(RequestSeed {
                         endpoint: self.endpoint,
-                    }))?;
+                        envelope_read,
+                        out: request,
+                    })?;
+                    if !present {
+                        out.request = None;
+                    }
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(envelope)
+        Ok(())
     }
 }
 
-/// `null` or what the inner visitor reads.
-struct OptionSeed<V>(V);
-
-impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for OptionSeed<V> {
-    type Value = Option<V::Value>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        struct Inner<V>(V);
-        impl<'de, V: Visitor<'de>> Visitor<'de> for Inner<V> {
-            type Value = Option<V::Value>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                self.0.expecting(f)
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_some<D: serde::Deserializer<'de>>(
-                self,
-                d: D,
-            ) -> Result<Self::Value, D::Error> {
-                d.deserialize_map(self.0).map(Some)
-            }
-        }
-        d.deserialize_option(Inner(self.0))
-    }
-}
-
-struct RequestVisitor {
+/// Reads `request` into `out`; `false` when it is null.
+struct RequestSeed<'s, 'de> {
     endpoint: Option<Endpoint>,
+    /// The review's apiVersion and kind came before the request.
+    envelope_read: bool,
+    out: &'s mut RequestEnvelope<'de>,
 }
 
-impl<'de> Visitor<'de> for RequestVisitor {
-    type Value = RequestEnvelope<'de>;
+impl<'de> DeserializeSeed<'de> for RequestSeed<'_, 'de> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestSeed<'_, 'de> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an AdmissionRequest object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestEnvelope<'de>, A::Error> {
-        let mut r = RequestEnvelope::default();
+    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_map(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let r = self.out;
         while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key.0 {
                 "uid" => r.uid = map.next_value::<Option<Str>>()?.map(|s| s.0),
@@ -458,8 +490,34 @@ impl<'de> Visitor<'de> for RequestVisitor {
                         r.groups = info.groups;
                     }
                 }
-                "object" => r.object = self.object_slot(&r, &mut map, |p| p.object)?,
-                "oldObject" => r.old_object = self.object_slot(&r, &mut map, |p| p.old_object)?,
+                field @ ("object" | "oldObject") => {
+                    let slot = match r.plan(self.endpoint) {
+                        Some(Some(plan)) => {
+                            let shape = if field == "object" {
+                                plan.object
+                            } else {
+                                plan.old_object
+                            };
+                            ObjectSlot::Decoded(map.next_value_seed(Shaped(shape))?)
+                        }
+                        // No handler reads this request: once the envelope is complete, it is
+                        // answered without reading further.
+                        Some(None) if self.envelope_read && r.complete() => {
+                            r.answered_early = true;
+                            return Err(de::Error::custom("answered from the envelope"));
+                        }
+                        Some(None) => {
+                            map.next_value::<IgnoredAny>()?;
+                            ObjectSlot::Decoded(Value::Null)
+                        }
+                        None => ObjectSlot::Raw(map.next_value::<&'de RawValue>()?),
+                    };
+                    if field == "object" {
+                        r.object = slot;
+                    } else {
+                        r.old_object = slot;
+                    }
+                }
                 "dryRun" => r.dry_run = map.next_value()?,
                 "options" => r.options = map.next_value()?,
                 _ => {
@@ -467,29 +525,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
                 }
             }
         }
-        Ok(r)
-    }
-}
-
-impl RequestVisitor {
-    /// Decodes an object with the plan's shape, skips it when no handler reads it, or keeps it
-    /// raw when the plan is not known yet.
-    fn object_slot<'de, A: MapAccess<'de>>(
-        &self,
-        r: &RequestEnvelope<'de>,
-        map: &mut A,
-        shape: impl Fn(&Plan) -> &'static Shape,
-    ) -> Result<ObjectSlot<'de>, A::Error> {
-        match r.plan(self.endpoint) {
-            Some(Some(plan)) => Ok(ObjectSlot::Decoded(
-                map.next_value_seed(Shaped(shape(&plan)))?,
-            )),
-            Some(None) => {
-                map.next_value::<IgnoredAny>()?;
-                Ok(ObjectSlot::Decoded(Value::Null))
-            }
-            None => Ok(ObjectSlot::Raw(map.next_value::<&'de RawValue>()?)),
-        }
+        Ok(true)
     }
 }
 
@@ -772,8 +808,27 @@ mod tests {
         assert!(matches!(&request.object, ObjectSlot::Decoded(v) if v.get("status").is_none()));
         assert_eq!(request.username.as_deref(), Some("a"));
         assert_eq!(request.groups.unwrap(), vec!["g"]);
-        // Not handled by /validate: skipped.
+        // Not handled by /validate: reading stops at the object, even in a body cut short there.
         let envelope = read_envelope(planned.as_bytes(), Some(Endpoint::Validate)).unwrap();
+        assert!(envelope.answered_early());
+        assert!(matches!(
+            envelope.request.unwrap().object,
+            ObjectSlot::Absent
+        ));
+        let cut = &planned[..planned.find("\"object\"").unwrap() + 12];
+        assert!(
+            read_envelope(cut.as_bytes(), Some(Endpoint::Validate))
+                .unwrap()
+                .answered_early()
+        );
+        assert!(read_envelope(cut.as_bytes(), Some(Endpoint::Mutate)).is_err());
+        // Without the review's apiVersion and kind first, the whole body is read.
+        let late = format!(
+            r#"{{"request":{},"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}}"#,
+            &planned[planned.find(r#"{"uid""#).unwrap()..planned.len() - 1]
+        );
+        let envelope = read_envelope(late.as_bytes(), Some(Endpoint::Validate)).unwrap();
+        assert!(!envelope.answered_early());
         assert!(matches!(
             envelope.request.unwrap().object,
             ObjectSlot::Decoded(Value::Null)

@@ -391,6 +391,16 @@ fn a_request_no_rule_reads_is_answered_without_its_objects() {
     let answer: Value = serde_json::from_slice(&reviewed.body).unwrap();
     assert_eq!(answer["response"]["allowed"], true);
     assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
+    // Reading stops at that object: a body cut off after it is still answered.
+    let cut = body.len() - 40;
+    let reviewed =
+        admission::review(&body[..cut], &inv, &Config::default(), Endpoint::Validate).unwrap();
+    let answer: Value = serde_json::from_slice(&reviewed.body).unwrap();
+    assert_eq!(answer["response"]["allowed"], true);
+    // One a rule reads is read to its end: cut off, it is a bad review.
+    let whole = apiserver_order(&admin("CREATE", Some(&sts("web")), None));
+    let cut = &whole[..whole.len() - 40];
+    assert!(admission::review(cut, &inv, &Config::default(), Endpoint::Validate).is_err());
     // The same object on a StatefulSet is read, and refused with its field named.
     let mut review = admin("CREATE", Some(&sts("web")), None);
     review["request"]["object"] = json!("not an object");

@@ -10,6 +10,7 @@ use crate::model::{
     Labels, NodeView, PodView, ServiceView, StatefulSetView, controlling_statefulset,
 };
 use crate::request;
+use crate::vocabulary::Kind;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::Resource;
@@ -94,7 +95,7 @@ macro_rules! lean_resource {
 /// reads and the metadata the watcher resumes from, and the view is built by the same
 /// `from_object` as for an object under review.
 macro_rules! watched_view {
-    ($ty:ident, $view:ty, $shape:expr, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty, |$obj:ident| $build:expr) => {
+    ($ty:ident, $view:ty, $shape:expr, $kind:expr, $scope:ty, |$obj:ident| $build:expr) => {
         #[derive(Debug, Clone)]
         pub struct $ty {
             pub metadata: ObjectMeta,
@@ -104,8 +105,7 @@ macro_rules! watched_view {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let value = request::decode_object(d, $shape)?;
-                let $obj = watched_object(value, $group, $version, $kind)
-                    .map_err(serde::de::Error::custom)?;
+                let $obj = watched_object(value, $kind).map_err(serde::de::Error::custom)?;
                 let view = $build.map_err(serde::de::Error::custom)?;
                 Ok($ty {
                     metadata: $obj.metadata,
@@ -118,16 +118,16 @@ macro_rules! watched_view {
             type DynamicType = ();
             type Scope = $scope;
             fn kind(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($kind)
+                Cow::Borrowed($kind.name())
             }
             fn group(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($group)
+                Cow::Borrowed($kind.group())
             }
             fn version(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($version)
+                Cow::Borrowed($kind.version())
             }
             fn plural(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($plural)
+                Cow::Borrowed($kind.plural())
             }
             fn meta(&self) -> &ObjectMeta {
                 &self.metadata
@@ -149,18 +149,12 @@ macro_rules! watched_view {
 /// the list's, which the type knows.
 fn watched_object(
     value: serde_json::Value,
-    group: &str,
-    version: &str,
-    kind: &str,
+    kind: Kind,
 ) -> Result<kube_core::DynamicObject, String> {
     let mut value = value;
     if let Some(map) = value.as_object_mut() {
-        let api_version = match group {
-            "" => version.to_string(),
-            group => format!("{group}/{version}"),
-        };
-        map.entry("apiVersion").or_insert(api_version.into());
-        map.entry("kind").or_insert(kind.into());
+        map.entry("apiVersion").or_insert(kind.api_version().into());
+        map.entry("kind").or_insert(kind.name().into());
     }
     crate::manifest::to_dynamic(value)
 }
@@ -169,10 +163,7 @@ watched_view!(
     LeanService,
     ServiceView,
     request::WATCHED_SERVICE,
-    "Service",
-    "",
-    "v1",
-    "services",
+    Kind::Service,
     NamespaceResourceScope,
     |object| ServiceView::from_object(&object, "")
 );
@@ -180,10 +171,7 @@ watched_view!(
     LeanStatefulSet,
     StatefulSetView,
     request::WATCHED_STATEFULSET,
-    "StatefulSet",
-    "apps",
-    "v1",
-    "statefulsets",
+    Kind::StatefulSet,
     NamespaceResourceScope,
     |object| StatefulSetView::from_object(&object, "")
 );
@@ -191,10 +179,7 @@ watched_view!(
     LeanNode,
     NodeView,
     request::WATCHED_NODE,
-    "Node",
-    "",
-    "v1",
-    "nodes",
+    Kind::Node,
     ClusterResourceScope,
     |object| NodeView::from_object(&object)
 );
