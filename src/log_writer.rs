@@ -72,3 +72,172 @@ impl Write for BatchedStderr {
         Ok(())
     }
 }
+
+/// How the server's lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    Text,
+    Json,
+}
+
+static FORMAT: OnceLock<LineFormat> = OnceLock::new();
+
+/// Decision lines from now on are written here directly, in `format` (set once, by `serve`).
+pub fn write_decisions_as(format: LineFormat) {
+    let _ = FORMAT.set(format);
+}
+
+/// The fields of one admission decision's log line.
+pub struct DecisionLine<'a> {
+    pub target: &'static str,
+    pub uid: &'a str,
+    pub endpoint: &'a str,
+    pub kind: &'a str,
+    pub operation: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub user: &'a str,
+    pub decision: &'a str,
+    pub rules: &'a [&'a str],
+    pub http: &'a str,
+}
+
+/// Writes the decision line straight into the batch, as the tracing formatter of the same
+/// format would (same keys; the JSON format's key order), without its per-field buffers: at
+/// admission rates that formatter was a third of the request's CPU. `false` when no format was
+/// set (the server embedded without `serve`): the caller logs through `tracing` instead.
+pub fn write_decision(line: &DecisionLine<'_>) -> bool {
+    let Some(format) = FORMAT.get() else {
+        return false;
+    };
+    let mut lines = pending().lock().unwrap_or_else(|e| e.into_inner());
+    let buf: &mut Vec<u8> = &mut lines;
+    match format {
+        LineFormat::Json => {
+            buf.extend_from_slice(b"{\"timestamp\":\"");
+            timestamp(buf);
+            buf.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"admission decision\"");
+            let object = Shown(format_args!("{}/{}", line.namespace, line.name));
+            let rules = Shown(Joined(line.rules));
+            let fields: [(&str, &dyn erased::Field); 10] = [
+                ("uid", &line.uid),
+                ("endpoint", &line.endpoint),
+                ("kind", &line.kind),
+                ("operation", &line.operation),
+                ("object", &object),
+                ("user", &line.user),
+                ("decision", &line.decision),
+                ("rules", &rules),
+                ("http", &line.http),
+                ("target", &line.target),
+            ];
+            for (key, value) in fields {
+                buf.extend_from_slice(b",\"");
+                buf.extend_from_slice(key.as_bytes());
+                buf.extend_from_slice(b"\":");
+                value.write_json(buf);
+            }
+            buf.extend_from_slice(b"}\n");
+        }
+        LineFormat::Text => {
+            timestamp(buf);
+            let _ = write!(
+                buf,
+                "  INFO {}: admission decision uid={} endpoint={:?} kind={} operation={:?} object={}/{} user={} decision={:?} rules={} http={}\n",
+                line.target,
+                line.uid,
+                line.endpoint,
+                line.kind,
+                line.operation,
+                line.namespace,
+                line.name,
+                line.user,
+                line.decision,
+                Joined(line.rules),
+                line.http
+            );
+        }
+    }
+    if lines.len() >= BATCH_BYTES {
+        let _ = io::stderr().lock().write_all(&lines);
+        lines.clear();
+    }
+    true
+}
+
+/// A value written as a JSON string (escaped by serde_json, straight into the line).
+mod erased {
+    pub trait Field {
+        fn write_json(&self, buf: &mut Vec<u8>);
+    }
+
+    impl<T: std::fmt::Display> Field for T {
+        fn write_json(&self, buf: &mut Vec<u8>) {
+            let mut serializer = serde_json::Serializer::new(buf);
+            let _ = serde::Serializer::collect_str(&mut serializer, self);
+        }
+    }
+}
+
+/// Display for `format_args!` values, which can be used once only by reference.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> std::fmt::Display for Shown<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Rule ids as `a,b`.
+struct Joined<'a>(&'a [&'a str]);
+
+impl std::fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, rule) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(rule)?;
+        }
+        Ok(())
+    }
+}
+
+/// The current time as RFC 3339 in UTC with microseconds, as tracing's formatter writes it.
+fn timestamp(buf: &mut Vec<u8>) {
+    let now = time::OffsetDateTime::now_utc();
+    let _ = write!(
+        buf,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.microsecond()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_as_serde_json_escapes_them() {
+        use erased::Field;
+        let mut buf = Vec::new();
+        "a\"b\\c\nd\u{1}é".write_json(&mut buf);
+        Shown(format_args!("{}/{}", "ns", "x\"y")).write_json(&mut buf);
+        Joined(&["a", "b"]).write_json(&mut buf);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            r#""a\"b\\c\nd\u0001é""ns/x\"y""a,b""#
+        );
+        let mut buf = Vec::new();
+        timestamp(&mut buf);
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(text.len(), "2026-11-29T19:15:01.123456Z".len(), "{text}");
+        assert!(text.ends_with('Z') && text.as_bytes()[10] == b'T', "{text}");
+    }
+}

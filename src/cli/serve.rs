@@ -121,6 +121,11 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    // Decision lines, one per request, are written directly in the same format.
+    crate::log_writer::write_decisions_as(match format {
+        LogFormat::Json => crate::log_writer::LineFormat::Json,
+        LogFormat::Text => crate::log_writer::LineFormat::Text,
+    });
 }
 
 /// Development certificates in `dir`: reused while they load and stay valid for a day,

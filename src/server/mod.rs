@@ -400,18 +400,51 @@ fn record(metrics: &Metrics, endpoint: Endpoint, version: Version, r: &Reviewed<
             .inc();
     }
     metrics.lookup_errors.inc_by(d.lookups_failed as u64);
-    tracing::info!(
-        uid = %r.summary.uid,
-        endpoint = endpoint.as_str(),
-        kind = %r.summary.kind,
-        operation = r.summary.operation.as_str(),
-        object = %format_args!("{}/{}", r.summary.namespace, r.summary.name),
-        user = %r.summary.user,
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let s = &r.summary;
+    let rules = d.rule_ids();
+    let http = http_version(version);
+    let line = crate::log_writer::DecisionLine {
+        target: module_path!(),
+        uid: &s.uid,
+        endpoint: endpoint.as_str(),
+        kind: &s.kind,
+        operation: s.operation.as_str(),
+        namespace: &s.namespace,
+        name: &s.name,
+        user: &s.user,
         decision,
-        rules = %d.rule_ids().join(","),
-        http = ?version,
-        "admission decision"
-    );
+        rules: &rules,
+        http,
+    };
+    if !crate::log_writer::write_decision(&line) {
+        tracing::info!(
+            uid = %s.uid,
+            endpoint = endpoint.as_str(),
+            kind = %s.kind,
+            operation = s.operation.as_str(),
+            object = %format_args!("{}/{}", s.namespace, s.name),
+            user = %s.user,
+            decision,
+            rules = %rules.join(","),
+            http,
+            "admission decision"
+        );
+    }
+}
+
+/// The HTTP version as the decision log names it.
+fn http_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
 }
 
 /// A running server: its address, readiness flag and a handle to stop it.
