@@ -141,9 +141,9 @@ pub fn write_decision(line: &DecisionLine<'_>) -> bool {
         }
         LineFormat::Text => {
             timestamp(buf);
-            let _ = write!(
+            let _ = writeln!(
                 buf,
-                "  INFO {}: admission decision uid={} endpoint={:?} kind={} operation={:?} object={}/{} user={} decision={:?} rules={} http={}\n",
+                "  INFO {}: admission decision uid={} endpoint={:?} kind={} operation={:?} object={}/{} user={} decision={:?} rules={} http={}",
                 line.target,
                 line.uid,
                 line.endpoint,
