@@ -12,61 +12,18 @@
 //! one env var each. The inventory is the kit's Services, as `serve --manifests` loads them.
 //! Allocation counts are deterministic; times vary with the machine.
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use sts_guard::admission;
 use sts_guard::check::load_inventory_paths;
 use sts_guard::config::Config;
 use sts_guard::engine::Endpoint;
 
-/// The binary's allocator, counting calls, bytes, live bytes and their peak.
-struct Counting;
-
-static CALLS: AtomicUsize = AtomicUsize::new(0);
-static BYTES: AtomicUsize = AtomicUsize::new(0);
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(size: usize) {
-    CALLS.fetch_add(1, Ordering::Relaxed);
-    BYTES.fetch_add(size, Ordering::Relaxed);
-    let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK.fetch_max(live, Ordering::Relaxed);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            grew(new_size);
-        }
-        p
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 /// A pod of StatefulSet `web` with `containers` containers of one env var each, as a
 /// kube-apiserver CREATE review (its field order: kind and operation before the object).
@@ -105,15 +62,11 @@ fn measure(
         || admission::review(body, inventory, config, endpoint).expect("a readable review");
     // One review counted alone.
     drop(review());
-    let (calls, bytes) = (CALLS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
-    let live = LIVE.load(Ordering::Relaxed);
-    PEAK.store(live, Ordering::Relaxed);
+    let (calls, bytes) = (counting::calls(), counting::bytes());
+    let live = counting::reset_peak();
     let reviewed = review();
-    let peak = PEAK.load(Ordering::Relaxed) - live;
-    let counted = (
-        CALLS.load(Ordering::Relaxed) - calls,
-        BYTES.load(Ordering::Relaxed) - bytes,
-    );
+    let peak = counting::peak() - live;
+    let counted = (counting::calls() - calls, counting::bytes() - bytes);
     drop(reviewed);
     // Time: batches of about 20 ms, median of 15.
     let start = Instant::now();
