@@ -28,8 +28,8 @@
 //!                 (watch caches, and LiveLookup answers straight from the API server)
 //!   model         typed views of objects (ServiceView, StatefulSetView, ...)
 //!   manifest      files and stdin to objects with their positions
-//!   request       the shaped decoder: an AdmissionReview's envelope, and of the objects
-//!                 under review only the parts a handler reads
+//!   request       the shaped decoder: an AdmissionReview's envelope, and of objects (under
+//!                 review or watched) only the parts a handler reads
 //!   vocabulary    Kind, Endpoint, RuleId and the RULES table, Action, Finding, ObjectRef,
 //!                 LookupError
 //!   yaml          the YAML reader

@@ -12,10 +12,8 @@
 //! A field of the wrong type on a kept path is kept as it came (lists and maps as empty ones),
 //! so the views still report it with its path, exactly as over the whole object.
 //!
-//! The cluster watches keep their own typed decoders (`inventory/lean.rs`): decoding a
-//! 100,000-Service list through these shapes and `from_object` took 1.75 times as long to sync
-//! (`cargo bench --bench inventory_memory`), so the watches decode straight into their structs
-//! and a test holds both to the same views.
+//! The cluster watches decode through the same shapes ([`decode_object`]), so a watched
+//! Service and a Service under review become the same view through the same code.
 
 use crate::vocabulary::{Endpoint, Kind};
 use serde::Deserializer as _;
@@ -48,6 +46,14 @@ const METADATA: Shape = Fields(&[
     ("labels", All),
     ("annotations", Prefixed("sts-guard.io/")),
     ("ownerReferences", All),
+]);
+
+/// Metadata as the watches need it: identity and the resourceVersion to resume from.
+const WATCHED_METADATA: Shape = Fields(&[
+    ("name", All),
+    ("namespace", All),
+    ("uid", All),
+    ("resourceVersion", All),
 ]);
 
 /// The fields of a StatefulSet's spec that [`StatefulSetView`](crate::model::StatefulSetView)
@@ -105,13 +111,15 @@ const STATEFULSET_SPEC_WHOLE_TEMPLATE: Shape = statefulset_view_spec!(
     ("persistentVolumeClaimRetentionPolicy", All),
 );
 
-/// A StatefulSet's view alone: what the partition default reads.
+/// A StatefulSet's view alone: as the watches keep it, and as the partition default reads it.
 const STATEFULSET_VIEW_SPEC: Shape = statefulset_view_spec!((
     "template",
     Fields(&[("metadata", Fields(&[("labels", All)]))])
 ),);
 
 const SERVICE_SPEC: Shape = Fields(&[("clusterIP", All), ("type", All), ("selector", All)]);
+
+const NODE_SPEC: Shape = Fields(&[("taints", Each(&Fields(&[("key", All)])))]);
 
 /// What identity injection reads of a container: its name, the names it already defines and
 /// the envFrom sources that could define more.
@@ -183,6 +191,11 @@ const POD_DELETE: &Shape = object_shape!(
     Fields(&[("nodeName", All)]),
     Fields(&[("phase", All)])
 );
+
+/// The shapes the cluster inventory decodes watched objects with.
+pub const WATCHED_SERVICE: &Shape = object_shape!(WATCHED_METADATA, SERVICE_SPEC);
+pub const WATCHED_STATEFULSET: &Shape = object_shape!(WATCHED_METADATA, STATEFULSET_VIEW_SPEC);
+pub const WATCHED_NODE: &Shape = object_shape!(WATCHED_METADATA, NODE_SPEC);
 
 /// The operation of an admission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,7 +372,7 @@ pub fn decode_raw(raw: &RawValue, shape: &Shape) -> Result<Value, serde_json::Er
     Shaped(shape).deserialize(&mut de)
 }
 
-/// Decodes one object of the API with `shape`.
+/// Decodes one object of the API with `shape`: the watches' list items and events.
 pub fn decode_object<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
     shape: &Shape,

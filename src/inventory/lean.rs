@@ -1,12 +1,16 @@
-//! The shapes the cluster inventory decodes from the API server: only the fields the rules
-//! read. Everything else in a watched object (managedFields, annotations, the pod template's
-//! containers, a Node's status and image list) is skipped by the JSON decoder without being
-//! allocated, which keeps both the cache and the transient memory of a 10,000-object list small.
+//! The objects the cluster inventory reads from the API server. Services, StatefulSets and
+//! Nodes decode through the request path's shaped decoder ([`crate::request`]) straight into
+//! the views the rules read: everything else in a watched object (managedFields, annotations,
+//! the pod template's containers, a Node's status and image list) is skipped by the JSON
+//! decoder without being allocated, which keeps both the cache and the transient memory of a
+//! 10,000-object list small. `sts-guard audit`'s pods and whole StatefulSets have shapes of
+//! their own below.
 
 use crate::model::{
-    LabelSet, Labels, NodeView, OUT_OF_SERVICE_TAINT, PodView, ServiceView, StatefulSetView,
-    controlling_statefulset, intern,
+    Labels, NodeView, PodView, ServiceView, StatefulSetView, controlling_statefulset,
 };
+use crate::request;
+use crate::vocabulary::Kind;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::Resource;
@@ -87,109 +91,97 @@ macro_rules! lean_resource {
     };
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceSpec {
-    #[serde(rename = "clusterIP")]
-    cluster_ip: Option<String>,
-    #[serde(rename = "type")]
-    service_type: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    selector: LabelSet,
+/// A watched object decoded through the request path's decoder: the shape keeps what its view
+/// reads and the metadata the watcher resumes from, and the view is built by the same
+/// `from_object` as for an object under review.
+macro_rules! watched_view {
+    ($ty:ident, $view:ty, $shape:expr, $kind:expr, $scope:ty, |$obj:ident| $build:expr) => {
+        #[derive(Debug, Clone)]
+        pub struct $ty {
+            pub metadata: ObjectMeta,
+            pub view: $view,
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let value = request::decode_object(d, $shape)?;
+                let $obj = watched_object(value, $kind).map_err(serde::de::Error::custom)?;
+                let view = $build.map_err(serde::de::Error::custom)?;
+                Ok($ty {
+                    metadata: $obj.metadata,
+                    view,
+                })
+            }
+        }
+
+        impl Resource for $ty {
+            type DynamicType = ();
+            type Scope = $scope;
+            fn kind(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($kind.name())
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($kind.group())
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($kind.version())
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($kind.plural())
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+
+        impl From<$ty> for $view {
+            fn from(watched: $ty) -> Self {
+                watched.view
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatefulSetSpec {
-    service_name: Option<String>,
-    replicas: Option<i64>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    selector: Selector,
-    #[serde(default, deserialize_with = "null_as_default")]
-    template: Template,
-    #[serde(default, deserialize_with = "null_as_default")]
-    ordinals: Ordinals,
-    pod_management_policy: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    update_strategy: UpdateStrategy,
+/// The object as the views read it. List items come without apiVersion and kind: they are
+/// the list's, which the type knows.
+fn watched_object(
+    value: serde_json::Value,
+    kind: Kind,
+) -> Result<kube_core::DynamicObject, String> {
+    let mut value = value;
+    if let Some(map) = value.as_object_mut() {
+        map.entry("apiVersion").or_insert(kind.api_version().into());
+        map.entry("kind").or_insert(kind.name().into());
+    }
+    crate::manifest::to_dynamic(value)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Selector {
-    #[serde(default, deserialize_with = "null_as_default")]
-    match_labels: LabelSet,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-struct Template {
-    #[serde(default, deserialize_with = "null_as_default")]
-    metadata: TemplateMeta,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-struct TemplateMeta {
-    #[serde(default, deserialize_with = "null_as_default")]
-    labels: LabelSet,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-struct Ordinals {
-    start: Option<i64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UpdateStrategy {
-    #[serde(rename = "type")]
-    strategy: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    rolling_update: RollingUpdate,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-struct RollingUpdate {
-    /// An int-or-string in the API; only integers mean anything for StatefulSets.
-    partition: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct NodeSpec {
-    #[serde(default, deserialize_with = "null_as_default")]
-    taints: Vec<Taint>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-struct Taint {
-    key: Option<String>,
-}
-
-lean_resource!(
+watched_view!(
     LeanService,
-    ServiceSpec,
-    "Service",
-    "",
-    "v1",
-    "services",
-    NamespaceResourceScope
+    ServiceView,
+    request::WATCHED_SERVICE,
+    Kind::Service,
+    NamespaceResourceScope,
+    |object| ServiceView::from_object(&object, "")
 );
-lean_resource!(
+watched_view!(
     LeanStatefulSet,
-    StatefulSetSpec,
-    "StatefulSet",
-    "apps",
-    "v1",
-    "statefulsets",
-    NamespaceResourceScope
+    StatefulSetView,
+    request::WATCHED_STATEFULSET,
+    Kind::StatefulSet,
+    NamespaceResourceScope,
+    |object| StatefulSetView::from_object(&object, "")
 );
-lean_resource!(
+watched_view!(
     LeanNode,
-    NodeSpec,
-    "Node",
-    "",
-    "v1",
-    "nodes",
-    ClusterResourceScope
+    NodeView,
+    request::WATCHED_NODE,
+    Kind::Node,
+    ClusterResourceScope,
+    |object| NodeView::from_object(&object)
 );
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -302,74 +294,10 @@ impl AuditStatefulSet {
     }
 }
 
-fn ns_name(meta: &ObjectMeta) -> (std::sync::Arc<str>, Box<str>) {
-    (
-        intern(meta.namespace.as_deref().unwrap_or_default()),
-        meta.name.as_deref().unwrap_or_default().into(),
-    )
-}
-
-impl From<LeanService> for ServiceView {
-    fn from(s: LeanService) -> Self {
-        let (namespace, name) = ns_name(&s.metadata);
-        ServiceView {
-            namespace,
-            name,
-            cluster_ip: s.spec.cluster_ip.map(String::into_boxed_str),
-            service_type: s.spec.service_type.as_deref().map(intern),
-            selector: s.spec.selector,
-        }
-    }
-}
-
-impl From<LeanStatefulSet> for StatefulSetView {
-    fn from(s: LeanStatefulSet) -> Self {
-        let (namespace, name) = ns_name(&s.metadata);
-        let spec = s.spec;
-        StatefulSetView {
-            namespace,
-            name,
-            service_name: spec.service_name.as_deref().map(Into::into),
-            replicas: spec.replicas.unwrap_or(1),
-            selector: spec.selector.match_labels,
-            template_labels: spec.template.metadata.labels,
-            ordinals_start: spec.ordinals.start.unwrap_or(0),
-            pod_management_policy: intern(
-                spec.pod_management_policy
-                    .as_deref()
-                    .unwrap_or("OrderedReady"),
-            ),
-            update_strategy: intern(
-                spec.update_strategy
-                    .strategy
-                    .as_deref()
-                    .unwrap_or("RollingUpdate"),
-            ),
-            partition: spec
-                .update_strategy
-                .rolling_update
-                .partition
-                .and_then(|p| p.as_i64()),
-        }
-    }
-}
-
-impl From<LeanNode> for NodeView {
-    fn from(n: LeanNode) -> Self {
-        NodeView {
-            name: n.metadata.name.unwrap_or_default().into_boxed_str(),
-            out_of_service: n
-                .spec
-                .taints
-                .iter()
-                .any(|t| t.key.as_deref() == Some(OUT_OF_SERVICE_TAINT)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::OUT_OF_SERVICE_TAINT;
     use serde_json::json;
 
     #[test]
