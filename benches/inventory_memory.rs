@@ -10,7 +10,7 @@
 //! - `breakdown`: builds the same views into an inventory in steps and reports, with a
 //!   counting allocator, the live bytes per kind and per part (view structs, strings, label
 //!   maps, index).
-//! - `measure`: loads the
+//! - `measure`: with the binary's allocator settings (`sts_guard::allocator`), loads the
 //!   objects through the real watch path (kube-rs watchers), reports RSS after the sync (all of
 //!   it, and the anonymous part that the cache grows), peak RSS during the first list and during
 //!   a forced relist, the sync time,

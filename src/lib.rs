@@ -33,6 +33,7 @@
 //!   vocabulary    Kind, Endpoint, RuleId and the RULES table, Action, Finding, ObjectRef,
 //!                 LookupError
 //!   yaml          the YAML reader
+//!   allocator     mimalloc's settings for a long-running server (set first in main)
 //! ```
 //!
 //! # One request's path
@@ -55,6 +56,7 @@
 //! `admission::review`; `sts-guard audit` through `audit`, plus `rules::live` on live pods.
 
 pub mod admission;
+pub mod allocator;
 pub mod audit;
 pub mod check;
 pub mod cli;

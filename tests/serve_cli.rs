@@ -151,6 +151,21 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
     assert_eq!(decision["http"], "HTTP/1.1");
 }
 
+/// A heap of tens of MiB gains little from 2 MiB pages and pays for them in RSS, against the
+/// chart's memory limit (`src/allocator.rs`; the inventory_memory bench measures it).
+#[test]
+fn serve_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, _) = spawn_serve(&[], dir.path());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    // The field exists since Linux 5.0; a kernel without it cannot be asked.
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_certificates_are_created_once_and_reused() {
     let dir = tempfile::tempdir().unwrap();
