@@ -12,11 +12,11 @@
 //!   maps, index).
 //! - `measure`: with the binary's allocator settings (`sts_guard::allocator`), loads the
 //!   objects through the real watch path (kube-rs watchers), reports RSS after the sync (all of
-//!   it, and the anonymous part that the cache grows), peak RSS during the first list and during
-//!   a forced relist, the sync time,
-//!   and the latency of decisions from the warm cache next to the same decisions from a static
-//!   inventory holding the same objects (the baseline); then starts the `sts-guard serve`
-//!   binary against the same API server and reports its time to `/readyz` and its RSS.
+//!   it, and the anonymous part that the cache grows), peak RSS during the first list and
+//!   during a forced relist, the sync time, and the latency of decisions from the warm cache
+//!   next to the same decisions from a static inventory holding the same objects (the
+//!   baseline); then starts the `sts-guard serve` binary against the same API server and
+//!   reports its time to `/readyz` and its RSS.
 
 #[path = "../tests/common/fake_apiserver.rs"]
 mod fake_apiserver;
