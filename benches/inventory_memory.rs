@@ -555,6 +555,7 @@ fn main() {
             return;
         }
         "measure" => {
+            sts_guard::allocator::keep_resident_memory_low();
             println!("{}", measure(size.unwrap()));
             return;
         }
