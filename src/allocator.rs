@@ -1,5 +1,6 @@
-//! How the process asks memory of the kernel. Set once, first thing in `main` (and in the
-//! benches that report memory, so that they measure what the binary does).
+//! How a long-running `serve` process asks memory of the kernel. Set once, before `serve`
+//! starts its threads (and in the benches that report the server's memory, so that they
+//! measure what it does).
 //!
 //! A server's heap is mostly its watch caches, built once from pages of a large list and then
 //! kept, with small per-request churn on top. Two mimalloc defaults suit that poorly
@@ -13,6 +14,11 @@
 //!   Pod CREATEs: 435–445 against 126–127);
 //! - on a kernel whose transparent huge pages are `always` or `madvise`, mimalloc's regions
 //!   fault in 2 MiB at a time, which a heap of tens of MiB pays for in RSS and gains little.
+//!
+//! The one-shot commands keep the defaults: `check` parses thousands of objects and drops
+//! them, and returning each freed page at once made its read-and-parse phase about 25% slower
+//! (`cargo bench --bench check_throughput` with `MIMALLOC_PURGE_DELAY=0 MIMALLOC_ALLOW_THP=0`:
+//! 282–303 ms against 220–241 ms).
 
 use libmimalloc_sys as ffi;
 use libmimalloc_sys::mi_option_t;

@@ -33,7 +33,7 @@
 //!   vocabulary    Kind, Endpoint, RuleId and the RULES table, Action, Finding, ObjectRef,
 //!                 LookupError
 //!   yaml          the YAML reader
-//!   allocator     mimalloc's settings for a long-running server (set first in main)
+//!   allocator     mimalloc's settings for a long-running server (set first by `serve`)
 //! ```
 //!
 //! # One request's path

@@ -87,6 +87,7 @@ pub enum LogFormat {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
+    crate::allocator::keep_resident_memory_low();
     init_logging(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
