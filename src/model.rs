@@ -205,6 +205,161 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// Taint the node lifecycle uses to mark a node confirmed shut down.
 pub const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 
+/// Annotations Helm writes on every object of a release (Helm 3.2 and later).
+pub const HELM_RELEASE_NAME_ANNOTATION: &str = "meta.helm.sh/release-name";
+pub const HELM_RELEASE_NAMESPACE_ANNOTATION: &str = "meta.helm.sh/release-namespace";
+/// Annotation Argo CD tracks its objects by: `<application>:<group>/<kind>:<namespace>/<name>`.
+pub const ARGOCD_TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+/// Labels Flux's kustomize-controller and helm-controller put on what they apply.
+pub const FLUX_KUSTOMIZATION_NAME_LABEL: &str = "kustomize.toolkit.fluxcd.io/name";
+pub const FLUX_KUSTOMIZATION_NAMESPACE_LABEL: &str = "kustomize.toolkit.fluxcd.io/namespace";
+pub const FLUX_HELMRELEASE_NAME_LABEL: &str = "helm.toolkit.fluxcd.io/name";
+pub const FLUX_HELMRELEASE_NAMESPACE_LABEL: &str = "helm.toolkit.fluxcd.io/namespace";
+/// The recommended labels that name an application's instance and the tool that manages it
+/// (also Argo CD's label tracking).
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// What kind of owner an [`Owner`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OwnerKind {
+    /// An `ownerReferences` entry: id `<uid> <Kind>/<name>`.
+    Object,
+    /// id `<namespace>/<release>`.
+    HelmRelease,
+    /// id: the application as the tracking annotation names it.
+    ArgoCdApplication,
+    /// id `<namespace>/<name>`.
+    FluxKustomization,
+    /// id `<namespace>/<name>`.
+    FluxHelmRelease,
+    /// id `<instance>`, or `<instance> <managed-by>` (label values hold no spaces).
+    Instance,
+}
+
+/// Something an object belongs to together with other objects: the owner the garbage
+/// collector follows, or the application a deploying tool marks it with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner {
+    pub kind: OwnerKind,
+    /// Unique among owners of its kind; interned.
+    pub id: Arc<str>,
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id = &*self.id;
+        match self.kind {
+            OwnerKind::Object => {
+                let kind_name = id.split_once(' ').map_or(id, |(_, rest)| rest);
+                let (kind, name) = kind_name.split_once('/').unwrap_or(("object", kind_name));
+                write!(f, "owner {kind} {name:?}")
+            }
+            OwnerKind::HelmRelease => {
+                let (namespace, name) = id.split_once('/').unwrap_or(("", id));
+                write!(f, "Helm release {name:?} (namespace {namespace})")
+            }
+            OwnerKind::ArgoCdApplication => write!(f, "Argo CD application {id:?}"),
+            OwnerKind::FluxKustomization => write!(f, "Flux Kustomization {id}"),
+            OwnerKind::FluxHelmRelease => write!(f, "Flux HelmRelease {id}"),
+            OwnerKind::Instance => match id.split_once(' ') {
+                Some((instance, managed_by)) => {
+                    write!(f, "{INSTANCE_LABEL} {instance:?} (managed by {managed_by})")
+                }
+                None => write!(f, "{INSTANCE_LABEL} {id:?}"),
+            },
+        }
+    }
+}
+
+/// Every [`Owner`] an object's metadata names, sorted. Two objects with an owner in common
+/// are parts of one application: Helm, Argo CD, Flux, `kubectl delete -f` and the garbage
+/// collector remove them together, one request at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Ownership(Box<[Owner]>);
+
+impl Ownership {
+    pub fn from_meta(meta: &ObjectMeta) -> Ownership {
+        let label = |key: &str| {
+            meta.labels
+                .as_ref()
+                .and_then(|l| l.get(key))
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let annotation = |key: &str| {
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let own_namespace = meta.namespace.as_deref().unwrap_or("");
+        let mut owners = Vec::new();
+        let mut add = |kind: OwnerKind, id: &str| {
+            owners.push(Owner {
+                kind,
+                id: intern(id),
+            })
+        };
+        for reference in meta.owner_references.iter().flatten() {
+            if !reference.uid.is_empty() {
+                add(
+                    OwnerKind::Object,
+                    &format!("{} {}/{}", reference.uid, reference.kind, reference.name),
+                );
+            }
+        }
+        if let Some(release) = annotation(HELM_RELEASE_NAME_ANNOTATION) {
+            let namespace = annotation(HELM_RELEASE_NAMESPACE_ANNOTATION).unwrap_or(own_namespace);
+            add(OwnerKind::HelmRelease, &format!("{namespace}/{release}"));
+        }
+        if let Some(tracking) = annotation(ARGOCD_TRACKING_ANNOTATION) {
+            let application = tracking.split_once(':').map_or(tracking, |(app, _)| app);
+            add(OwnerKind::ArgoCdApplication, application);
+        }
+        for (kind, name, namespace) in [
+            (
+                OwnerKind::FluxKustomization,
+                FLUX_KUSTOMIZATION_NAME_LABEL,
+                FLUX_KUSTOMIZATION_NAMESPACE_LABEL,
+            ),
+            (
+                OwnerKind::FluxHelmRelease,
+                FLUX_HELMRELEASE_NAME_LABEL,
+                FLUX_HELMRELEASE_NAMESPACE_LABEL,
+            ),
+        ] {
+            if let Some(name) = label(name) {
+                let namespace = label(namespace).unwrap_or(own_namespace);
+                add(kind, &format!("{namespace}/{name}"));
+            }
+        }
+        if let Some(instance) = label(INSTANCE_LABEL) {
+            match label(MANAGED_BY_LABEL) {
+                Some(managed_by) => add(OwnerKind::Instance, &format!("{instance} {managed_by}")),
+                None => add(OwnerKind::Instance, instance),
+            }
+        }
+        owners.sort();
+        owners.dedup();
+        Ownership(owners.into_boxed_slice())
+    }
+
+    pub fn owners(&self) -> &[Owner] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first owner both have, if any.
+    pub fn shared_with(&self, other: &Ownership) -> Option<&Owner> {
+        self.0.iter().find(|owner| other.0.contains(owner))
+    }
+}
+
 /// A field that is present but not of the type Kubernetes defines for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: expected {expected}, found {found}")]
@@ -421,10 +576,23 @@ impl ServiceView {
         }
     }
 
+    /// What the Service's own name resolves to when it is not headless, for messages.
+    pub fn resolves_to(&self) -> &'static str {
+        match self.service_type.as_deref() {
+            Some("ExternalName") => "the external name it points at",
+            _ => "one virtual IP",
+        }
+    }
+
     pub fn object_ref(&self) -> ObjectRef {
         ObjectRef::new(Kind::Service, &self.namespace, &self.name)
     }
 }
+
+/// What a StatefulSet loses with a governing Service that is not headless, for messages: the
+/// DNS specification defines per-pod names only for headless Services; CoreDNS happens to
+/// answer them for a ClusterIP Service too, kube-dns and others do not.
+pub const PER_POD_NAMES_NEED_HEADLESS: &str = "are defined only for headless Services (CoreDNS answers them anyway, other cluster DNS servers need not)";
 
 /// What the rules need to know of a StatefulSet, in the inventory and as a request subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -445,6 +613,8 @@ pub struct StatefulSetView {
     /// `RollingUpdate` (the default) or `OnDelete`; interned.
     pub update_strategy: Arc<str>,
     pub partition: Option<i64>,
+    /// The owners and applications it belongs to (ownerReferences, Helm, Argo CD, Flux labels).
+    pub ownership: Ownership,
 }
 
 impl StatefulSetView {
@@ -467,6 +637,7 @@ impl StatefulSetView {
                     .unwrap_or("RollingUpdate"),
             ),
             partition: f.int32("spec.updateStrategy.rollingUpdate.partition")?,
+            ownership: Ownership::from_meta(&obj.metadata),
         })
     }
 
@@ -618,6 +789,55 @@ mod tests {
         assert!(table.set.contains("sts-guard-test-kept"));
         drop(table);
         assert!(Arc::ptr_eq(&kept, &intern("sts-guard-test-kept")));
+    }
+
+    #[test]
+    fn ownership_names_owners_releases_and_applications() {
+        let meta: ObjectMeta = serde_json::from_value(json!({
+            "name": "web", "namespace": "shop",
+            "labels": {"app.kubernetes.io/instance": "web", "app.kubernetes.io/managed-by": "Helm",
+                       "kustomize.toolkit.fluxcd.io/name": "apps", "helm.toolkit.fluxcd.io/name": "db",
+                       "helm.toolkit.fluxcd.io/namespace": "flux-system", "app": "web"},
+            "annotations": {"meta.helm.sh/release-name": "web", "meta.helm.sh/release-namespace": "shop",
+                            "argocd.argoproj.io/tracking-id": "store:apps/StatefulSet:shop/web"},
+            "ownerReferences": [{"apiVersion": "db.example.com/v1", "kind": "Cluster", "name": "main", "uid": "u-1"}]
+        }))
+        .unwrap();
+        let ownership = Ownership::from_meta(&meta);
+        let described: Vec<String> = ownership.owners().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            described,
+            [
+                "owner Cluster \"main\"",
+                "Helm release \"web\" (namespace shop)",
+                "Argo CD application \"store\"",
+                // Without its namespace label, the Kustomization is taken to be in the object's.
+                "Flux Kustomization shop/apps",
+                "Flux HelmRelease flux-system/db",
+                "app.kubernetes.io/instance \"web\" (managed by Helm)",
+            ]
+        );
+        // One owner in common is enough; none, or a different one of the same kind, is not.
+        let helm_only: ObjectMeta = serde_json::from_value(json!({"namespace": "shop",
+            "annotations": {"meta.helm.sh/release-name": "web"}}))
+        .unwrap();
+        let shared = Ownership::from_meta(&helm_only);
+        assert_eq!(
+            shared
+                .shared_with(&ownership)
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("Helm release \"web\" (namespace shop)")
+        );
+        let other: ObjectMeta = serde_json::from_value(json!({"namespace": "shop",
+            "ownerReferences": [{"apiVersion": "db.example.com/v1", "kind": "Cluster", "name": "main", "uid": "u-2"}],
+            "labels": {"app.kubernetes.io/instance": "web"}})).unwrap();
+        assert_eq!(Ownership::from_meta(&other).shared_with(&ownership), None);
+        assert!(Ownership::from_meta(&ObjectMeta::default()).is_empty());
+        assert_eq!(
+            Ownership::default().shared_with(&Ownership::default()),
+            None
+        );
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //! The cluster watches decode through the same shapes ([`decode_object`]), so a watched
 //! Service and a Service under review become the same view through the same code.
 
+use crate::model::{
+    ARGOCD_TRACKING_ANNOTATION, FLUX_HELMRELEASE_NAME_LABEL, FLUX_HELMRELEASE_NAMESPACE_LABEL,
+    FLUX_KUSTOMIZATION_NAME_LABEL, FLUX_KUSTOMIZATION_NAMESPACE_LABEL,
+    HELM_RELEASE_NAME_ANNOTATION, HELM_RELEASE_NAMESPACE_ANNOTATION, INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+};
 use crate::vocabulary::{Endpoint, Kind};
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -32,19 +38,35 @@ pub enum Shape {
     Fields(&'static [(&'static str, Shape)]),
     /// Of a list, every item with this shape.
     Each(&'static Shape),
-    /// Of a map, the keys that start with this prefix, whole.
-    Prefixed(&'static str),
+    /// Of a map, the keys that start with one of these prefixes, whole.
+    Prefixed(&'static [&'static str]),
 }
 
 use Shape::{All, Each, Fields, Prefixed};
 
-/// Metadata as rules read it: identity, labels, sts-guard's own annotations, owners.
+/// The annotations [`Ownership`](crate::model::Ownership) reads.
+const OWNERSHIP_ANNOTATIONS: &[&str] = &[
+    HELM_RELEASE_NAME_ANNOTATION,
+    HELM_RELEASE_NAMESPACE_ANNOTATION,
+    ARGOCD_TRACKING_ANNOTATION,
+];
+
+/// Metadata as rules read it: identity, labels, sts-guard's own annotations and those that
+/// name an application, owners.
 const METADATA: Shape = Fields(&[
     ("name", All),
     ("namespace", All),
     ("generateName", All),
     ("labels", All),
-    ("annotations", Prefixed("sts-guard.io/")),
+    (
+        "annotations",
+        Prefixed(&[
+            "sts-guard.io/",
+            HELM_RELEASE_NAME_ANNOTATION,
+            HELM_RELEASE_NAMESPACE_ANNOTATION,
+            ARGOCD_TRACKING_ANNOTATION,
+        ]),
+    ),
     ("ownerReferences", All),
 ]);
 
@@ -54,6 +76,37 @@ const WATCHED_METADATA: Shape = Fields(&[
     ("namespace", All),
     ("uid", All),
     ("resourceVersion", All),
+]);
+
+/// A watched StatefulSet's metadata: also what [`Ownership`](crate::model::Ownership) reads,
+/// so that a Service request can tell whether the two belong to one application.
+const WATCHED_STATEFULSET_METADATA: Shape = Fields(&[
+    ("name", All),
+    ("namespace", All),
+    ("uid", All),
+    ("resourceVersion", All),
+    (
+        "labels",
+        Prefixed(&[
+            INSTANCE_LABEL,
+            MANAGED_BY_LABEL,
+            FLUX_KUSTOMIZATION_NAME_LABEL,
+            FLUX_KUSTOMIZATION_NAMESPACE_LABEL,
+            FLUX_HELMRELEASE_NAME_LABEL,
+            FLUX_HELMRELEASE_NAMESPACE_LABEL,
+        ]),
+    ),
+    ("annotations", Prefixed(OWNERSHIP_ANNOTATIONS)),
+    (
+        "ownerReferences",
+        Each(&Fields(&[
+            ("apiVersion", All),
+            ("kind", All),
+            ("name", All),
+            ("uid", All),
+            ("controller", All),
+        ])),
+    ),
 ]);
 
 /// The fields of a StatefulSet's spec that [`StatefulSetView`](crate::model::StatefulSetView)
@@ -75,8 +128,11 @@ macro_rules! statefulset_view_spec {
     };
 }
 
-/// A StatefulSet as the validating rules read it: the view, the storage rules' volumes and
-/// claim templates, and the retention policy.
+/// Whether a probe is there: present, it is kept as an empty map.
+const PRESENCE: Shape = Fields(&[]);
+
+/// A StatefulSet as the validating rules read it: the view, the pod template's grace period
+/// and probes, the storage rules' volumes and claim templates, and the retention policy.
 const STATEFULSET_SPEC: Shape = statefulset_view_spec!(
     (
         "template",
@@ -84,13 +140,31 @@ const STATEFULSET_SPEC: Shape = statefulset_view_spec!(
             ("metadata", Fields(&[("labels", All)])),
             (
                 "spec",
-                Fields(&[(
-                    "volumes",
-                    Each(&Fields(&[
-                        ("name", All),
-                        ("persistentVolumeClaim", Fields(&[("claimName", All)])),
-                    ])),
-                )]),
+                Fields(&[
+                    (
+                        "volumes",
+                        Each(&Fields(&[
+                            ("name", All),
+                            ("persistentVolumeClaim", Fields(&[("claimName", All)])),
+                        ])),
+                    ),
+                    ("terminationGracePeriodSeconds", All),
+                    (
+                        "containers",
+                        Each(&Fields(&[
+                            ("readinessProbe", PRESENCE),
+                            ("startupProbe", PRESENCE),
+                        ])),
+                    ),
+                    (
+                        "initContainers",
+                        Each(&Fields(&[
+                            ("restartPolicy", All),
+                            ("readinessProbe", PRESENCE),
+                            ("startupProbe", PRESENCE),
+                        ])),
+                    ),
+                ]),
             ),
         ]),
     ),
@@ -185,16 +259,20 @@ const STATEFULSET: &Shape = object_shape!(METADATA, STATEFULSET_SPEC);
 const STATEFULSET_VIEW: &Shape = object_shape!(METADATA, STATEFULSET_VIEW_SPEC);
 const STATEFULSET_WHOLE_TEMPLATE: &Shape = object_shape!(METADATA, STATEFULSET_SPEC_WHOLE_TEMPLATE);
 const SERVICE: &Shape = object_shape!(METADATA, SERVICE_SPEC);
+/// A Service being deleted: who it is and what it belongs to.
+const SERVICE_DELETE: &Shape =
+    &Fields(&[("apiVersion", All), ("kind", All), ("metadata", METADATA)]);
 const POD_CREATE: &Shape = object_shape!(METADATA, POD_CREATE_SPEC);
 const POD_DELETE: &Shape = object_shape!(
     METADATA,
-    Fields(&[("nodeName", All)]),
+    Fields(&[("nodeName", All), ("terminationGracePeriodSeconds", All)]),
     Fields(&[("phase", All)])
 );
 
 /// The shapes the cluster inventory decodes watched objects with.
 pub const WATCHED_SERVICE: &Shape = object_shape!(WATCHED_METADATA, SERVICE_SPEC);
-pub const WATCHED_STATEFULSET: &Shape = object_shape!(WATCHED_METADATA, STATEFULSET_VIEW_SPEC);
+pub const WATCHED_STATEFULSET: &Shape =
+    object_shape!(WATCHED_STATEFULSET_METADATA, STATEFULSET_VIEW_SPEC);
 pub const WATCHED_NODE: &Shape = object_shape!(WATCHED_METADATA, NODE_SPEC);
 
 /// The operation of an admission request.
@@ -252,7 +330,7 @@ pub fn plan(endpoint: Endpoint, group: &str, kind: &str, operation: Operation) -
         }
         (Validate, StatefulSet, Delete) => (IDENTITY_ONLY, STATEFULSET),
         (Validate, Service, Create | Update) => (SERVICE, SERVICE),
-        (Validate, Service, Delete) => (IDENTITY_ONLY, IDENTITY_ONLY),
+        (Validate, Service, Delete) => (IDENTITY_ONLY, SERVICE_DELETE),
         (Validate, Pod, Delete) => (IDENTITY_ONLY, POD_DELETE),
         (Mutate, Pod, Create) => (POD_CREATE, IDENTITY_ONLY),
         (Mutate, StatefulSet, Create) => (STATEFULSET_VIEW, IDENTITY_ONLY),
@@ -711,9 +789,9 @@ impl<'de> Visitor<'de> for ShapedVisitor<'_> {
                     }
                 }
             }
-            Prefixed(prefix) => {
+            Prefixed(prefixes) => {
                 while let Some(key) = map.next_key::<Str<'de>>()? {
-                    if key.0.starts_with(prefix) {
+                    if prefixes.iter().any(|prefix| key.0.starts_with(prefix)) {
                         out.insert(key.0.into_owned(), map.next_value()?);
                     } else {
                         map.next_value::<IgnoredAny>()?;

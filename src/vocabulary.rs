@@ -257,6 +257,14 @@ rule_table! {
         id: "sts-ordered-delete", kind: StatefulSet, effect: WARN, audit_only: false,
         summary: "An OrderedReady StatefulSet is scaled to 0 before it is deleted.",
     }
+    StsZeroGrace {
+        id: "sts-zero-grace", kind: StatefulSet, effect: WARN, audit_only: false,
+        summary: "A StatefulSet's pods have a termination grace period, so deleting one is not a force delete.",
+    }
+    StsReadyOrdering {
+        id: "sts-ready-ordering", kind: StatefulSet, effect: WARN, audit_only: false,
+        summary: "An OrderedReady StatefulSet's pods report readiness, so ordered start waits for something.",
+    }
     StsServiceSelectsLivePods {
         id: "sts-service-selects-live-pods", kind: StatefulSet, effect: DENY, audit_only: true,
         summary: "The governing Service selects the StatefulSet's existing pods (audit only).",
@@ -372,6 +380,9 @@ pub struct Finding {
     pub hint: String,
     /// Other objects the finding is about (the StatefulSets a Service governs, ...).
     pub related: Vec<ObjectRef>,
+    /// Why the request is allowed although the rule holds against it (a whole application
+    /// being torn down, say): a rule that would deny warns instead, with this reason.
+    pub excuse: Option<String>,
 }
 
 impl Finding {
@@ -382,11 +393,17 @@ impl Finding {
             problem,
             hint,
             related: Vec::new(),
+            excuse: None,
         }
     }
 
     pub fn with_related(mut self, related: Vec<ObjectRef>) -> Self {
         self.related = related;
+        self
+    }
+
+    pub fn excused(mut self, reason: String) -> Self {
+        self.excuse = Some(reason);
         self
     }
 }

@@ -175,6 +175,37 @@ fn paged(page_size: u32) -> AuditOptions {
     }
 }
 
+/// The pod template rules run on what exists as on what is created: a StatefulSet whose
+/// pods are deleted at once (grace 0), and one whose ordered start waits for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_reports_zero_grace_and_ordered_start_without_readiness() {
+    let fake = FakeApi::start().await;
+    fake.apply(svc("nginx").value());
+    fake.apply(
+        sts("fast")
+            .set("spec.template.spec.terminationGracePeriodSeconds", json!(0))
+            .value(),
+    );
+    fake.apply(
+        sts("blind")
+            .set(
+                "spec.template.spec.containers",
+                json!([{"name": "app", "image": "app:1"}]),
+            )
+            .value(),
+    );
+    fake.apply(sts("web").value());
+    let report = audit_of(&fake, &paged(100)).await;
+    let expected: BTreeMap<String, Vec<String>> = [
+        ("StatefulSet default/blind", vec!["sts-ready-ordering:warn"]),
+        ("StatefulSet default/fast", vec!["sts-zero-grace:warn"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(findings(&report), expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_reports_every_rule_breach_and_the_live_only_findings() {
     let fake = FakeApi::start().await;

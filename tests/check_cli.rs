@@ -322,7 +322,8 @@ fn help_is_available_on_every_subcommand() {
 }
 
 /// Both cockroachdb manifests of the corpus (Kubernetes' e2e one and the examples one) mount a
-/// pod-template volume named like their claim template: per-pod storage, no warning at all.
+/// pod-template volume named like their claim template: per-pod storage, no sts-shared-claim
+/// warning (their only warning is sts-ready-ordering: OrderedReady without a readinessProbe).
 #[test]
 fn cockroachdb_volume_named_like_its_claim_template_gets_no_shared_claim_warning() {
     for set in ["e2e-cockroachdb", "k8s-examples-cockroachdb"] {
@@ -336,7 +337,14 @@ fn cockroachdb_volume_named_like_its_claim_template_gets_no_shared_claim_warning
             .iter()
             .find(|o| o["kind"] == "StatefulSet")
             .unwrap();
-        assert_eq!(sts["verdict"], "ok", "{set}: {sts:#}");
+        assert_eq!(sts["verdict"], "warn", "{set}: {sts:#}");
+        let rules: Vec<&str> = sts["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(rules, ["sts-ready-ordering"], "{set}: {sts:#}");
     }
 }
 
@@ -541,4 +549,39 @@ fn serve_and_review_read_manifests_within_the_same_limits() {
             );
         }
     }
+}
+
+/// The pod template rules in CI: a StatefulSet that deletes its pods at once and one whose
+/// ordered start waits for nothing warn (exit 0), in text and in SARIF.
+#[test]
+fn check_warns_of_zero_grace_and_of_ordered_start_without_readiness() {
+    let manifests = "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec: {clusterIP: None, selector: {app: db}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 3\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers: [{name: db, image: db:1}]\n";
+    let out = run_check(&["-"], Some(manifests));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "<stdin>:6 (document 2): WARN sts-zero-grace: StatefulSet default/db: spec.template.spec.terminationGracePeriodSeconds is 0",
+        "WARN sts-ready-ordering: StatefulSet default/db: podManagementPolicy OrderedReady starts db-1 only once the pod before it is Ready",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+    }
+    let sarif = json_of(&run_check(&["--output", "sarif", "-"], Some(manifests)));
+    let run = &sarif["runs"][0];
+    let ids: Vec<&str> = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"sts-zero-grace") && ids.contains(&"sts-ready-ordering"),
+        "{ids:?}"
+    );
+    let results: Vec<&str> = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ruleId"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["sts-zero-grace", "sts-ready-ordering"]);
 }

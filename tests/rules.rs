@@ -325,7 +325,7 @@ fn partition_above_the_last_ordinal_warns_when_the_template_changes() {
     );
     let new = old.clone().set(
         "spec.template.spec.containers",
-        json!([{"name": "nginx", "image": "nginx:1.28"}]),
+        json!([{"name": "nginx", "image": "nginx:1.28", "readinessProbe": {"httpGet": {"port": 80}}}]),
     );
     let d = validate_update(&new, &old, &inv);
     assert!(d.allowed());
@@ -472,6 +472,76 @@ fn deleting_an_ordered_ready_statefulset_with_replicas_warns() {
         del(sts("web").set("spec.replicas", json!(0)))
             .violations
             .is_empty()
+    );
+}
+
+#[test]
+fn a_zero_grace_pod_template_warns() {
+    let inv = inventory(&[svc("nginx")]);
+    let grace = "spec.template.spec.terminationGracePeriodSeconds";
+    let d = validate_create(&sts("web").set(grace, json!(0)), &inv);
+    assert!(d.allowed());
+    assert_eq!(rules_of(&d), vec![(RuleId::StsZeroGrace, Action::Warn)]);
+    let v = &d.violations[0];
+    assert_eq!(v.field, grace);
+    assert!(
+        v.problem
+            .contains("a plain kubectl delete pod included, removes them from the API at once"),
+        "{v}"
+    );
+    assert!(v.hint.starts_with("Set it above 0"), "{v}");
+    for quiet in [json!(30), json!(1)] {
+        assert!(rules_of(&validate_create(&sts("web").set(grace, quiet), &inv)).is_empty());
+    }
+    assert!(rules_of(&validate_create(&sts("web"), &inv)).is_empty());
+    let d = validate_create(&sts("web").set(grace, json!("0")), &inv);
+    assert_eq!(
+        d.denial_message(),
+        "StatefulSet default/web: invalid object: spec.template.spec.terminationGracePeriodSeconds: expected an integer, found string \"0\""
+    );
+}
+
+#[test]
+fn ordered_start_without_readiness_warns() {
+    let inv = inventory(&[svc("nginx")]);
+    let containers = "spec.template.spec.containers";
+    let bare = sts("web").set(
+        containers,
+        json!([{"name": "app", "image": "app:1"}, {"name": "log", "image": "log:1"}]),
+    );
+    let d = validate_create(&bare, &inv);
+    assert_eq!(rules_of(&d), vec![(RuleId::StsReadyOrdering, Action::Warn)]);
+    assert!(
+        d.violations[0].problem.starts_with("podManagementPolicy OrderedReady starts web-1 only once the pod before it is Ready, but no container of the pod template has a readinessProbe"),
+        "{}",
+        d.violations[0]
+    );
+    let quiet: Vec<(&str, Obj)> = vec![
+        ("the fixture's readinessProbe", sts("web")),
+        ("a startupProbe", bare.clone().set(containers, json!([{"name": "app", "startupProbe": {"exec": {"command": ["true"]}}}]))),
+        ("a sidecar's readinessProbe", bare.clone().set("spec.template.spec.initContainers",
+            json!([{"name": "proxy", "restartPolicy": "Always", "readinessProbe": {"tcpSocket": {"port": 1}}}]))),
+        ("Parallel", bare.clone().set("spec.podManagementPolicy", json!("Parallel"))),
+        ("one replica", bare.clone().set("spec.replicas", json!(1))),
+    ];
+    for (case, obj) in quiet {
+        assert!(rules_of(&validate_create(&obj, &inv)).is_empty(), "{case}");
+    }
+    // An init container that runs to completion does not make the pod's readiness.
+    let init = bare.clone().set(
+        "spec.template.spec.initContainers",
+        json!([{"name": "setup", "readinessProbe": {"tcpSocket": {"port": 1}}}]),
+    );
+    assert_eq!(
+        rules_of(&validate_create(&init, &inv)),
+        vec![(RuleId::StsReadyOrdering, Action::Warn)]
+    );
+    // Ordinals start where spec.ordinals says.
+    let d = validate_create(&bare.set("spec.ordinals", json!({"start": 5})), &inv);
+    assert!(
+        d.violations[0].problem.contains("starts web-6 only once"),
+        "{}",
+        d.violations[0]
     );
 }
 
@@ -770,6 +840,12 @@ impl Inventory for Unreachable {
     fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
         Err(LookupError {
             what: format!("Node {name}"),
+            reason: "connection refused".into(),
+        })
+    }
+    fn namespace_terminating(&self, name: &str) -> Lookup<bool> {
+        Err(LookupError {
+            what: format!("Namespace {name}"),
             reason: "connection refused".into(),
         })
     }

@@ -4,7 +4,8 @@
 //! The cache may lag the API server by a moment: a Service created a millisecond before its
 //! StatefulSet may not have reached the watch yet. So a decision that rests on a cache answer
 //! that would deny (Service or Node not found, a StatefulSet governed by a Service) is
-//! re-evaluated with live answers for exactly those lookups before it is returned. While a
+//! re-evaluated with live answers for exactly those lookups before it is returned. Whether a
+//! namespace is being deleted is never cached: it is asked live, and only before a denial. While a
 //! watch is failing its kind's cache misses every change, so then every lookup of that kind is
 //! confirmed live: a StatefulSet created meanwhile must still keep its governing Service from
 //! being deleted.
@@ -102,6 +103,8 @@ pub async fn decide_confirmed<L: LiveLookup>(
             Call::Node(_, found) => denies || !found || stale(Kind::Node),
             Call::Service(..) => denies || stale(Kind::Service),
             Call::Governed(..) => denies || stale(Kind::StatefulSet),
+            // Namespaces are not cached: asked of the API server only before a denial.
+            Call::Namespace(_) => denies,
         })
         .collect();
     if to_confirm.is_empty() {
@@ -112,6 +115,7 @@ pub async fn decide_confirmed<L: LiveLookup>(
         services: HashMap::new(),
         governed: HashMap::new(),
         nodes: HashMap::new(),
+        namespaces: HashMap::new(),
     };
     let answers = futures::future::join_all(to_confirm.iter().map(|call| async move {
         match call {
@@ -124,6 +128,9 @@ pub async fn decide_confirmed<L: LiveLookup>(
                 live.live_statefulsets_governed_by(ns, svc).await,
             ),
             Call::Node(name, _) => Answer::Node(name.clone(), live.live_node(name).await),
+            Call::Namespace(name) => {
+                Answer::Namespace(name.clone(), live.live_namespace_terminating(name).await)
+            }
             Call::ServicesIn => Answer::None,
         }
     }))
@@ -139,6 +146,9 @@ pub async fn decide_confirmed<L: LiveLookup>(
             Answer::Node(key, result) => {
                 overlay.nodes.insert(key, result);
             }
+            Answer::Namespace(key, result) => {
+                overlay.namespaces.insert(key, result);
+            }
             Answer::None => {}
         }
     }
@@ -152,12 +162,14 @@ enum Call {
     Governed(String, String),
     /// The Node's name, and whether the cache had it.
     Node(String, bool),
+    Namespace(String),
 }
 
 enum Answer {
     Service((String, String), Lookup<Option<Arc<ServiceView>>>),
     Governed((String, String), Lookup<Vec<Arc<StatefulSetView>>>),
     Node(String, Lookup<Option<Arc<NodeView>>>),
+    Namespace(String, Lookup<bool>),
     None,
 }
 
@@ -201,6 +213,11 @@ impl Inventory for Recorder<'_> {
         self.note(Call::Node(name.into(), matches!(result, Ok(Some(_)))));
         result
     }
+
+    fn namespace_terminating(&self, name: &str) -> Lookup<bool> {
+        self.note(Call::Namespace(name.into()));
+        self.base.namespace_terminating(name)
+    }
 }
 
 /// Live answers over the cache.
@@ -209,6 +226,7 @@ struct Overlay<'a> {
     services: HashMap<(String, String), Lookup<Option<Arc<ServiceView>>>>,
     governed: HashMap<(String, String), Lookup<Vec<Arc<StatefulSetView>>>>,
     nodes: HashMap<String, Lookup<Option<Arc<NodeView>>>>,
+    namespaces: HashMap<String, Lookup<bool>>,
 }
 
 impl Inventory for Overlay<'_> {
@@ -234,6 +252,12 @@ impl Inventory for Overlay<'_> {
 
     fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
         live_or(self.nodes.get(name), || self.base.node(name))
+    }
+
+    fn namespace_terminating(&self, name: &str) -> Lookup<bool> {
+        live_or(self.namespaces.get(name), || {
+            self.base.namespace_terminating(name)
+        })
     }
 }
 

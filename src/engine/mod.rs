@@ -11,10 +11,11 @@ pub use evaluator::{Evaluator, decide_confirmed};
 
 use crate::config::{Config, OnLookupError};
 use crate::inventory::Inventory;
-use crate::model::{FieldError, ServiceView, StatefulSetView};
+use crate::model::{FieldError, Ownership, ServiceView, StatefulSetView};
+use crate::rules::Requester;
 use crate::rules::mutate;
 use crate::rules::pod::{PodDelete, check_pod_delete};
-use crate::rules::service::{check_service, check_service_delete};
+use crate::rules::service::{ServiceDelete, check_service, check_service_delete};
 use crate::rules::statefulset::{StatefulSetSubject, check_statefulset, check_statefulset_delete};
 use crate::vocabulary::{Action, Findings, Kind, ObjectRef, RuleId};
 use kube_core::DynamicObject;
@@ -202,7 +203,8 @@ pub fn evaluate(
 
 /// Turns rule findings about `object` into the decision's violations: the configured action of
 /// each rule (`off` drops it), UPDATE grandfathering (`already_broken`: rules the old object
-/// broke deny no more, they warn), and `onLookupError` for lookups that failed. Every path that
+/// broke deny no more, they warn), excused findings (a whole application torn down: they
+/// warn), and `onLookupError` for lookups that failed. Every path that
 /// judges an object goes through here, `sts-guard audit`'s live checks included.
 pub fn apply_policy(
     object: &ObjectRef,
@@ -217,23 +219,24 @@ pub fn apply_policy(
             continue;
         }
         let grandfathered = configured == Action::Deny && already_broken.contains(&f.rule);
+        let problem = match (&f.excuse, grandfathered) {
+            (Some(excuse), _) => format!("{} (not denied: {excuse})", f.problem),
+            (None, true) => format!(
+                "{} (already the case before this update, so not denied)",
+                f.problem
+            ),
+            (None, false) => f.problem,
+        };
         decision.violations.push(Violation {
             rule: f.rule,
-            action: if grandfathered {
+            action: if grandfathered || f.excuse.is_some() {
                 Action::Warn
             } else {
                 configured
             },
             object: object.clone(),
             field: f.field,
-            problem: if grandfathered {
-                format!(
-                    "{} (already the case before this update, so not denied)",
-                    f.problem
-                )
-            } else {
-                f.problem
-            },
+            problem,
             hint: f.hint,
             related: f.related,
             grandfathered,
@@ -274,9 +277,16 @@ fn missing(what: &str) -> FieldError {
     }
 }
 
-impl Evaluation<'_> {
+impl<'a> Evaluation<'a> {
     fn object_ref(&self, kind: Kind) -> ObjectRef {
         ObjectRef::new(kind, self.namespace, self.name)
+    }
+
+    fn requester(&self) -> Requester<'a> {
+        Requester {
+            username: self.req.user_info.username.as_deref().unwrap_or(""),
+            groups: self.req.user_info.groups.as_deref().unwrap_or(&[]),
+        }
     }
 
     /// Applies config to the findings: actions, `off`, UPDATE grandfathering, lookup failures.
@@ -350,13 +360,17 @@ impl Evaluation<'_> {
     fn validate_service(&self, decision: &mut Decision) -> Result<(), FieldError> {
         let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
         let view = ServiceView::from_object(obj, self.namespace)?;
+        // An update by the application the StatefulSets belong to (say a `helm upgrade`,
+        // which updates Services before StatefulSets) warns instead of denying.
+        let updated_by =
+            (self.req.operation == Operation::Update).then(|| Ownership::from_meta(&obj.metadata));
         let mut findings = Findings::default();
-        check_service(&view, self.inventory, &mut findings);
+        check_service(&view, updated_by.as_ref(), self.inventory, &mut findings);
         let already_broken = match (&self.req.operation, &self.req.old_object) {
             (Operation::Update, Some(old)) => match ServiceView::from_object(old, self.namespace) {
                 Ok(old_view) => {
                     let mut old_findings = Findings::default();
-                    check_service(&old_view, self.inventory, &mut old_findings);
+                    check_service(&old_view, None, self.inventory, &mut old_findings);
                     old_findings.findings.iter().map(|f| f.rule).collect()
                 }
                 Err(_) => HashSet::new(),
@@ -368,7 +382,8 @@ impl Evaluation<'_> {
     }
 
     fn validate_service_delete(&self, decision: &mut Decision) -> Result<(), FieldError> {
-        // Only the name matters here, so a DELETE without oldObject is still judged.
+        // The name decides which StatefulSets it governs, so a DELETE without oldObject is
+        // still judged; the old object's metadata says what application it belongs to.
         let view = ServiceView {
             namespace: crate::model::intern(self.namespace),
             name: self.name.into(),
@@ -376,8 +391,22 @@ impl Evaluation<'_> {
             service_type: None,
             selector: Default::default(),
         };
+        let ownership = self
+            .req
+            .old_object
+            .as_ref()
+            .map(|old| Ownership::from_meta(&old.metadata))
+            .unwrap_or_default();
         let mut findings = Findings::default();
-        check_service_delete(&view, self.inventory, &mut findings);
+        check_service_delete(
+            &ServiceDelete {
+                service: &view,
+                ownership: &ownership,
+                requester: self.requester(),
+            },
+            self.inventory,
+            &mut findings,
+        );
         self.apply_policy(Kind::Service, findings, &HashSet::new(), decision);
         Ok(())
     }
@@ -392,15 +421,13 @@ impl Evaluation<'_> {
             .as_ref()
             .and_then(|o| o.0.get("gracePeriodSeconds"))
             .and_then(Value::as_i64);
-        let groups = self.req.user_info.groups.as_deref().unwrap_or(&[]);
         let pod = PodDelete {
             namespace: self.namespace,
             name: self.name,
             meta: &old.metadata,
             data: &old.data,
             grace_period_seconds: grace,
-            username: self.req.user_info.username.as_deref().unwrap_or(""),
-            groups,
+            requester: self.requester(),
         };
         let mut findings = Findings::default();
         check_pod_delete(

@@ -234,6 +234,17 @@ impl ClusterInventory {
         Ok(governed)
     }
 
+    async fn get_namespace_terminating(&self, name: &str) -> Lookup<bool> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let found = self
+            .timed(format!("Namespace {name}"), api.get_opt(name))
+            .await?;
+        Ok(found.is_some_and(|ns| {
+            ns.metadata.deletion_timestamp.is_some()
+                || ns.status.and_then(|s| s.phase).as_deref() == Some("Terminating")
+        }))
+    }
+
     async fn get_node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
         let api: Api<LeanNode> = Api::all(self.client.clone());
         let found = self
@@ -265,6 +276,10 @@ impl LiveLookup for ClusterInventory {
         Box::pin(self.get_node(name))
     }
 
+    fn live_namespace_terminating<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Lookup<bool>> {
+        Box::pin(self.get_namespace_terminating(name))
+    }
+
     /// Not synced yet, or a watch of `kind` failing: the cache may be missing changes.
     fn cache_trusted(&self, kind: Kind) -> bool {
         self.synced() && self.stats.cache_trusted(kind)
@@ -291,6 +306,12 @@ impl Inventory for ClusterInventory {
 
     fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
         self.read().node(name)
+    }
+
+    /// Namespaces are not watched: "not known to be terminating", which the engine confirms
+    /// live before it denies.
+    fn namespace_terminating(&self, _name: &str) -> Lookup<bool> {
+        Ok(false)
     }
 }
 

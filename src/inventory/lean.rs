@@ -312,13 +312,18 @@ mod tests {
             ServiceView::from_object(&crate::manifest::to_dynamic(svc).unwrap(), "d").unwrap();
         assert_eq!(ServiceView::from(lean), full);
 
-        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": "d"},
+        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": "d",
+                "labels": {"app.kubernetes.io/instance": "w", "app.kubernetes.io/managed-by": "Helm", "app": "x"},
+                "annotations": {"meta.helm.sh/release-name": "w", "meta.helm.sh/release-namespace": "d",
+                                "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u", "blockOwnerDeletion": true}]},
             "spec": {"serviceName": "s", "replicas": 2, "selector": {"matchLabels": {"app": "x"}}, "ordinals": {"start": 3}, "podManagementPolicy": "Parallel",
                      "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
                      "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}});
         let lean: LeanStatefulSet = serde_json::from_value(sts.clone()).unwrap();
         let full =
             StatefulSetView::from_object(&crate::manifest::to_dynamic(sts).unwrap(), "d").unwrap();
+        assert_eq!(full.ownership.owners().len(), 3, "{:?}", full.ownership);
         assert_eq!(StatefulSetView::from(lean), full);
 
         let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},

@@ -1,6 +1,6 @@
 //! How rules see other objects.
 //!
-//! Rules are pure functions of (request, inventory, config). The inventory answers four
+//! Rules are pure functions of (request, inventory, config). The inventory answers five
 //! questions; the static implementation answers from manifest files, the cluster one from
 //! watch caches. A lookup that could not be answered is an error, never a silent "not found":
 //! the engine applies `onLookupError` to it.
@@ -34,6 +34,10 @@ pub trait Inventory: Send + Sync {
     ) -> Lookup<Vec<Arc<StatefulSetView>>>;
     /// The Node `name`.
     fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>>;
+    /// Whether the Namespace `name` is being deleted. Asked only on the way to a denial, so
+    /// the cluster inventory keeps no Namespaces: its cache says `false`, and the engine asks
+    /// the API server before it denies.
+    fn namespace_terminating(&self, name: &str) -> Lookup<bool>;
 }
 
 /// The inventory's questions answered straight from the API server, for an inventory that
@@ -51,6 +55,7 @@ pub trait LiveLookup: Inventory {
         service: &'a str,
     ) -> BoxFuture<'a, Lookup<Vec<Arc<StatefulSetView>>>>;
     fn live_node<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Lookup<Option<Arc<NodeView>>>>;
+    fn live_namespace_terminating<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Lookup<bool>>;
     /// Whether the cache's answers about `kind` can be trusted (synced, its watches healthy).
     fn cache_trusted(&self, kind: Kind) -> bool;
 }

@@ -81,11 +81,18 @@ pub struct StaticInventory {
     services: HashMap<Arc<str>, Set<ServiceView>>,
     statefulsets: HashMap<Arc<str>, NamespaceStatefulSets>,
     nodes: Set<NodeView>,
+    /// Namespaces known to be deleted (files show no namespace state; tests and `review` say).
+    terminating_namespaces: HashSet<String>,
 }
 
 impl StaticInventory {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Marks a namespace as being deleted (phase Terminating).
+    pub fn add_terminating_namespace(&mut self, name: &str) {
+        self.terminating_namespaces.insert(name.to_string());
     }
 
     /// Adds a Service; a later object with the same namespace and name replaces the earlier
@@ -326,6 +333,10 @@ impl Inventory for StaticInventory {
     fn node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
         Ok(self.cached_node(name).cloned())
     }
+
+    fn namespace_terminating(&self, name: &str) -> Lookup<bool> {
+        Ok(self.terminating_namespaces.contains(name))
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +355,7 @@ mod tests {
             pod_management_policy: "OrderedReady".into(),
             update_strategy: "RollingUpdate".into(),
             partition: None,
+            ownership: Default::default(),
         }
     }
 

@@ -178,6 +178,7 @@ mod tests {
             pod_management_policy: "OrderedReady".into(),
             update_strategy: "OnDelete".into(),
             partition: None,
+            ownership: Default::default(),
         }
     }
 

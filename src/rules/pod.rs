@@ -1,6 +1,6 @@
 //! `pod-force-delete`: no force deletion of a StatefulSet pod that may still be running.
 
-use super::{Finding, Findings, RuleId};
+use super::{Finding, Findings, Requester, RuleId};
 use crate::inventory::Inventory;
 use crate::model::{
     ALLOW_FORCE_DELETE_ANNOTATION, FieldError, Fields, OUT_OF_SERVICE_TAINT, annotation_is_true,
@@ -9,24 +9,12 @@ use crate::model::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-/// What `pod-force-delete` takes from config: who may force-delete regardless.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `pod-force-delete` takes from config: who may force-delete regardless, besides the
+/// control plane ([`super::CONTROL_PLANE_USERS`]), which always may.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ForceDelete {
     pub allowed_users: Vec<String>,
     pub allowed_groups: Vec<String>,
-}
-
-impl Default for ForceDelete {
-    fn default() -> Self {
-        ForceDelete {
-            allowed_users: vec![
-                "system:kube-controller-manager".into(),
-                "system:serviceaccount:kube-system:pod-garbage-collector".into(),
-                "system:serviceaccount:kube-system:node-controller".into(),
-            ],
-            allowed_groups: Vec::new(),
-        }
-    }
 }
 
 /// A pod DELETE as the rule sees it.
@@ -36,10 +24,10 @@ pub struct PodDelete<'a> {
     /// The pod being deleted (`oldObject`): metadata and the other fields.
     pub meta: &'a ObjectMeta,
     pub data: &'a Value,
-    /// `options.gracePeriodSeconds`, when the request set one.
+    /// `options.gracePeriodSeconds`, when the request set one. kube-apiserver fills it in from
+    /// the pod's `spec.terminationGracePeriodSeconds` before admission when the client did not.
     pub grace_period_seconds: Option<i64>,
-    pub username: &'a str,
-    pub groups: &'a [String],
+    pub requester: Requester<'a>,
 }
 
 /// Why a force delete is safe, or `None` when it is not.
@@ -57,15 +45,25 @@ fn safe_because(
     if phase == "Succeeded" || phase == "Failed" {
         return Some("pod finished");
     }
+    let requester = pod.requester;
     // Every graceful deletion ends with the kubelet's own grace-0 DELETE once the containers
     // have stopped; denying it would leave the pod Terminating forever.
-    if pod.username.strip_prefix("system:node:") == Some(node_name) {
+    if requester.username.strip_prefix("system:node:") == Some(node_name) {
         return Some("kubelet of the pod's node");
     }
-    if allowed.allowed_users.iter().any(|u| u == pod.username) {
+    // The StatefulSet controller, the garbage collector and the namespace controller delete with
+    // the pod's own grace period, 0 when its template says so; refused, they retry forever.
+    if requester.control_plane().is_some() {
+        return Some("control plane");
+    }
+    if allowed
+        .allowed_users
+        .iter()
+        .any(|u| u == requester.username)
+    {
         return Some("allowed user");
     }
-    if pod
+    if requester
         .groups
         .iter()
         .any(|g| allowed.allowed_groups.contains(g))
@@ -100,19 +98,38 @@ pub fn check_pod_delete(
     let f = Fields::new(pod.data);
     let node_name = f.str("spec.nodeName")?.unwrap_or("");
     let phase = f.str("status.phase")?.unwrap_or("");
+    let spec_grace = f.int("spec.terminationGracePeriodSeconds")?;
     if safe_because(pod, node_name, phase, allowed, inventory, out).is_some() {
         return Ok(());
     }
+    let name = pod.name;
+    let risk = format!(
+        "removes pod {name} of StatefulSet {statefulset} from the API before the kubelet on node {node_name} has stopped it; the controller may then start a second {name} while the first still runs, and both write the same volume."
+    );
+    let ways_out = format!(
+        "If node {node_name} is shut down, taint it {OUT_OF_SERVICE_TAINT}=nodeshutdown:NoExecute (the upstream marker of a node confirmed shut down) and the delete passes; delete the Node object only once the machine is confirmed gone, as deleting the Node of a machine that still runs is just as unsafe. As an audited break-glass step, annotate the pod {ALLOW_FORCE_DELETE_ANNOTATION}=true; or have a user from forceDelete.allowedUsers/allowedGroups do it."
+    );
+    // A pod whose spec says 0 is deleted at once by any delete: the user typed no --force.
+    let (problem, hint) = if spec_grace == Some(0) {
+        (
+            format!(
+                "its spec.terminationGracePeriodSeconds is 0 (from the pod template of StatefulSet {statefulset}), so every delete of it, with or without --force, is a force delete: it {risk}"
+            ),
+            format!(
+                "Set a terminationGracePeriodSeconds above 0 in the pod template of StatefulSet {statefulset} (sts-zero-grace), so that deletes wait for the kubelet; its controller's own deletes pass meanwhile. {ways_out}"
+            ),
+        )
+    } else {
+        (
+            format!("force deletion (gracePeriodSeconds 0) {risk}"),
+            format!("Delete it gracefully (without --grace-period=0 --force). {ways_out}"),
+        )
+    };
     out.push(Finding::new(
         RuleId::PodForceDelete,
         "options.gracePeriodSeconds",
-        format!(
-            "force deletion (gracePeriodSeconds 0) removes pod {} of StatefulSet {statefulset} from the API before the kubelet on node {node_name} has stopped it; the controller may then start a second {} while the first still runs, and both write the same volume.",
-            pod.name, pod.name
-        ),
-        format!(
-            "Delete it gracefully (without --grace-period=0 --force). If node {node_name} is really down: delete the Node object or taint it {OUT_OF_SERVICE_TAINT}=nodeshutdown:NoExecute; as an audited break-glass step, annotate the pod {ALLOW_FORCE_DELETE_ANNOTATION}=true; or have a user from forceDelete.allowedUsers/allowedGroups do it."
-        ),
+        problem,
+        hint,
     ));
     Ok(())
 }

@@ -3,7 +3,8 @@
 use super::{Finding, Findings, RuleId, join_names};
 use crate::inventory::Inventory;
 use crate::model::{
-    FieldError, Fields, ServiceView, StatefulSetView, format_labels, selector_matches,
+    FieldError, Fields, PER_POD_NAMES_NEED_HEADLESS, ServiceView, StatefulSetView, format_labels,
+    selector_matches,
 };
 use serde_json::Value;
 
@@ -53,7 +54,64 @@ pub fn check_statefulset(
         }
     }
     check_partition_range(subject, out);
+    check_pod_lifecycle(subject, out)?;
     check_storage(subject, out)
+}
+
+/// `sts-zero-grace` and `sts-ready-ordering`: what the pod template makes of deletes and of
+/// ordered start.
+fn check_pod_lifecycle(
+    subject: &StatefulSetSubject<'_>,
+    out: &mut Findings,
+) -> Result<(), FieldError> {
+    let sts = subject.view;
+    let f = Fields::new(subject.data);
+    let grace = "spec.template.spec.terminationGracePeriodSeconds";
+    if f.int(grace)? == Some(0) {
+        out.push(Finding::new(
+            RuleId::StsZeroGrace,
+            grace,
+            format!(
+                "{grace} is 0, so every delete of its pods, a plain kubectl delete pod included, removes them from the API at once, before the kubelet has stopped them: a second pod of the same identity may start while the first still runs (the Kubernetes documentation calls force deletion of StatefulSet pods unsafe)."
+            ),
+            "Set it above 0 (the default is 30 seconds), so that deletes wait for the kubelet; until then pod-force-delete refuses users' deletes of its running pods.".to_string(),
+        ));
+    }
+    if sts.replicas > 1 && &*sts.pod_management_policy == "OrderedReady" {
+        let mut gated = false;
+        let mut containers = 0;
+        for list in ["containers", "initContainers"] {
+            let path = format!("spec.template.spec.{list}");
+            for (i, container) in f.array(&path)?.iter().enumerate() {
+                let c = Fields::new(container);
+                // Of the init containers, only sidecars (restartPolicy Always) keep running and
+                // count toward the pod's readiness.
+                if list == "initContainers"
+                    && c.str("restartPolicy").map_err(|e| FieldError {
+                        path: format!("{path}[{i}].{}", e.path),
+                        ..e
+                    })? != Some("Always")
+                {
+                    continue;
+                }
+                containers += 1;
+                gated |= c.get("readinessProbe").is_some() || c.get("startupProbe").is_some();
+            }
+        }
+        if containers > 0 && !gated {
+            out.push(Finding::new(
+                RuleId::StsReadyOrdering,
+                "spec.template.spec.containers",
+                format!(
+                    "podManagementPolicy OrderedReady starts {}-{} only once the pod before it is Ready, but no container of the pod template has a readinessProbe (or startupProbe): a pod is Ready as soon as its containers start, so ordered start waits for nothing but that.",
+                    sts.name,
+                    sts.ordinals_start + 1
+                ),
+                "Give the main container a readinessProbe that passes once the member can serve (has joined its peers), or set podManagementPolicy: Parallel if the order does not matter.".to_string(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn service_missing(
@@ -90,9 +148,10 @@ fn service_present(sts: &StatefulSetView, svc: &ServiceView, out: &mut Findings)
             RuleId::StsServiceHeadless,
             "spec.serviceName",
             format!(
-                "the governing Service {:?} is not headless: {}, so the per-pod DNS names ({}-0.{}.{}.svc) never resolve.",
+                "the governing Service {:?} is not headless: {}, so its name resolves to {} instead of the pods, and the per-pod DNS names ({}-0.{}.{}.svc) {PER_POD_NAMES_NEED_HEADLESS}.",
                 svc.name,
                 svc.describe_addressing(),
+                svc.resolves_to(),
                 sts.name,
                 svc.name,
                 sts.namespace

@@ -45,7 +45,8 @@ pub fn failure(out: &std::process::Output) -> (String, String) {
     (err, last)
 }
 
-/// A StatefulSet `default/web` governed by `nginx`, pods labelled `app=nginx`.
+/// A StatefulSet `default/web` governed by `nginx`, pods labelled `app=nginx`, whose
+/// container reports readiness.
 pub fn sts(name: &str) -> Obj {
     Obj(json!({
         "apiVersion": "apps/v1",
@@ -57,7 +58,8 @@ pub fn sts(name: &str) -> Obj {
             "selector": {"matchLabels": {"app": "nginx"}},
             "template": {
                 "metadata": {"labels": {"app": "nginx"}},
-                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]}
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27",
+                    "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}]}
             }
         }
     }))
