@@ -333,10 +333,11 @@ class ControlPlane:
         argv = [
             self.binary("kube-controller-manager"),
             f"--kubeconfig={self.kcm_kubeconfig}",
-            # What StatefulSets need: their controller, garbage collection of owned objects, and
-            # the namespaces' default ServiceAccounts with their tokens (pods need both).
+            # What StatefulSets need: their controller, garbage collection of owned objects, the
+            # namespaces' default ServiceAccounts with their tokens (pods need both), and the
+            # namespace controller, which empties and removes deleted namespaces.
             "--controllers=statefulset-controller,garbage-collector-controller,"
-            "serviceaccount-controller,serviceaccount-token-controller",
+            "serviceaccount-controller,serviceaccount-token-controller,namespace-controller",
             f"--service-account-private-key-file={self.pki.sa_key}",
             f"--root-ca-file={self.pki.ca}",
             "--use-service-account-credentials=true",

@@ -340,11 +340,12 @@ def test_server_side_apply_works(kubectl, sts_guard):
 
 def test_sts_guard_runs_with_read_only_rbac(kubectl, sts_guard):
     account = sts_guard.account
-    for verb, resource in [("list", "services"), ("watch", "statefulsets.apps"), ("get", "nodes")]:
+    for verb, resource in [("list", "services"), ("watch", "statefulsets.apps"), ("get", "nodes"),
+                           ("get", "namespaces")]:
         assert kubectl("auth", "can-i", verb, resource, f"--as={account}").stdout.strip() == "yes"
     for verb, resource in [("create", "services"), ("patch", "statefulsets.apps"), ("delete", "pods"),
                            ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
-                           ("get", "secrets")]:
+                           ("get", "secrets"), ("list", "namespaces")]:
         assert kubectl("auth", "can-i", verb, resource, f"--as={account}").stdout.strip() == "no"
     metrics = sts_guard.metrics()
     # Decisions were made from the watch cache of the real apiserver; no lookup failed.
