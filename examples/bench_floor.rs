@@ -40,7 +40,7 @@ async fn main() {
         request_timeout: Duration::from_secs(10),
         max_connections: 1024,
         idle_timeout: Duration::from_secs(120),
-        max_connections_per_client: 1024,
+        max_pending_connections_per_client: 1024,
         memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(1),
         cert_reload_interval: Duration::from_secs(10),

@@ -73,7 +73,7 @@ pub fn review<'a>(
     match decode(body, endpoint)? {
         Decoded::Evaluate(request, summary) => {
             let decision = evaluate(&request, inventory, config, endpoint);
-            encode(summary, decision)
+            encode(summary, decision.in_mode(config.mode))
         }
         Decoded::Answered(reviewed) => Ok(*reviewed),
     }

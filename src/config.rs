@@ -30,6 +30,19 @@ pub enum OnLookupError {
     Deny,
 }
 
+/// What a webhook decision that would deny does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Denials deny (the default: sts-guard exists to reject).
+    #[default]
+    Enforce,
+    /// Every denial is admitted with a warning and counted
+    /// (`sts_guard_rule_violations_total{action="monitor"}`): a first install on a live
+    /// cluster shows what it would refuse. `check` and `audit` report denials either way.
+    Monitor,
+}
+
 /// The validated configuration the engine reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -43,6 +56,8 @@ pub struct Config {
     /// `pod-force-delete`: `forceDelete`.
     pub force_delete: ForceDelete,
     pub on_lookup_error: OnLookupError,
+    /// What the webhook does with a denial.
+    pub mode: Mode,
 }
 
 impl Default for Config {
@@ -55,6 +70,7 @@ impl Default for Config {
             partition: PartitionDefaults::default(),
             force_delete: ForceDelete::default(),
             on_lookup_error: OnLookupError::Allow,
+            mode: Mode::Enforce,
         }
     }
 }
@@ -132,6 +148,7 @@ struct RawConfig {
     partition: Option<RawPartition>,
     force_delete: Option<RawForceDelete>,
     on_lookup_error: Option<OnLookupError>,
+    mode: Option<Mode>,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +246,9 @@ impl RawConfig {
         }
         if let Some(on_error) = self.on_lookup_error {
             config.on_lookup_error = on_error;
+        }
+        if let Some(mode) = self.mode {
+            config.mode = mode;
         }
         Ok(config)
     }

@@ -265,6 +265,10 @@ rule_table! {
         id: "sts-ready-ordering", kind: StatefulSet, effect: WARN, audit_only: false,
         summary: "An OrderedReady StatefulSet's pods report readiness, so ordered start waits for something.",
     }
+    StsCanaryPartition {
+        id: "sts-canary-partition", kind: StatefulSet, effect: DENY, audit_only: false,
+        summary: "A canary StatefulSet's template change arrives held by its staged partition (the mutation, validated after).",
+    }
     StsServiceSelectsLivePods {
         id: "sts-service-selects-live-pods", kind: StatefulSet, effect: DENY, audit_only: true,
         summary: "The governing Service selects the StatefulSet's existing pods (audit only).",

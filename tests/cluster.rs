@@ -397,7 +397,7 @@ async fn readyz_waits_for_the_first_list_and_the_server_decides_from_the_cluster
         request_timeout: Duration::from_secs(5),
         max_connections: 16,
         idle_timeout: Duration::from_secs(120),
-        max_connections_per_client: 16,
+        max_pending_connections_per_client: 16,
         memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(2),
         cert_reload_interval: Duration::from_secs(10),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::client::{Conn, Proto, tls_connect, write_certs};
+use common::client::{Conn, Proto, request, tls_connect, tls_over, write_certs};
 use common::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -41,7 +41,7 @@ async fn start(adjust: impl FnOnce(&mut ServerOptions)) -> TestServer {
         request_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(1),
         max_connections: 64,
-        max_connections_per_client: 64,
+        max_pending_connections_per_client: 64,
         memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(2),
         cert_reload_interval: Duration::from_secs(60),
@@ -164,19 +164,21 @@ async fn connect_from(local: &str, addr: SocketAddr, ca: &[u8]) -> std::io::Resu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_client_cannot_take_every_connection() {
+async fn one_client_cannot_take_every_connection_with_connections_that_send_nothing() {
     let s = start(|o| {
         o.max_connections = 4;
-        o.max_connections_per_client = 2;
+        o.max_pending_connections_per_client = 2;
         o.idle_timeout = Duration::from_secs(60);
         o.header_timeout = Duration::from_secs(60);
     })
     .await;
-    let mut held = Vec::new();
+    // Two connections that complete the handshake and send nothing.
+    let mut silent = Vec::new();
     for _ in 0..2 {
-        let mut conn = connect_from("127.0.0.1", s.addr, &s.ca).await.unwrap();
-        assert_eq!(conn.send("GET", "/healthz", vec![]).await.unwrap().0, 200);
-        held.push(conn);
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let tcp = socket.connect(s.addr).await.unwrap();
+        silent.push(tls_over(tcp, &s.ca, Proto::Http1).await.unwrap());
     }
     let mut third = connect_from("127.0.0.1", s.addr, &s.ca).await;
     let refused = match third.as_mut() {
@@ -185,19 +187,138 @@ async fn one_client_cannot_take_every_connection() {
     };
     assert!(
         refused,
-        "a third connection from the same client was served"
+        "a third pending connection from the same client was served"
     );
-    // Another client (kube-apiserver) still gets in.
-    let mut other = connect_from("127.0.0.2", s.addr, &s.ca).await.unwrap();
-    assert_eq!(other.send("GET", "/healthz", vec![]).await.unwrap().0, 200);
+    // Another client (kube-apiserver) still gets in, and once served it no longer counts as
+    // pending: it may open as many as the total allows.
+    let mut other = Vec::new();
+    for _ in 0..2 {
+        let mut conn = connect_from("127.0.0.2", s.addr, &s.ca).await.unwrap();
+        assert_eq!(conn.send("GET", "/healthz", vec![]).await.unwrap().0, 200);
+        other.push(conn);
+    }
     assert!(
         s.metrics
             .encode()
-            .contains("sts_guard_refused_total{reason=\"per_client_connection_limit\"} 1"),
+            .contains("sts_guard_refused_total{reason=\"per_client_pending_connection_limit\"} 1"),
         "{}",
         s.metrics.encode()
     );
     s.running.shutdown().await;
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// kube-apiserver opens one HTTP/1.1 connection per concurrent call to a webhook behind a
+/// Service: 1,000 at once from one address, each kept alive for several requests, are all
+/// served by the real binary with its default limits, while a connection from that address
+/// that sends nothing, and one that dribbles its headers, are still cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connections_from_one_client_are_all_served() {
+    const CONNECTIONS: usize = 1000;
+    const REQUESTS: usize = 3;
+    sts_guard::server::raise_open_file_limit().unwrap();
+    let served = serve_binary(&["--header-timeout", "5", "--idle-timeout", "60"]);
+    let pid = served.child.id();
+    let before = rss_kib(pid);
+    let body = serde_json::to_vec(&review_json(
+        "CREATE",
+        Some(&sts_pod(1, "node-a")),
+        None,
+        "system:serviceaccount:kube-system:statefulset-controller",
+        &[],
+        json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}),
+    ))
+    .unwrap();
+    let all_open = Arc::new(tokio::sync::Barrier::new(CONNECTIONS + 1));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CONNECTIONS {
+        let (addr, ca, body, all_open) = (
+            served.addr,
+            served.ca.clone(),
+            body.clone(),
+            all_open.clone(),
+        );
+        clients.spawn(async move {
+            let mut conn = Conn::open(addr, &ca, Proto::Http1).await?;
+            let mut answered = Vec::new();
+            let first = conn.send("POST", "/mutate", body.clone()).await;
+            // Every connection is open, and has been served once, before any sends again.
+            all_open.wait().await;
+            answered.push(first.map_err(std::io::Error::other)?);
+            for _ in 1..REQUESTS {
+                answered.push(
+                    conn.send("POST", "/mutate", body.clone())
+                        .await
+                        .map_err(std::io::Error::other)?,
+                );
+            }
+            Ok::<_, std::io::Error>(answered)
+        });
+    }
+    all_open.wait().await;
+    let open_kib = rss_kib(pid).saturating_sub(before);
+    // Meanwhile, from the same address: silent and dribbling connections are cut off.
+    let mut silent = tls_connect(served.addr, &served.ca, Proto::Http1)
+        .await
+        .unwrap();
+    let mut dribbling = tls_connect(served.addr, &served.ca, Proto::Http1)
+        .await
+        .unwrap();
+    let dribble = async {
+        for byte in b"POST /mutate HTTP/1.1\r\nhost: localhost\r\n"
+            .iter()
+            .cycle()
+        {
+            if dribbling.write_all(&[*byte]).await.is_err() || dribbling.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let (_, dribbled) = tokio::join!(
+        closed_by_server(&mut silent, Duration::from_secs(20)),
+        tokio::time::timeout(Duration::from_secs(20), dribble)
+    );
+    assert!(
+        dribbled.is_ok(),
+        "a dribbled request head was read for 20 s"
+    );
+    let mut answers = 0;
+    while let Some(result) = clients.join_next().await {
+        for (status, answer) in result.unwrap().unwrap() {
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+            let review: Value = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(review["response"]["allowed"], true, "{review}");
+            assert_eq!(review["response"]["patchType"], "JSONPatch", "{review}");
+            answers += 1;
+        }
+    }
+    assert_eq!(answers, CONNECTIONS * REQUESTS);
+    let metrics = request(
+        served.addr,
+        &served.ca,
+        Proto::Http1,
+        "GET",
+        "/metrics",
+        vec![],
+    )
+    .await
+    .1;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(!metrics.contains("sts_guard_refused_total{"), "{metrics}");
+    eprintln!(
+        "{CONNECTIONS} open connections: {open_kib} KiB of server RSS, {} KiB each",
+        open_kib / CONNECTIONS as u64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

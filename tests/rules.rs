@@ -7,7 +7,7 @@ use common::*;
 use serde_json::json;
 use std::sync::Arc;
 use sts_guard::config::Config;
-use sts_guard::engine::{Decision, Endpoint, Skip, evaluate};
+use sts_guard::engine::{Decision, Endpoint, NotDenied, Skip, evaluate};
 use sts_guard::inventory::{Inventory, Lookup, LookupError, StaticInventory};
 use sts_guard::model::{NodeView, ServiceView, StatefulSetView};
 use sts_guard::rules::{Action, RuleId};
@@ -545,6 +545,111 @@ fn ordered_start_without_readiness_warns() {
     );
 }
 
+/// The staged rollout is a mutation, and mutations fail open: an update of a canary
+/// StatefulSet that arrives at validation without its partition is refused.
+#[test]
+fn a_canary_template_change_without_its_staged_partition_is_denied() {
+    let inv = inventory(&[svc("nginx")]);
+    let old = sts("web")
+        .set("metadata.annotations", json!({"sts-guard.io/canary": "1"}))
+        .set(
+            "spec.updateStrategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+        );
+    let new = old.clone().set(
+        "spec.template.spec.containers",
+        json!([{"name": "nginx", "image": "nginx:2", "readinessProbe": {"httpGet": {"port": 80}}}]),
+    );
+    let d = validate_update(&new, &old, &inv);
+    assert_denied(&d, "StatefulSet default/web", &[RuleId::StsCanaryPartition]);
+    let message = d.denial_message();
+    assert!(
+        message.contains(
+            "a staged rollout to the 1 highest ordinals, but it arrives with partition 0"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("2 for the staged rollout, 0 to update every pod"),
+        "{message}"
+    );
+    // As the mutation leaves it: staged, so allowed.
+    let staged = new
+        .clone()
+        .set("spec.updateStrategy.rollingUpdate.partition", json!(2));
+    assert!(validate_update(&staged, &old, &inv).violations.is_empty());
+    // No template change, OnDelete, no canary, the mutation switched off, a CREATE: nothing.
+    let scaled = old.clone().set("spec.replicas", json!(4));
+    assert!(validate_update(&scaled, &old, &inv).violations.is_empty());
+    let on_delete = |o: Obj| o.set("spec.updateStrategy", json!({"type": "OnDelete"}));
+    assert!(
+        validate_update(&on_delete(new.clone()), &on_delete(old.clone()), &inv)
+            .violations
+            .is_empty()
+    );
+    let plain_old = old.clone().remove("metadata.annotations");
+    let plain_new = new.clone().remove("metadata.annotations");
+    assert!(
+        validate_update(&plain_new, &plain_old, &inv)
+            .violations
+            .is_empty()
+    );
+    let off = Config::parse("rules:\n  sts-partition-default: off\n", "c").unwrap();
+    assert!(
+        decide(
+            Endpoint::Validate,
+            "UPDATE",
+            Some(&new),
+            Some(&old),
+            &inv,
+            &off
+        )
+        .violations
+        .is_empty()
+    );
+    assert!(validate_create(&new, &inv).violations.is_empty());
+    // The namespace's canary from config counts like the annotation.
+    let by_namespace = Config::parse("partition:\n  canary:\n    default: 2\n", "c").unwrap();
+    let d = decide(
+        Endpoint::Validate,
+        "UPDATE",
+        Some(&plain_new),
+        Some(&plain_old),
+        &inv,
+        &by_namespace,
+    );
+    assert_eq!(
+        rules_of(&d),
+        vec![(RuleId::StsCanaryPartition, Action::Deny)]
+    );
+}
+
+#[test]
+fn monitor_mode_is_the_webhook_s_check_and_audit_still_deny() {
+    // `in_mode` is applied by the webhook and `review`; the engine's decision stays a denial,
+    // which is what `check` and `audit` report.
+    let monitor = Config::parse("mode: monitor\n", "c").unwrap();
+    let inv = inventory(&[]);
+    let d = decide(
+        Endpoint::Validate,
+        "CREATE",
+        Some(&sts("web")),
+        None,
+        &inv,
+        &monitor,
+    );
+    assert!(!d.allowed());
+    let d = d.in_mode(monitor.mode);
+    assert!(d.allowed());
+    assert_eq!(d.violations[0].not_denied, Some(NotDenied::Monitor));
+    let err = Config::parse("mode: audit\n", "c").unwrap_err();
+    assert_eq!(err.path, "mode");
+    assert!(
+        err.message.contains("enforce") && err.message.contains("monitor"),
+        "{err}"
+    );
+}
+
 #[test]
 fn update_of_a_statefulset_that_already_broke_a_rule_warns_instead_of_denying() {
     let inv = inventory(&[]);
@@ -553,7 +658,7 @@ fn update_of_a_statefulset_that_already_broke_a_rule_warns_instead_of_denying() 
     let d = validate_update(&scaled, &old, &inv);
     assert!(d.allowed(), "{}", d.denial_message());
     assert_eq!(rules_of(&d), vec![(RuleId::StsServiceExists, Action::Warn)]);
-    assert!(d.violations[0].grandfathered);
+    assert_eq!(d.violations[0].not_denied, Some(NotDenied::AlreadyBroken));
 
     // A StatefulSet that was fine and is now pointed at a missing Service is denied.
     let inv = inventory(&[svc("nginx")]);

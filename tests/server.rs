@@ -41,7 +41,7 @@ fn options(dir: &Path) -> ServerOptions {
         request_timeout: Duration::from_millis(500),
         max_connections: 64,
         idle_timeout: Duration::from_secs(2),
-        max_connections_per_client: 64,
+        max_pending_connections_per_client: 64,
         memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(5),
         cert_reload_interval: Duration::from_millis(100),
@@ -904,4 +904,55 @@ async fn connections_over_the_limit_are_closed_and_capacity_returns() {
     })
     .await;
     assert_eq!(second.send("GET", "/healthz", vec![]).await.unwrap().0, 200);
+}
+
+/// `mode: monitor`: what would be denied is admitted with a warning saying so and counted
+/// under action "monitor", over both protocols; warnings stay warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_mode_admits_what_it_would_deny_with_a_warning_and_a_metric() {
+    let s = start_with(
+        default_inventory(),
+        Config::parse("mode: monitor\n", "c").unwrap(),
+    )
+    .await;
+    for proto in Proto::BOTH {
+        let typo = sts("web").set("spec.serviceName", json!("nginx-svc"));
+        let response = post_review(
+            &s,
+            proto,
+            "/validate",
+            &admin_review("CREATE", Some(&typo), None),
+        )
+        .await;
+        assert_eq!(response["allowed"], true, "{response}");
+        let warning = first_warning(&response);
+        assert!(
+            warning.starts_with("sts-service-exists: StatefulSet default/web: spec.serviceName \"nginx-svc\" names no Service")
+                && warning.ends_with("(monitor mode: this request would be denied)"),
+            "{warning}"
+        );
+        // An invalid object is a denial too.
+        let invalid = sts("web").set("spec.replicas", json!("two"));
+        let response = post_review(
+            &s,
+            proto,
+            "/validate",
+            &admin_review("CREATE", Some(&invalid), None),
+        )
+        .await;
+        assert_eq!(response["allowed"], true, "{response}");
+        assert_eq!(
+            first_warning(&response),
+            "StatefulSet default/web: invalid object: spec.replicas: expected an integer, found string \"two\" (monitor mode: this request would be denied)"
+        );
+    }
+    let (_, body) = request(s.addr, &s.ca, Proto::Http1, "GET", "/metrics", vec![]).await;
+    let text = String::from_utf8_lossy(&body);
+    for needle in [
+        "sts_guard_rule_violations_total{rule=\"sts-service-exists\",action=\"monitor\"} 2",
+        "sts_guard_admission_requests_total{endpoint=\"validate\",kind=\"StatefulSet\",operation=\"CREATE\",decision=\"warn\"} 4",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    assert!(!text.contains("action=\"deny\""), "{text}");
 }

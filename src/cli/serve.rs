@@ -58,13 +58,17 @@ pub struct ServeArgs {
     /// Seconds allowed for receiving a request body.
     #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
     pub request_timeout: f64,
-    /// Most connections served at once; more are closed on accept.
-    #[arg(long, default_value_t = 1024, value_parser = positive_count)]
+    /// Most connections served at once; more are closed on accept. kube-apiserver opens one
+    /// HTTP/1.1 connection per concurrent call, and large clusters run 1,000+ concurrent
+    /// requests per apiserver.
+    #[arg(long, default_value_t = 4096, value_parser = positive_count)]
     pub max_connections: usize,
-    /// Most connections from one client address (kube-apiserver opens one per concurrent
-    /// review, so leave it room; any pod can reach the webhook port).
-    #[arg(long, default_value_t = 256, value_parser = positive_count)]
-    pub max_connections_per_client: usize,
+    /// Most connections from one client address that have not been served a request yet (in
+    /// the TLS handshake or before their first request): any pod can reach the webhook port,
+    /// and this keeps one that sends nothing from taking every slot. Served connections do
+    /// not count, so a client that keeps sending requests gets up to --max-connections.
+    #[arg(long, default_value_t = 1024, value_parser = positive_count)]
+    pub max_pending_connections_per_client: usize,
     /// Bytes of memory that request bodies and their evaluation may hold at once, across all
     /// requests; a review that alone would need more is answered without being evaluated.
     #[arg(long, default_value_t = 48 * 1024 * 1024, env = "STS_GUARD_MEMORY_BUDGET")]
@@ -164,6 +168,16 @@ fn dev_certificates(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = Arc::new(load_config(args.config.as_ref())?);
+    match server::raise_open_file_limit() {
+        // The connections, plus the watches, the log and the certificate files.
+        Ok(files) if files < args.max_connections as u64 + 64 => tracing::warn!(
+            files,
+            max_connections = args.max_connections,
+            "the open file limit is below --max-connections: connections beyond it are refused"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "cannot read or raise the open file limit"),
+    }
     let metrics = Arc::new(Metrics::default());
     let inventory: Arc<dyn Evaluator> = if args.manifests.is_empty() {
         let client = cluster_client().await?;
@@ -195,7 +209,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         request_timeout: Duration::from_secs_f64(args.request_timeout),
         idle_timeout: Duration::from_secs_f64(args.idle_timeout),
         max_connections: args.max_connections,
-        max_connections_per_client: args.max_connections_per_client,
+        max_pending_connections_per_client: args.max_pending_connections_per_client,
         memory_budget: args.memory_budget,
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         cert_reload_interval: Duration::from_secs_f64(args.cert_reload_interval),

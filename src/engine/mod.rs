@@ -9,14 +9,16 @@ mod evaluator;
 pub use crate::vocabulary::Endpoint;
 pub use evaluator::{Evaluator, decide_confirmed};
 
-use crate::config::{Config, OnLookupError};
+use crate::config::{Config, Mode, OnLookupError};
 use crate::inventory::Inventory;
 use crate::model::{FieldError, Ownership, ServiceView, StatefulSetView};
 use crate::rules::Requester;
 use crate::rules::mutate;
 use crate::rules::pod::{PodDelete, check_pod_delete};
 use crate::rules::service::{ServiceDelete, check_service, check_service_delete};
-use crate::rules::statefulset::{StatefulSetSubject, check_statefulset, check_statefulset_delete};
+use crate::rules::statefulset::{
+    StatefulSetSubject, check_canary_partition, check_statefulset, check_statefulset_delete,
+};
 use crate::vocabulary::{Action, Findings, Kind, ObjectRef, RuleId};
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, Operation};
@@ -35,9 +37,23 @@ pub struct Violation {
     pub problem: String,
     pub hint: String,
     pub related: Vec<ObjectRef>,
-    /// The rule denies by config but the old object already broke it (UPDATE), so it warns.
-    pub grandfathered: bool,
+    /// Why a rule that denies by config only warns here, if it does.
+    pub not_denied: Option<NotDenied>,
 }
+
+/// Why a finding of a rule that denies by config was let through with a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotDenied {
+    /// UPDATE: the old object already broke the rule.
+    AlreadyBroken,
+    /// The rule excused it (a whole application torn down, say).
+    Excused,
+    /// `mode: monitor`: the webhook warns of what it would deny.
+    Monitor,
+}
+
+/// What monitor mode adds to what would have been denied.
+const WOULD_DENY: &str = "(monitor mode: this request would be denied)";
 
 impl Violation {
     /// The short form for `response.warnings`.
@@ -116,6 +132,30 @@ impl Decision {
     /// Whether the response carries any warning (without building the texts).
     pub fn has_warnings(&self) -> bool {
         !self.notes.is_empty() || self.violations.iter().any(|v| v.action == Action::Warn)
+    }
+
+    /// The decision as the webhook gives it in `mode`: in monitor mode whatever would deny —
+    /// a rule, an invalid object, a lookup failure under `onLookupError: deny` — is admitted
+    /// with a warning instead.
+    pub fn in_mode(mut self, mode: Mode) -> Decision {
+        if mode == Mode::Enforce {
+            return self;
+        }
+        for v in &mut self.violations {
+            if v.action == Action::Deny {
+                v.action = Action::Warn;
+                v.not_denied = Some(NotDenied::Monitor);
+                v.problem = format!("{} {WOULD_DENY}", v.problem);
+            }
+        }
+        let refusals = self
+            .invalid
+            .take()
+            .into_iter()
+            .chain(self.lookup_denials.drain(..));
+        let notes: Vec<String> = refusals.map(|r| format!("{r} {WOULD_DENY}")).collect();
+        self.notes.extend(notes);
+        self
     }
 
     /// Rule ids that fired, for logs and metrics.
@@ -227,9 +267,14 @@ pub fn apply_policy(
             ),
             (None, false) => f.problem,
         };
+        let not_denied = match (configured, &f.excuse, grandfathered) {
+            (Action::Deny, Some(_), _) => Some(NotDenied::Excused),
+            (Action::Deny, None, true) => Some(NotDenied::AlreadyBroken),
+            _ => None,
+        };
         decision.violations.push(Violation {
             rule: f.rule,
-            action: if grandfathered || f.excuse.is_some() {
+            action: if not_denied.is_some() {
                 Action::Warn
             } else {
                 configured
@@ -239,7 +284,7 @@ pub fn apply_policy(
             problem,
             hint: f.hint,
             related: f.related,
-            grandfathered,
+            not_denied,
         });
     }
     for (rule, err) in findings.lookup_failures {
@@ -316,16 +361,26 @@ impl<'a> Evaluation<'a> {
             obj.data.get("spec").and_then(|s| s.get("template"))
                 != old.data.get("spec").and_then(|s| s.get("template"))
         });
+        let subject = StatefulSetSubject {
+            view: &view,
+            data: &obj.data,
+            template_changed,
+        };
         let mut findings = Findings::default();
-        check_statefulset(
-            &StatefulSetSubject {
-                view: &view,
-                data: &obj.data,
-                template_changed,
-            },
-            self.inventory,
-            &mut findings,
-        )?;
+        check_statefulset(&subject, self.inventory, &mut findings)?;
+        // A malformed old object stages nothing (as it grandfathers nothing).
+        if let Some(old) = old
+            && self.config.mutation_enabled(RuleId::StsPartitionDefault)
+            && let Ok(old_view) = StatefulSetView::from_object(old, self.namespace)
+        {
+            check_canary_partition(
+                &obj.metadata,
+                &subject,
+                (&old_view, &old.data),
+                &self.config.partition,
+                &mut findings,
+            );
+        }
         Ok(findings)
     }
 

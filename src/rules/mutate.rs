@@ -413,39 +413,66 @@ pub fn default_partition(
     if &*view.update_strategy != "RollingUpdate" {
         return Ok(Mutation::default());
     }
-    let Some((old_view, old_data)) = old else {
+    let Some(old) = old else {
         let mut mutation = Mutation::default();
         if view.partition.is_none() {
             mutation.operations = partition_operations(data, 0);
         }
         return Ok(mutation);
     };
-    let template_changed =
-        Fields::new(data).get("spec.template") != Fields::new(old_data).get("spec.template");
-    if !template_changed || view.partition != old_view.partition {
-        return Ok(Mutation::default());
-    }
-    let canary = match canary_size(meta, &view.namespace, config) {
-        Ok(Some(n)) => n,
+    let stage = match staged_rollout(meta, view, data, old, config) {
+        Ok(Some(stage)) => stage,
         Ok(None) => return Ok(Mutation::default()),
         Err(warning) => return Ok(Mutation::warn(warning)),
     };
-    let staged = view.ordinals_start + (view.replicas - canary).max(0);
-    let current = view.partition.unwrap_or(0);
-    if staged <= current {
-        // Never lower a partition the user set.
-        return Ok(Mutation::default());
-    }
     Ok(Mutation {
-        operations: partition_operations(data, staged),
+        operations: partition_operations(data, stage.partition),
         warning: Some(format!(
-            "{}: StatefulSet {}/{}: staged rollout: partition set to {staged}, so only the {canary} highest ordinals take the new revision; promote by lowering spec.updateStrategy.rollingUpdate.partition (to {} for all pods).",
+            "{}: StatefulSet {}/{}: staged rollout: partition set to {}, so only the {} highest ordinals take the new revision; promote by lowering spec.updateStrategy.rollingUpdate.partition (to {} for all pods).",
             RuleId::StsPartitionDefault,
             view.namespace,
             view.name,
+            stage.partition,
+            stage.canary,
             view.ordinals_start
         )),
     })
+}
+
+/// A staged rollout an UPDATE still needs: the partition that holds all but the `canary`
+/// highest ordinals on the old revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagedRollout {
+    pub canary: i64,
+    pub partition: i64,
+}
+
+/// The staged rollout an UPDATE of a RollingUpdate StatefulSet should get and does not have
+/// yet: its template changes, it does not change the partition itself, a canary size applies
+/// (annotation or namespace config) and the partition is below the staged one. `Err` is the
+/// warning for an unreadable annotation. The mutation applies it; the validating rule
+/// `sts-canary-partition` refuses an update that arrives without it.
+pub fn staged_rollout(
+    meta: &ObjectMeta,
+    view: &StatefulSetView,
+    data: &Value,
+    (old_view, old_data): (&StatefulSetView, &Value),
+    config: &PartitionDefaults,
+) -> Result<Option<StagedRollout>, String> {
+    if &*view.update_strategy != "RollingUpdate" {
+        return Ok(None);
+    }
+    let template_changed =
+        Fields::new(data).get("spec.template") != Fields::new(old_data).get("spec.template");
+    if !template_changed || view.partition != old_view.partition {
+        return Ok(None);
+    }
+    let Some(canary) = canary_size(meta, &view.namespace, config)? else {
+        return Ok(None);
+    };
+    let partition = view.ordinals_start + (view.replicas - canary).max(0);
+    // Never lower a partition the user set.
+    Ok((partition > view.partition.unwrap_or(0)).then_some(StagedRollout { canary, partition }))
 }
 
 /// The canary size: the object's annotation wins over the namespace default in config.

@@ -1,11 +1,13 @@
 //! Rules on StatefulSets: the governing Service, rollout partitions, storage and deletion.
 
+use super::mutate::{PartitionDefaults, staged_rollout};
 use super::{Finding, Findings, RuleId, join_names};
 use crate::inventory::Inventory;
 use crate::model::{
     FieldError, Fields, PER_POD_NAMES_NEED_HEADLESS, ServiceView, StatefulSetView, format_labels,
     selector_matches,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 /// The StatefulSet a CREATE or UPDATE would leave behind, with the raw spec for storage rules.
@@ -409,6 +411,37 @@ fn claim_template_names<'a>(f: &Fields<'a>) -> Result<Vec<&'a str>, FieldError> 
         names.extend(name);
     }
     Ok(names)
+}
+
+/// `sts-canary-partition`: the staged rollout `sts-partition-default` gives a canary
+/// StatefulSet's template change is there. sts-guard's mutating webhook sets it before this
+/// validation runs; an update without it got past a mutating webhook that did not answer
+/// (its failure policy lets mutations fail open), and would roll every pod at once.
+pub fn check_canary_partition(
+    meta: &ObjectMeta,
+    subject: &StatefulSetSubject<'_>,
+    old: (&StatefulSetView, &Value),
+    config: &PartitionDefaults,
+    out: &mut Findings,
+) {
+    let sts = subject.view;
+    // An unreadable canary annotation stages nothing; the mutation warns about it.
+    let Ok(Some(stage)) = staged_rollout(meta, sts, subject.data, old, config) else {
+        return;
+    };
+    out.push(Finding::new(
+        RuleId::StsCanaryPartition,
+        "spec.updateStrategy.rollingUpdate.partition",
+        format!(
+            "this template change is a staged rollout to the {} highest ordinals, but it arrives with partition {}: every pod would take the new revision at once. sts-guard's mutation did not stage it (its webhook did not answer, and a mutating webhook fails open).",
+            stage.canary,
+            sts.partition.unwrap_or(0)
+        ),
+        format!(
+            "Retry the update, or set spec.updateStrategy.rollingUpdate.partition yourself: {} for the staged rollout, {} to update every pod.",
+            stage.partition, sts.ordinals_start
+        ),
+    ));
 }
 
 /// Validating rules for a StatefulSet DELETE.

@@ -8,6 +8,7 @@
 //! 90 s after which kube-apiserver's client closes its own idle connections, so the server
 //! never closes one under a request the client is about to send.
 
+use super::limits::ConnectionSlot;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -104,12 +105,14 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
 }
 
 /// Serves one connection until the client closes it, a deadline closes it, or `shutdown`
-/// (SIGTERM) asks for a graceful close once in-flight requests are answered.
+/// (SIGTERM) asks for a graceful close once in-flight requests are answered. Its `slot` stops
+/// counting against its client's pending connections once a request has come in.
 pub async fn serve(
     tls: TlsStream<TcpStream>,
     app: Router,
     deadlines: Deadlines,
     peer: SocketAddr,
+    mut slot: ConnectionSlot,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
@@ -146,6 +149,9 @@ pub async fn serve(
     // After a close for lack of requests: when a peer that does not let go is dropped.
     let mut drop_at: Option<Instant> = None;
     loop {
+        if activity.served.load(Ordering::Acquire) > 0 {
+            slot.served();
+        }
         let close_at = match closing {
             true => None,
             false => activity.close_at(opened, deadlines),

@@ -1,5 +1,5 @@
 //! What one client, one request and all requests together can make the server spend:
-//! connections (in total and per client address) and memory (request bodies and their
+//! connections (in total, and those not yet served per client address) and memory (request bodies and their
 //! evaluation, under one budget). Refusals are counted, and logged at most once a period.
 
 use super::metrics::{Metrics, RefusalLabels};
@@ -62,64 +62,88 @@ impl RefusalLog {
     }
 }
 
-/// The connection caps: `total` at once, and at most `per_client` from one address, so that no
-/// single client (any pod can reach the webhook port) can take every slot from kube-apiserver.
+/// The connection caps: `total` at once, and at most `pending_per_client` from one address
+/// that have not yet been served a request (still in the TLS handshake or before their first
+/// request). So one client that opens connections and sends nothing (any pod can reach the
+/// webhook port) cannot take every slot from kube-apiserver, while a client that keeps sending
+/// requests — kube-apiserver opens one HTTP/1.1 connection per concurrent call — is served up
+/// to `total`. Served connections that go quiet are closed by the idle timeout.
 pub struct ConnectionLimits {
     total: Arc<Semaphore>,
-    per_client: usize,
-    by_client: Mutex<HashMap<IpAddr, usize>>,
+    pending_per_client: usize,
+    pending_by_client: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// A connection's place under the caps; given back when dropped.
 pub struct ConnectionSlot {
     limits: Arc<ConnectionLimits>,
     client: IpAddr,
+    /// Counted against its client's pending connections until its first request.
+    pending: bool,
     _permit: OwnedSemaphorePermit,
 }
 
 impl ConnectionLimits {
-    pub fn new(total: usize, per_client: usize) -> Arc<ConnectionLimits> {
+    pub fn new(total: usize, pending_per_client: usize) -> Arc<ConnectionLimits> {
         Arc::new(ConnectionLimits {
             total: Arc::new(Semaphore::new(total)),
-            per_client,
-            by_client: Mutex::new(HashMap::new()),
+            pending_per_client,
+            pending_by_client: Mutex::new(HashMap::new()),
         })
     }
 
     /// A slot for a new connection from `client`, or the reason it is refused.
     pub fn admit(self: &Arc<Self>, client: IpAddr) -> Result<ConnectionSlot, &'static str> {
-        let mut by_client = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
-        let held = by_client.get(&client).copied().unwrap_or(0);
-        if held >= self.per_client {
-            return Err("per_client_connection_limit");
+        let mut pending = self.pending();
+        let held = pending.get(&client).copied().unwrap_or(0);
+        if held >= self.pending_per_client {
+            return Err("per_client_pending_connection_limit");
         }
         let permit = self
             .total
             .clone()
             .try_acquire_owned()
             .map_err(|_| "connection_limit")?;
-        by_client.insert(client, held + 1);
+        pending.insert(client, held + 1);
         Ok(ConnectionSlot {
             limits: self.clone(),
             client,
+            pending: true,
             _permit: permit,
         })
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.pending_by_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ConnectionSlot {
+    /// The connection has been served a request: it no longer counts as pending.
+    pub fn served(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            self.limits.release_pending(self.client);
+        }
+    }
+}
+
+impl ConnectionLimits {
+    fn release_pending(&self, client: IpAddr) {
+        let mut pending = self.pending();
+        if let Some(held) = pending.get_mut(&client) {
+            *held -= 1;
+            if *held == 0 {
+                pending.remove(&client);
+            }
+        }
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut by_client = self
-            .limits
-            .by_client
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = by_client.get_mut(&self.client) {
-            *held -= 1;
-            if *held == 0 {
-                by_client.remove(&self.client);
-            }
-        }
+        self.served();
     }
 }
 
@@ -239,19 +263,30 @@ mod tests {
     }
 
     #[test]
-    fn a_client_cannot_take_every_connection() {
-        let limits = ConnectionLimits::new(3, 2);
+    fn a_client_cannot_take_every_connection_with_connections_that_send_nothing() {
+        let limits = ConnectionLimits::new(4, 2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = limits.admit(a).unwrap();
+        let mut first = limits.admit(a).unwrap();
         let _second = limits.admit(a).unwrap();
-        assert_eq!(limits.admit(a).err(), Some("per_client_connection_limit"));
+        assert_eq!(
+            limits.admit(a).err(),
+            Some("per_client_pending_connection_limit")
+        );
+        // Served, a connection no longer counts against its client: a busy client gets more.
+        first.served();
+        let _third = limits.admit(a).unwrap();
         let _other = limits.admit(b).unwrap();
         assert_eq!(limits.admit(b).err(), Some("connection_limit"));
         drop(first);
         assert!(
-            limits.admit(a).is_ok(),
+            limits.admit(b).is_ok(),
             "a closed connection gives its slot back"
+        );
+        assert_eq!(
+            limits.admit(a).err(),
+            Some("per_client_pending_connection_limit"),
+            "a's two pending connections still count"
         );
     }
 

@@ -8,7 +8,7 @@ pub mod metrics;
 
 use crate::admission::{self, Decoded, Reviewed};
 use crate::config::Config;
-use crate::engine::{Endpoint, Evaluator};
+use crate::engine::{Endpoint, Evaluator, NotDenied};
 use crate::rules::Action;
 use crate::vocabulary::Kind;
 use axum::Router;
@@ -42,7 +42,8 @@ pub struct ServerOptions {
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
     pub max_connections: usize,
-    pub max_connections_per_client: usize,
+    /// Connections from one address not yet served a request (handshake, first request).
+    pub max_pending_connections_per_client: usize,
     /// Bytes request bodies and their evaluation may hold at once, across all requests.
     pub memory_budget: usize,
     pub drain_timeout: Duration,
@@ -242,7 +243,7 @@ async fn handle(
                     .inventory
                     .decide(&request, &state.config, endpoint)
                     .await;
-                admission::encode(summary, decision)
+                admission::encode(summary, decision.in_mode(state.config.mode))
             }
             Decoded::Answered(reviewed) => Ok(*reviewed),
         }
@@ -391,10 +392,10 @@ fn record(metrics: &Metrics, endpoint: Endpoint, version: Version, r: &Reviewed<
             .violations
             .get_or_create(&RuleLabels {
                 rule: v.rule.as_str(),
-                action: if v.action == Action::Deny {
-                    "deny"
-                } else {
-                    "warn"
+                action: match (v.action, v.not_denied) {
+                    (Action::Deny, _) => "deny",
+                    (_, Some(NotDenied::Monitor)) => "monitor",
+                    _ => "warn",
                 },
             })
             .inc();
@@ -551,7 +552,10 @@ async fn accept_loop(
     refusals: Arc<RefusalLog>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = ConnectionLimits::new(options.max_connections, options.max_connections_per_client);
+    let limits = ConnectionLimits::new(
+        options.max_connections,
+        options.max_pending_connections_per_client,
+    );
     let deadlines = Deadlines {
         headers: options.header_timeout,
         first_request: options.header_timeout,
@@ -586,7 +590,6 @@ async fn accept_loop(
         let app = app.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let _slot = slot;
             let tls = match tokio::time::timeout(deadlines.headers, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
@@ -598,7 +601,7 @@ async fn accept_loop(
                     return;
                 }
             };
-            connection::serve(tls, app, deadlines, peer, shutdown).await;
+            connection::serve(tls, app, deadlines, peer, slot, shutdown).await;
         });
     }
     drop(listener);
@@ -654,7 +657,35 @@ async fn reload_certificates(
     }
 }
 
-/// Publishes inventory sizes.
+/// Raises the soft limit on open files to the hard one (as Go programs do at start): every
+/// connection is a file descriptor, and a soft limit of 1,024 — common outside containers —
+/// would refuse kube-apiserver's connections long before `--max-connections`. Returns the
+/// limit now in force.
+pub fn raise_open_file_limit() -> std::io::Result<libc::rlim_t> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct passed, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Publishes inventory sizes./// Publishes inventory sizes.
 pub fn set_inventory_sizes(metrics: &Metrics, services: usize, statefulsets: usize, nodes: usize) {
     for (kind, n) in [
         (Kind::Service, services),
