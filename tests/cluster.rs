@@ -401,6 +401,8 @@ async fn readyz_waits_for_the_first_list_and_the_server_decides_from_the_cluster
         memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(2),
         cert_reload_interval: Duration::from_secs(10),
+        client_ca: None,
+        client_names: Vec::new(),
     };
     let running = server::start(
         options,

@@ -45,6 +45,8 @@ async fn start(adjust: impl FnOnce(&mut ServerOptions)) -> TestServer {
         memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(2),
         cert_reload_interval: Duration::from_secs(60),
+        client_ca: None,
+        client_names: Vec::new(),
     };
     adjust(&mut options);
     let inventory: Arc<dyn Evaluator> = Arc::new(inventory(&[svc("nginx"), sts("web")]));

@@ -45,6 +45,8 @@ fn options(dir: &Path) -> ServerOptions {
         memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(5),
         cert_reload_interval: Duration::from_millis(100),
+        client_ca: None,
+        client_names: Vec::new(),
     }
 }
 

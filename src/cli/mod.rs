@@ -34,7 +34,7 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Serve the admission webhook over TLS (POST /validate, /mutate; GET /healthz, /readyz,
     /// /metrics).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Read a live cluster once and list the StatefulSets, Services and StatefulSet pods that
     /// break the rules. Exit 0: no denial; 1: denials; 2: the cluster could not be read.
     Audit(audit::AuditArgs),
@@ -136,7 +136,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(&args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Audit(args) => audit::run(args),
         Command::Review(args) => review::run(&args),
         Command::Certs(args) => certs::run(&args),

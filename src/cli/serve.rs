@@ -23,6 +23,15 @@ pub struct ServeArgs {
     /// Private key of the serving certificate (PEM).
     #[arg(long, env = "STS_GUARD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: accept only clients with a certificate that chains to this CA bundle (PEM;
+    /// re-read like the serving pair). kube-apiserver presents one when its admission control
+    /// config names a kubeconfig user for the webhook's host.
+    #[arg(long, env = "STS_GUARD_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// With --client-ca: accept only a client certificate that names this identity as its
+    /// common name or a DNS name (repeatable; without it any certificate from the CA).
+    #[arg(long = "client-name", value_name = "NAME", requires = "client_ca")]
+    pub client_names: Vec<String>,
     /// Where development certificates are kept when --tls-cert/--tls-key are not given.
     #[arg(long, default_value = "certs", env = "STS_GUARD_CERTS_DIR")]
     pub certs_dir: PathBuf,
@@ -213,6 +222,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         memory_budget: args.memory_budget,
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         cert_reload_interval: Duration::from_secs_f64(args.cert_reload_interval),
+        client_ca: args.client_ca,
+        client_names: args.client_names,
     };
     let running = server::start(options, inventory, config, metrics)
         .await

@@ -2,6 +2,7 @@
 //! ALPN. Evaluation lives in [`crate::admission`]; this module is transport only.
 
 pub mod certs;
+pub mod client_auth;
 mod connection;
 pub mod limits;
 pub mod metrics;
@@ -18,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use certs::{CertError, SwappableCert};
+use client_auth::{ClientAuth, load_client_ca};
 use connection::Deadlines;
 use http_body_util::BodyExt;
 use limits::{ConnectionLimits, MemoryBudget, RefusalLog, Reservation, evaluation_cost};
@@ -48,6 +50,10 @@ pub struct ServerOptions {
     pub memory_budget: usize,
     pub drain_timeout: Duration,
     pub cert_reload_interval: Duration,
+    /// Mutual TLS: client certificates must chain to this CA bundle (`--client-ca`).
+    pub client_ca: Option<PathBuf>,
+    /// ...and name one of these identities, CN or DNS name (`--client-name`; none: any).
+    pub client_names: Vec<String>,
 }
 
 /// What one request may spend: its body size and time, and memory from the shared budget.
@@ -75,6 +81,8 @@ const INLINE_EVALUATION_BYTES: usize = 256 * 1024;
 pub enum ServeError {
     #[error("{0}")]
     Cert(#[from] CertError),
+    #[error("--client-ca {0}")]
+    ClientCa(CertError),
     #[error("--addr {addr}: cannot bind: {source}")]
     Bind {
         addr: SocketAddr,
@@ -464,12 +472,18 @@ impl Running {
     }
 }
 
-fn tls_config(resolver: Arc<SwappableCert>) -> Result<rustls::ServerConfig, rustls::Error> {
+fn tls_config(
+    resolver: Arc<SwappableCert>,
+    client_auth: Option<Arc<ClientAuth>>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?;
+    let mut config = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    }
+    .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -500,11 +514,28 @@ pub async fn start_router(
     ready: Arc<AtomicBool>,
 ) -> Result<Running, ServeError> {
     let provider = rustls::crypto::ring::default_provider();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Checked before binding: a bad pair fails at start, not at the first handshake.
     let loaded = certs::load_pair(&options.cert_path, &options.key_path, &provider)?;
     metrics.cert_expiry.set(loaded.not_after);
     let resolver = Arc::new(SwappableCert::new(loaded.key.clone()));
-    let acceptor = TlsAcceptor::from(Arc::new(tls_config(resolver.clone())?));
+    let client_auth = match &options.client_ca {
+        Some(path) => {
+            let ca = load_client_ca(path, &provider).map_err(ServeError::ClientCa)?;
+            let auth = Arc::new(ClientAuth::new(ca.verifier, options.client_names.clone()));
+            tokio::spawn(reload_client_ca(
+                path.clone(),
+                options.cert_reload_interval,
+                ca.fingerprint,
+                auth.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+            ));
+            Some(auth)
+        }
+        None => None,
+    };
+    let acceptor = TlsAcceptor::from(Arc::new(tls_config(resolver.clone(), client_auth)?));
     let listener = TcpListener::bind(options.addr)
         .await
         .map_err(|source| ServeError::Bind {
@@ -515,7 +546,6 @@ pub async fn start_router(
         addr: options.addr,
         source,
     })?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics_for_refusals = metrics.clone();
     tokio::spawn(reload_certificates(
         options.cert_path.clone(),
@@ -589,10 +619,14 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let refusals = refusals.clone();
         connections.spawn(async move {
             let tls = match tokio::time::timeout(deadlines.headers, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
+                    if client_auth::refused_client_certificate(&err) {
+                        let _ = refusals.refused("client_certificate", Some(peer.ip()));
+                    }
                     tracing::debug!(%peer, %err, "TLS handshake failed");
                     return;
                 }
@@ -652,6 +686,43 @@ async fn reload_certificates(
                 fingerprint = (cert, key);
                 metrics.cert_reload_failures.inc();
                 tracing::error!(%err, "certificate reload failed; keeping the last good certificate");
+            }
+        }
+    }
+}
+
+/// Re-reads the client CA bundle like the serving pair: a changed file that loads replaces
+/// the verifier for new handshakes; one that does not is counted, logged once and ignored.
+async fn reload_client_ca(
+    path: PathBuf,
+    interval: Duration,
+    mut fingerprint: Vec<u8>,
+    auth: Arc<ClientAuth>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let provider = rustls::crypto::ring::default_provider();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let Ok(pem) = std::fs::read(&path) else {
+            continue;
+        };
+        if pem == fingerprint {
+            continue;
+        }
+        match load_client_ca(&path, &provider) {
+            Ok(loaded) => {
+                auth.swap(loaded.verifier);
+                fingerprint = loaded.fingerprint;
+                tracing::info!(ca = %path.display(), "client CA reloaded");
+            }
+            Err(err) => {
+                fingerprint = pem;
+                metrics.cert_reload_failures.inc();
+                tracing::error!(%err, "client CA reload failed; keeping the last good CA");
             }
         }
     }

@@ -47,6 +47,93 @@ pub fn client_config(ca_pem: &[u8], proto: Proto) -> rustls::ClientConfig {
     config
 }
 
+/// A client configuration that also presents `identity` (certificate chain and key, PEM).
+pub fn client_config_with_identity(
+    ca_pem: &[u8],
+    proto: Proto,
+    identity: &ClientIdentity,
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.cert.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(identity.key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![proto.alpn()];
+    config
+}
+
+/// A client certificate and its key (PEM).
+pub struct ClientIdentity {
+    pub cert: String,
+    pub key: String,
+}
+
+/// A CA that issues client certificates.
+pub struct ClientCa {
+    pub pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl ClientCa {
+    pub fn new(name: &str) -> ClientCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        ClientCa {
+            pem,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A client certificate with common name `name`.
+    pub fn issue(&self, name: &str) -> ClientIdentity {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        ClientIdentity {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+/// Opens a TLS connection to `localhost` at `addr` presenting `identity`, and speaks HTTP
+/// over it; the handshake error when the server refuses the certificate.
+pub async fn connect_as(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+    proto: Proto,
+    identity: &ClientIdentity,
+) -> std::io::Result<Conn> {
+    let connector = TlsConnector::from(Arc::new(client_config_with_identity(
+        ca_pem, proto, identity,
+    )));
+    let tls = connector
+        .connect(
+            ServerName::try_from("localhost").unwrap(),
+            TcpStream::connect(addr).await?,
+        )
+        .await?;
+    Conn::handshake(tls, proto).await
+}
+
 /// Opens a verified TLS connection to `localhost` at `addr`.
 pub async fn tls_connect(
     addr: SocketAddr,
@@ -83,10 +170,18 @@ impl Conn {
     }
 
     pub async fn over(tcp: TcpStream, ca_pem: &[u8], proto: Proto) -> std::io::Result<Conn> {
-        let io = TokioIo::new(tls_over(tcp, ca_pem, proto).await?);
+        Conn::handshake(tls_over(tcp, ca_pem, proto).await?, proto).await
+    }
+
+    /// HTTP over an established TLS stream. With TLS 1.3 a server refuses a client
+    /// certificate after the client's handshake ends: that error comes with the first read.
+    pub async fn handshake(tls: TlsStream<TcpStream>, proto: Proto) -> std::io::Result<Conn> {
+        let io = TokioIo::new(tls);
         Ok(match proto {
             Proto::Http1 => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                let (sender, conn) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(std::io::Error::other)?;
                 tokio::spawn(conn);
                 Conn::H1(sender)
             }
@@ -94,7 +189,7 @@ impl Conn {
                 let (sender, conn) =
                     hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                         .await
-                        .unwrap();
+                        .map_err(std::io::Error::other)?;
                 tokio::spawn(conn);
                 Conn::H2(sender)
             }
@@ -133,6 +228,23 @@ impl Conn {
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
+}
+
+/// Sends one request on a fresh connection; the error when there is no answer.
+pub async fn request_result(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+    proto: Proto,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Bytes), String> {
+    let mut conn = Conn::open(addr, ca_pem, proto)
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.send(method, path, body)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Sends one request on a fresh connection.
