@@ -5,6 +5,10 @@
 //! Reports objects/s for the whole `check` pipeline (read, parse, index, evaluate every rule,
 //! render the report) next to a baseline measured in the same run: reading and parsing the same
 //! files alone. The ratio shows what the policy costs on top of the YAML reader.
+//!
+//! Then the "did you mean" at scale: 10,000 StatefulSets and their 10,000 headless Services
+//! in one namespace, once with every `serviceName` right and once with every one misspelt (each
+//! StatefulSet looks for the Services that select its pods), as a ratio of the two.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,6 +40,74 @@ fn write_corpus(dir: &Path) {
         }
         std::fs::write(dir.join(format!("ns-{ns}.yaml")), text).unwrap();
     }
+}
+
+/// One namespace of `count` StatefulSets and their headless Services; with `typo`, every
+/// `serviceName` names no Service, so each StatefulSet's "did you mean" looks for the Service
+/// that selects its pods among all of them.
+fn write_one_namespace(dir: &Path, count: usize, typo: bool) {
+    let mut text = String::new();
+    let suffix = if typo { "-svc" } else { "" };
+    for i in 0..count {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: db-{i}\nspec:\n  clusterIP: None\n  selector:\n    app.kubernetes.io/name: db-{i}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db-{i}\nspec:\n  serviceName: db-{i}{suffix}\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: db-{i}\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: db-{i}\n        app.kubernetes.io/part-of: shop\n    spec:\n      containers:\n      - name: db\n        image: registry.example.com/db:1\n"
+        ));
+    }
+    std::fs::write(dir.join("one-namespace.yaml"), text).unwrap();
+}
+
+/// Median time of `check` over the files in `dir`, and the number of objects denied.
+fn time_check(dir: &Path, runs: usize) -> (Duration, usize) {
+    let paths = vec![dir.to_str().unwrap().to_string()];
+    let config = Config::default();
+    let mut samples = Vec::new();
+    let mut denied = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let (manifests, errors) = read_paths(&paths, &Default::default());
+        assert!(errors.is_empty());
+        let (loaded, inventory) = load_objects(manifests, "default").unwrap();
+        let report = check_objects(loaded, &inventory, &config);
+        std::hint::black_box(sts_guard::report::text(&report));
+        samples.push(start.elapsed());
+        denied = report.denied();
+    }
+    (median(samples), denied)
+}
+
+fn did_you_mean_at_scale() {
+    const COUNT: usize = 10_000;
+    let right = tempfile::tempdir().unwrap();
+    let misspelt = tempfile::tempdir().unwrap();
+    write_one_namespace(right.path(), COUNT, false);
+    write_one_namespace(misspelt.path(), COUNT, true);
+    // Alternating, so that drift of the machine falls on both alike.
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for _ in 0..3 {
+        let (time, denied) = time_check(right.path(), 1);
+        assert_eq!(denied, 0);
+        good.push(time);
+        let (time, denied) = time_check(misspelt.path(), 1);
+        assert_eq!(denied, COUNT, "every misspelt serviceName is denied");
+        bad.push(time);
+    }
+    let (good, bad) = (median(good), median(bad));
+    println!(
+        "did_you_mean: {COUNT} StatefulSets and {COUNT} headless Services in one namespace, median of 3"
+    );
+    println!(
+        "  every serviceName right    : {:>8.1} ms",
+        good.as_secs_f64() * 1e3
+    );
+    println!(
+        "  every serviceName misspelt : {:>8.1} ms",
+        bad.as_secs_f64() * 1e3
+    );
+    println!(
+        "  misspelt / right time ratio: {:.2}",
+        bad.as_secs_f64() / good.as_secs_f64()
+    );
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -96,4 +168,5 @@ fn main() {
         rate(check) / rate(base)
     );
     println!("  denied objects: {denied}");
+    did_you_mean_at_scale();
 }

@@ -44,6 +44,8 @@ async fn main() {
         memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(1),
         cert_reload_interval: Duration::from_secs(10),
+        client_ca: None,
+        client_names: Vec::new(),
     };
     let app = Router::new()
         .route("/validate", post(trivial))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sts_guard::config::Config;
 use sts_guard::engine::{Decision, Endpoint, NotDenied, Skip, evaluate};
 use sts_guard::inventory::{Inventory, Lookup, LookupError, StaticInventory};
-use sts_guard::model::{NodeView, ServiceView, StatefulSetView};
+use sts_guard::model::{LabelSet, NodeView, ServiceView, StatefulSetView};
 use sts_guard::rules::{Action, RuleId};
 
 fn cfg() -> Config {
@@ -930,7 +930,11 @@ impl Inventory for Unreachable {
             reason: "connection refused".into(),
         })
     }
-    fn services_in(&self, ns: &str) -> Lookup<Vec<Arc<ServiceView>>> {
+    fn headless_services_selecting(
+        &self,
+        ns: &str,
+        _labels: &LabelSet,
+    ) -> Lookup<Vec<Arc<ServiceView>>> {
         Err(LookupError {
             what: format!("Services in {ns}"),
             reason: "connection refused".into(),

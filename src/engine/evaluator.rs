@@ -22,7 +22,7 @@
 use super::{Decision, Endpoint, evaluate};
 use crate::config::Config;
 use crate::inventory::{ClusterInventory, Inventory, LiveLookup, Lookup, StaticInventory};
-use crate::model::{NodeView, ServiceView, StatefulSetView};
+use crate::model::{LabelSet, NodeView, ServiceView, StatefulSetView};
 use crate::vocabulary::Kind;
 use futures::future::BoxFuture;
 use kube_core::DynamicObject;
@@ -98,7 +98,7 @@ pub async fn decide_confirmed<L: LiveLookup>(
         .iter()
         .filter(|call| match call {
             // Only feeds the did-you-mean hint; never decides.
-            Call::ServicesIn => false,
+            Call::Selecting => false,
             // A missing Node makes a force delete safe: a stale miss would wrongly allow.
             Call::Node(_, found) => denies || !found || stale(Kind::Node),
             Call::Service(..) => denies || stale(Kind::Service),
@@ -131,7 +131,7 @@ pub async fn decide_confirmed<L: LiveLookup>(
             Call::Namespace(name) => {
                 Answer::Namespace(name.clone(), live.live_namespace_terminating(name).await)
             }
-            Call::ServicesIn => Answer::None,
+            Call::Selecting => Answer::None,
         }
     }))
     .await;
@@ -158,7 +158,8 @@ pub async fn decide_confirmed<L: LiveLookup>(
 /// A lookup the rules made, and whether the cache found something.
 enum Call {
     Service(String, String),
-    ServicesIn,
+    /// The did-you-mean candidates.
+    Selecting,
     Governed(String, String),
     /// The Node's name, and whether the cache had it.
     Node(String, bool),
@@ -194,9 +195,13 @@ impl Inventory for Recorder<'_> {
         self.base.service(namespace, name)
     }
 
-    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
-        self.note(Call::ServicesIn);
-        self.base.services_in(namespace)
+    fn headless_services_selecting(
+        &self,
+        namespace: &str,
+        labels: &LabelSet,
+    ) -> Lookup<Vec<Arc<ServiceView>>> {
+        self.note(Call::Selecting);
+        self.base.headless_services_selecting(namespace, labels)
     }
 
     fn statefulsets_governed_by(
@@ -235,8 +240,12 @@ impl Inventory for Overlay<'_> {
         live_or(live, || self.base.service(namespace, name))
     }
 
-    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
-        self.base.services_in(namespace)
+    fn headless_services_selecting(
+        &self,
+        namespace: &str,
+        labels: &LabelSet,
+    ) -> Lookup<Vec<Arc<ServiceView>>> {
+        self.base.headless_services_selecting(namespace, labels)
     }
 
     fn statefulsets_governed_by(

@@ -16,7 +16,7 @@
 
 use super::lean::{LeanNode, LeanService, LeanStatefulSet};
 use super::{Inventory, LiveLookup, Lookup, LookupError, StaticInventory};
-use crate::model::{NodeView, ServiceView, StatefulSetView};
+use crate::model::{LabelSet, NodeView, ServiceView, StatefulSetView};
 use crate::vocabulary::Kind;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -292,8 +292,12 @@ impl Inventory for ClusterInventory {
         self.read().service(namespace, name)
     }
 
-    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
-        self.read().services_in(namespace)
+    fn headless_services_selecting(
+        &self,
+        namespace: &str,
+        labels: &LabelSet,
+    ) -> Lookup<Vec<Arc<ServiceView>>> {
+        self.read().headless_services_selecting(namespace, labels)
     }
 
     fn statefulsets_governed_by(

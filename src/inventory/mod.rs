@@ -14,7 +14,7 @@ pub use static_files::StaticInventory;
 
 pub use crate::vocabulary::LookupError;
 
-use crate::model::{NodeView, ServiceView, StatefulSetView};
+use crate::model::{LabelSet, NodeView, ServiceView, StatefulSetView};
 use crate::vocabulary::Kind;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -24,8 +24,13 @@ pub type Lookup<T> = Result<T, LookupError>;
 pub trait Inventory: Send + Sync {
     /// The Service `namespace/name`.
     fn service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>>;
-    /// Every Service in `namespace`.
-    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>>;
+    /// The headless Services in `namespace` with a selector whose every pair is among
+    /// `labels` (those that would select pods so labelled), by name.
+    fn headless_services_selecting(
+        &self,
+        namespace: &str,
+        labels: &LabelSet,
+    ) -> Lookup<Vec<Arc<ServiceView>>>;
     /// The StatefulSets in `namespace` whose `spec.serviceName` is `service`.
     fn statefulsets_governed_by(
         &self,

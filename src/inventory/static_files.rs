@@ -2,7 +2,7 @@
 //! the index behind the cluster inventory's watch caches.
 
 use super::{Inventory, Lookup};
-use crate::model::{NodeView, ServiceView, StatefulSetView};
+use crate::model::{LabelSet, NodeView, ServiceView, StatefulSetView, selector_matches};
 use crate::vocabulary::Kind;
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
@@ -73,12 +73,75 @@ struct NamespaceStatefulSets {
     governed: HashMap<Arc<str>, Box<[Arc<StatefulSetView>]>>,
 }
 
-/// Objects indexed by namespace and name, and StatefulSets by governing Service, so that every
-/// lookup is a hash probe (no scans over the whole set). Namespaces are interned strings
+/// The Services of one namespace by name, and those that could govern a StatefulSet — headless,
+/// with a selector — by the first pair of their selector (selectors are sorted by key). A
+/// Service selects a StatefulSet's pods only when every pair of its selector is among the pod
+/// template's labels, its first pair included, so the template's few labels name the only
+/// buckets to look in: the "did you mean" of a StatefulSet whose Service is missing costs
+/// what those buckets hold, not a scan of the namespace.
+#[derive(Debug, Default, Clone)]
+struct NamespaceServices {
+    by_name: Set<ServiceView>,
+    /// First selector key, then its value.
+    selecting: HashMap<Arc<str>, ByValue>,
+}
+
+/// Services by the value of their selector's first key.
+type ByValue = HashMap<Arc<str>, Vec<Arc<ServiceView>>>;
+
+impl NamespaceServices {
+    /// The bucket `svc` belongs in, if it could govern a StatefulSet.
+    fn anchor(svc: &ServiceView) -> Option<(&str, &str)> {
+        svc.is_headless()
+            .then(|| svc.selector.iter().next())
+            .flatten()
+    }
+
+    fn insert(&mut self, svc: Arc<ServiceView>) {
+        self.remove(&svc.name);
+        if let Some((key, value)) = Self::anchor(&svc) {
+            self.selecting
+                .entry(crate::model::intern(key))
+                .or_default()
+                .entry(crate::model::intern(value))
+                .or_default()
+                .push(svc.clone());
+        }
+        self.by_name.insert(ByName(svc));
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(ByName(old)) = self.by_name.take(name) else {
+            return;
+        };
+        let Some((key, value)) = Self::anchor(&old) else {
+            return;
+        };
+        if let Some(values) = self.selecting.get_mut(key) {
+            if let Some(bucket) = values.get_mut(value) {
+                bucket.retain(|s| s.name != old.name);
+                if bucket.is_empty() {
+                    values.remove(value);
+                }
+            }
+            if values.is_empty() {
+                self.selecting.remove(key);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// Objects indexed by namespace and name, StatefulSets by governing Service, and the Services
+/// that could govern one by selector, so that every lookup is a hash probe (no scans over the
+/// whole set). Namespaces are interned strings
 /// shared with the views; names are borrowed from the views.
 #[derive(Debug, Default, Clone)]
 pub struct StaticInventory {
-    services: HashMap<Arc<str>, Set<ServiceView>>,
+    services: HashMap<Arc<str>, NamespaceServices>,
     statefulsets: HashMap<Arc<str>, NamespaceStatefulSets>,
     nodes: Set<NodeView>,
     /// Namespaces known to be deleted (files show no namespace state; tests and `review` say).
@@ -105,13 +168,13 @@ impl StaticInventory {
         self.services
             .entry(svc.namespace.clone())
             .or_default()
-            .replace(ByName(svc));
+            .insert(svc);
     }
 
     pub fn remove_service(&mut self, namespace: &str, name: &str) {
-        if let Some(by_name) = self.services.get_mut(namespace) {
-            by_name.remove(name);
-            if by_name.is_empty() {
+        if let Some(services) = self.services.get_mut(namespace) {
+            services.remove(name);
+            if services.is_empty() {
                 self.services.remove(namespace);
             }
         }
@@ -223,7 +286,7 @@ impl StaticInventory {
                 &mut self.services,
                 &mut fresh.services,
                 namespace,
-                HashSet::is_empty,
+                NamespaceServices::is_empty,
             ),
             Kind::StatefulSet => swap_in(
                 &mut self.statefulsets,
@@ -239,7 +302,11 @@ impl StaticInventory {
 
     /// The cached Service `namespace/name` (no clone of the list, unlike the trait).
     pub(crate) fn cached_service(&self, namespace: &str, name: &str) -> Option<&Arc<ServiceView>> {
-        self.services.get(namespace)?.get(name).map(|b| &b.0)
+        self.services
+            .get(namespace)?
+            .by_name
+            .get(name)
+            .map(|b| &b.0)
     }
 
     pub(crate) fn cached_node(&self, name: &str) -> Option<&Arc<NodeView>> {
@@ -250,7 +317,7 @@ impl StaticInventory {
     pub fn all_services(&self) -> impl Iterator<Item = &Arc<ServiceView>> {
         self.services
             .values()
-            .flat_map(|set| set.iter().map(|b| &b.0))
+            .flat_map(|ns| ns.by_name.iter().map(|b| &b.0))
     }
 
     /// The StatefulSet `namespace/name`.
@@ -293,7 +360,7 @@ impl StaticInventory {
     /// Object counts (Services, StatefulSets, Nodes), for logs and metrics.
     pub fn sizes(&self) -> (usize, usize, usize) {
         (
-            self.services.values().map(HashSet::len).sum(),
+            self.services.values().map(|ns| ns.by_name.len()).sum(),
             self.statefulsets.values().map(|ns| ns.by_name.len()).sum(),
             self.nodes.len(),
         )
@@ -305,12 +372,21 @@ impl Inventory for StaticInventory {
         Ok(self.cached_service(namespace, name).cloned())
     }
 
-    fn services_in(&self, namespace: &str) -> Lookup<Vec<Arc<ServiceView>>> {
-        let mut list: Vec<_> = self
-            .services
-            .get(namespace)
-            .map(|set| set.iter().map(|b| b.0.clone()).collect())
-            .unwrap_or_default();
+    fn headless_services_selecting(
+        &self,
+        namespace: &str,
+        labels: &LabelSet,
+    ) -> Lookup<Vec<Arc<ServiceView>>> {
+        let Some(services) = self.services.get(namespace) else {
+            return Ok(Vec::new());
+        };
+        let mut list: Vec<Arc<ServiceView>> = labels
+            .iter()
+            .filter_map(|(key, value)| services.selecting.get(key)?.get(value))
+            .flatten()
+            .filter(|svc| selector_matches(&svc.selector, labels))
+            .cloned()
+            .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(list)
     }
@@ -417,7 +493,48 @@ mod tests {
         let mut empty = StaticInventory::new();
         inv.swap_kind(Kind::Service, Some("c"), &mut empty);
         assert_eq!(inv.sizes().0, 0);
-        assert!(inv.services_in("c").unwrap().is_empty());
+        assert_eq!(inv.all_services().count(), 0);
+    }
+
+    #[test]
+    fn the_services_that_select_a_pod_template_are_found_through_its_labels() {
+        let labelled = |name: &str, selector: &[(&str, &str)]| ServiceView {
+            selector: LabelSet::from_pairs(selector.iter().copied()),
+            ..svc("d", name)
+        };
+        let mut inv = StaticInventory::new();
+        inv.add_service(labelled("exact", &[("app", "web"), ("tier", "db")]));
+        inv.add_service(labelled("broad", &[("tier", "db")]));
+        inv.add_service(labelled("other-tier", &[("app", "web"), ("tier", "cache")]));
+        inv.add_service(labelled("no-selector", &[]));
+        let mut virtual_ip = labelled("virtual-ip", &[("app", "web")]);
+        virtual_ip.cluster_ip = Some("10.0.0.9".into());
+        inv.add_service(virtual_ip);
+        inv.add_service(ServiceView {
+            namespace: "elsewhere".into(),
+            ..labelled("other-namespace", &[("app", "web")])
+        });
+        let pods = LabelSet::from_pairs([("app", "web"), ("tier", "db"), ("version", "1")]);
+        let names = |inv: &StaticInventory| -> Vec<String> {
+            inv.headless_services_selecting("d", &pods)
+                .unwrap()
+                .iter()
+                .map(|s| s.name.to_string())
+                .collect()
+        };
+        assert_eq!(names(&inv), ["broad", "exact"]);
+        // A replaced Service moves to the bucket of its new selector; a removed one leaves it.
+        inv.add_service(labelled("broad", &[("version", "2")]));
+        assert_eq!(names(&inv), ["exact"]);
+        inv.add_service(labelled("other-tier", &[("app", "web")]));
+        assert_eq!(names(&inv), ["exact", "other-tier"]);
+        inv.remove_service("d", "exact");
+        assert_eq!(names(&inv), ["other-tier"]);
+        let mut no_longer_headless = labelled("other-tier", &[("app", "web")]);
+        no_longer_headless.cluster_ip = Some("10.0.0.10".into());
+        inv.add_service(no_longer_headless);
+        assert!(names(&inv).is_empty());
+        assert_eq!(inv.sizes().0, 5);
     }
 
     #[test]

@@ -265,7 +265,10 @@ fn suggest_governing_service(
     if sts.template_labels.is_empty() {
         return None;
     }
-    let services = out.lookup(rule, inventory.services_in(&sts.namespace))?;
+    let services = out.lookup(
+        rule,
+        inventory.headless_services_selecting(&sts.namespace, &sts.template_labels),
+    )?;
     let written = sts.governing_service().unwrap_or(&sts.name);
     // Specificity: a selector that holds every pair of the StatefulSet's own spec.selector
     // selects only its pods; then, more pairs narrow it further.
@@ -277,11 +280,6 @@ fn suggest_governing_service(
     };
     let mut candidates: Vec<(&ServiceView, (bool, usize), usize)> = services
         .iter()
-        .filter(|svc| {
-            svc.is_headless()
-                && !svc.selector.is_empty()
-                && selector_matches(&svc.selector, &sts.template_labels)
-        })
         .map(|svc| {
             (
                 svc.as_ref(),
