@@ -341,6 +341,9 @@ class ControlPlane:
             f"--service-account-private-key-file={self.pki.sa_key}",
             f"--root-ca-file={self.pki.ca}",
             "--use-service-account-credentials=true",
+            # A large cluster's request rates (the defaults are 20/s, burst 30), so that a
+            # scale-up calls the webhooks concurrently as a busy control plane does.
+            "--kube-api-qps=200", "--kube-api-burst=400",
             "--leader-elect=false",
             "--secure-port=0",
             "--v=1",
