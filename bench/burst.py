@@ -1,7 +1,9 @@
 """Time to 500 pods: one StatefulSet (podManagementPolicy Parallel) scaled from 0 to PODS by the
-real StatefulSet controller, with no webhook registered and with sts-guard registered through
-the chart's webhook configurations behind the chart's Service (HTTP/1.1, one connection per
-concurrent call), in alternating rounds on one control plane. Run through bench/burst.sh.
+real StatefulSet controller, with no webhook registered, with sts-guard registered through the
+chart's webhook configurations behind the chart's Service (HTTP/1.1, one connection per
+concurrent call), and — where ../shared/bench is there — with the reference webhook
+(peer-go, Go standard library) behind the same Service instead, in alternating rounds on one
+control plane. Run through bench/burst.sh.
 
 The e2e (tests/e2e/test_burst.py) asserts what must hold — every pod created with its identity,
 no webhook call failed, nothing refused; this measures what it costs.
@@ -20,8 +22,11 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
 
+from apiserver_latency import PEER_DIR, build_peer, start_peer  # noqa: E402
 from controlplane import ControlPlane, NetworkNamespace, wait_until  # noqa: E402
-from harness import Kubectl, chart_identity, dump_all, service_server, webhook_configurations  # noqa: E402
+from harness import (  # noqa: E402
+    Kubectl, chart_identity, dump_all, endpoint_slice, service_server, webhook_configurations,
+)
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 PODS = int(os.environ.get("PODS", "500"))
@@ -45,11 +50,16 @@ def headless(name: str) -> dict:
             "spec": {"clusterIP": "None", "selector": {"app": name}, "ports": [{"port": 80}]}}
 
 
-def time_to_pods(kubectl: Kubectl, ns: str) -> float:
-    """Seconds from the scale request until all PODS pods exist, in a fresh namespace."""
+def prepare(kubectl: Kubectl, ns: str):
+    """A fresh namespace with the StatefulSet at 0 replicas and its Service, made before any
+    webhook is registered (the reference webhook knows only its own inventory's Services)."""
     kubectl.ok("create", "namespace", ns)
     wait_until(f"ServiceAccount {ns}/default", lambda: kubectl.exists("serviceaccount", "default", ns))
     kubectl.ok("apply", "-n", ns, "-f", "-", input=dump_all([headless("burst"), statefulset("burst")]))
+
+
+def time_to_pods(kubectl: Kubectl, ns: str) -> float:
+    """Seconds from the scale request until all PODS pods exist."""
     start = time.perf_counter()
     kubectl.ok("scale", "statefulset", "burst", "-n", ns, f"--replicas={PODS}")
 
@@ -68,6 +78,7 @@ def main() -> int:
     run_dir = pathlib.Path(tempfile.mkdtemp(prefix="sts-guard-burst-"))
     cluster = ControlPlane(bin_dir, run_dir / "control-plane")
     server = None
+    peer = None
     netns = None
     try:
         cluster.start()
@@ -76,20 +87,33 @@ def main() -> int:
         netns = NetworkNamespace(str(os.getpid() % 100000))
         server = service_server(identity, run_dir, netns, cluster)
         server.start()
+        service, sts_guard_endpoints = server.service_objects
         kubectl.ok("apply", "-f", "-", input=dump_all(server.service_objects))
         webhooks = webhook_configurations(identity.docs)
-        samples: dict[str, list[float]] = {"no webhook": [], "sts-guard HTTP/1.1 (Service)": []}
+        # What the chart's Service points at, per configuration.
+        endpoints = {"no webhook": None, "sts-guard HTTP/1.1 (Service)": sts_guard_endpoints}
+        if (PEER_DIR / "peer-go").is_dir():
+            peer_port = server.port + 1
+            peer = start_peer(run_dir, build_peer(run_dir), "peer-go-service", netns.address, peer_port,
+                              server.tls_dir, netns, server.server_name)
+            endpoints["peer-go HTTP/1.1 (Service)"] = endpoint_slice(service, netns.address, peer_port)
+        samples: dict[str, list[float]] = {name: [] for name in endpoints}
         for round_number in range(ROUNDS):
             for index, name in enumerate(samples):
+                ns = f"burst-{round_number}-{index}"
                 kubectl.ok("delete", "validatingwebhookconfigurations,mutatingwebhookconfigurations", "--all")
-                if name != "no webhook":
-                    kubectl.ok("apply", "-f", "-", input=dump_all(webhooks))
-                    # In effect once a dry-run create naming a missing Service is denied.
-                    wait_until("webhooks in effect", lambda: not kubectl(
-                        "apply", "--dry-run=server", "-n", "default", "-f", "-",
-                        input=json.dumps({**statefulset("probe"), "spec": {**statefulset("probe")["spec"],
-                                                                         "serviceName": "absent"}})).ok)
-                samples[name].append(time_to_pods(kubectl, f"burst-{round_number}-{index}"))
+                prepare(kubectl, ns)
+                if endpoints[name]:
+                    kubectl.ok("apply", "-f", "-", input=dump_all([endpoints[name], *webhooks]))
+                    # In effect once a dry-run create naming a missing Service is denied (sts-guard's
+                    # denial names its rule id, the peer's does not).
+                    def in_effect(name=name):
+                        probe = {**statefulset("probe"), "spec": {**statefulset("probe")["spec"], "serviceName": "absent"}}
+                        result = kubectl("apply", "--dry-run=server", "-n", "default", "-f", "-", input=json.dumps(probe))
+                        return not result.ok and ("sts-service-exists" in result.stderr) == name.startswith("sts-guard")
+
+                    wait_until("webhooks in effect", in_effect)
+                samples[name].append(time_to_pods(kubectl, ns))
             print(f"round {round_number + 1}/{ROUNDS} done", file=sys.stderr)
         base = statistics.median(samples["no webhook"])
         print(f"\nTime to {PODS} pods (one Parallel StatefulSet scaled from 0), {ROUNDS} alternating rounds, one run:\n")
@@ -103,8 +127,9 @@ def main() -> int:
         print(f"\nsts_guard_refused_total: {refused or 'none'}")
         return 0
     finally:
-        if server:
-            server.stop()
+        for process in (server, peer):
+            if process:
+                process.stop()
         cluster.stop()
         if netns:
             netns.delete()
