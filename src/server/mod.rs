@@ -523,13 +523,19 @@ pub async fn start_router(
         Some(path) => {
             let ca = load_client_ca(path, &provider).map_err(ServeError::ClientCa)?;
             let auth = Arc::new(ClientAuth::new(ca.verifier, options.client_names.clone()));
-            tokio::spawn(reload_client_ca(
-                path.clone(),
+            let (path, swapped) = (path.clone(), auth.clone());
+            let provider = provider.clone();
+            tokio::spawn(reload_on_change(
+                "client CA",
+                vec![path.clone()],
                 options.cert_reload_interval,
-                ca.fingerprint,
-                auth.clone(),
+                vec![ca.fingerprint],
                 metrics.clone(),
                 shutdown_rx.clone(),
+                move || {
+                    swapped.swap(load_client_ca(&path, &provider)?.verifier);
+                    Ok(())
+                },
             ));
             Some(auth)
         }
@@ -547,14 +553,21 @@ pub async fn start_router(
         source,
     })?;
     let metrics_for_refusals = metrics.clone();
-    tokio::spawn(reload_certificates(
-        options.cert_path.clone(),
-        options.key_path.clone(),
+    let (cert_path, key_path) = (options.cert_path.clone(), options.key_path.clone());
+    let expiry = metrics.clone();
+    tokio::spawn(reload_on_change(
+        "serving certificate",
+        vec![cert_path.clone(), key_path.clone()],
         options.cert_reload_interval,
-        loaded.fingerprint,
-        resolver,
+        vec![loaded.fingerprint.0, loaded.fingerprint.1],
         metrics,
         shutdown_rx.clone(),
+        move || {
+            let loaded = certs::load_pair(&cert_path, &key_path, &provider)?;
+            resolver.swap(loaded.key);
+            expiry.cert_expiry.set(loaded.not_after);
+            Ok(())
+        },
     ));
     let task = tokio::spawn(accept_loop(
         listener,
@@ -651,78 +664,40 @@ async fn accept_loop(
     }
 }
 
-/// Polls the files' contents (not inodes: kubelet swaps a `..data` symlink) and swaps in a new
-/// pair when it changed and validates; a failed reload keeps the last good pair.
-async fn reload_certificates(
-    cert_path: PathBuf,
-    key_path: PathBuf,
+/// Re-reads `paths` every `interval` by content (not inode: the kubelet swaps a `..data`
+/// symlink) and calls `reload` when any changed. A failed reload is counted and logged once per
+/// bad content; whatever `reload` swaps in stays as it was, so the last good one is kept.
+async fn reload_on_change(
+    what: &'static str,
+    paths: Vec<PathBuf>,
     interval: Duration,
-    mut fingerprint: (Vec<u8>, Vec<u8>),
-    resolver: Arc<SwappableCert>,
+    mut seen: Vec<Vec<u8>>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
+    mut reload: impl FnMut() -> Result<(), CertError>,
 ) {
-    let provider = rustls::crypto::ring::default_provider();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
-        let (Ok(cert), Ok(key)) = (std::fs::read(&cert_path), std::fs::read(&key_path)) else {
+        let Ok(contents) = paths
+            .iter()
+            .map(std::fs::read)
+            .collect::<Result<Vec<_>, _>>()
+        else {
             continue;
         };
-        if (&cert, &key) == (&fingerprint.0, &fingerprint.1) {
+        if contents == seen {
             continue;
         }
-        match certs::load_pair(&cert_path, &key_path, &provider) {
-            Ok(loaded) => {
-                resolver.swap(loaded.key);
-                metrics.cert_expiry.set(loaded.not_after);
-                fingerprint = loaded.fingerprint;
-                tracing::info!(cert = %cert_path.display(), "serving certificate reloaded");
-            }
+        // Remembered either way, so that bad contents are logged once, not every poll.
+        seen = contents;
+        match reload() {
+            Ok(()) => tracing::info!(file = %paths[0].display(), "{what} reloaded"),
             Err(err) => {
-                // Remember the bad contents so the failure is logged once, not every poll.
-                fingerprint = (cert, key);
                 metrics.cert_reload_failures.inc();
-                tracing::error!(%err, "certificate reload failed; keeping the last good certificate");
-            }
-        }
-    }
-}
-
-/// Re-reads the client CA bundle like the serving pair: a changed file that loads replaces
-/// the verifier for new handshakes; one that does not is counted, logged once and ignored.
-async fn reload_client_ca(
-    path: PathBuf,
-    interval: Duration,
-    mut fingerprint: Vec<u8>,
-    auth: Arc<ClientAuth>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let provider = rustls::crypto::ring::default_provider();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-        let Ok(pem) = std::fs::read(&path) else {
-            continue;
-        };
-        if pem == fingerprint {
-            continue;
-        }
-        match load_client_ca(&path, &provider) {
-            Ok(loaded) => {
-                auth.swap(loaded.verifier);
-                fingerprint = loaded.fingerprint;
-                tracing::info!(ca = %path.display(), "client CA reloaded");
-            }
-            Err(err) => {
-                fingerprint = pem;
-                metrics.cert_reload_failures.inc();
-                tracing::error!(%err, "client CA reload failed; keeping the last good CA");
+                tracing::error!(%err, "{what} reload failed; keeping the last good one");
             }
         }
     }
