@@ -32,7 +32,7 @@ KUBE_VERSIONS = ["1.25", "1.29", "1.30", "1.34"]
 # The webhooks, the value of webhook.failurePolicies that sets each one's policy, and the
 # names of the matchConditions it gets on Kubernetes 1.30+.
 WEBHOOKS = {
-    "statefulsets.validate.sts-guard.io": ("validateStatefulSets", ["update-changes-spec"]),
+    "statefulsets.validate.sts-guard.io": ("validateStatefulSets", ["update-changes-spec", "delete-not-by-the-control-plane"]),
     "services.validate.sts-guard.io": (
         "validateServices", ["update-changes-type-clusterip-or-selector", "delete-not-by-the-control-plane"]),
     "pods.validate.sts-guard.io": (
@@ -292,7 +292,8 @@ def test_the_control_plane_the_conditions_let_through_is_the_one_the_rules_never
     expected = sorted(rust_control_plane_users())
     hooks = webhooks_of(render({}, "1.30"))
     for name, condition in [("pods.validate.sts-guard.io", "not-the-control-plane"),
-                            ("services.validate.sts-guard.io", "delete-not-by-the-control-plane")]:
+                            ("services.validate.sts-guard.io", "delete-not-by-the-control-plane"),
+                            ("statefulsets.validate.sts-guard.io", "delete-not-by-the-control-plane")]:
         expression = next(c["expression"] for c in hooks[name]["matchConditions"] if c["name"] == condition)
         listed = re.search(r"request\.userInfo\.username in \[([^\]]*)\]", expression)
         assert listed, expression

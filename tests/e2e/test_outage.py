@@ -234,6 +234,21 @@ def test_an_outage_refuses_only_what_the_policy_could_deny(cluster, kubectl, sts
     assert refusals == [], refusals
 
 
+def test_a_namespace_is_deleted_whole_during_an_outage(kubectl, sts_guard, outage):
+    # The namespace controller deletes the pods, Services and StatefulSets in no particular
+    # order; none of its deletes may wait for a webhook that is down.
+    ns = kubectl.namespace("o1-teardown")
+    kubectl.ok("apply", "-n", ns, "-f", "-", input=dump_all([
+        service("web", {"app": "web"}), statefulset("web", "web", replicas=2)]))
+    stored_pods(kubectl, ns, "web", 2)
+    outage.register(only_failing(None))
+    outage.stop()
+    in_effect(kubectl, ["create", "-n", ns, "-f", "-"], POD_MUTATE, stdin=json.dumps(labelled_pod("probe-0")))
+    kubectl.ok("delete", "namespace", ns, "--wait=false")
+    wait_until(f"namespace {ns} gone with sts-guard down", lambda: not kubectl.exists("namespace", ns, "default"),
+               timeout=90, interval=0.5)
+
+
 # --- 2. rule by rule -----------------------------------------------------------------------
 
 
