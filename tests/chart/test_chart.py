@@ -147,6 +147,8 @@ BAD_VALUES = [
     ({"prometheusRule": {"enable": True}}, "'enable' not allowed"),
     ({"tls": {"mode": "manual"}}, "/tls/mode"),
     ({"replicaCount": 0}, "/replicaCount"),
+    ({"maxConnections": 0}, "/maxConnections"),
+    ({"maxConnections": "2048"}, "/maxConnections"),
     ({"config": {"rules": {"no-such-rule": "deny"}}}, "invalid propertyName 'no-such-rule'"),
     ({"typo": 1}, "'typo' not allowed"),
 ]
