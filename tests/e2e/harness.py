@@ -16,7 +16,6 @@ import secrets
 import shutil
 import ssl
 import subprocess
-import time
 from dataclasses import dataclass
 
 import helm_python as helm
@@ -362,10 +361,8 @@ class ContainerStsGuard(StsGuard):
 
     def start(self):
         self.process = Process(self.name, self.podman_argv(), self.log)
-        started = time.monotonic()
         wait_until(f"{self.name} readiness probe", self.ready, timeout=60,
                    interval=self.readiness.get("periodSeconds", 10))
-        self.started_to_ready = time.monotonic() - started
 
     def ready(self) -> bool:
         assert self.process is not None
