@@ -85,7 +85,7 @@ fn verdicts_match_expected_tsv(corpus: &Path) -> usize {
         for obj in report["objects"].as_array().unwrap() {
             let file = obj["file"].as_str().unwrap();
             let rel = Path::new(file)
-                .strip_prefix(&corpus)
+                .strip_prefix(corpus)
                 .unwrap()
                 .to_str()
                 .unwrap()
