@@ -613,3 +613,122 @@ def test_prometheus_rule_latency_threshold_follows_the_timeout():
         _, spec = rule_groups({"prometheusRule": {"enabled": True}, "webhook": {"timeoutSeconds": timeout}})
         expr = next(r["expr"] for r in spec["groups"][0]["rules"] if r["alert"] == "StsGuardWebhookLatencyNearTimeout")
         assert expr.endswith(threshold), expr
+
+# --- the image the Deployment runs ----------------------------------------------------------
+# The Dockerfile is checked always (it is in the checkout); the built image when STS_GUARD_IMAGE
+# names it, as scripts/test does after scripts/image (this suite may run before any image
+# exists, e.g. `pytest tests/chart` alone).
+
+IMAGE = os.environ.get("STS_GUARD_IMAGE", "")
+needs_image = pytest.mark.skipif(not IMAGE, reason="STS_GUARD_IMAGE not set (scripts/test builds it with scripts/image)")
+
+
+def deployment_container(docs):
+    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+    return spec, spec["containers"][0]
+
+
+def dockerfile_instructions():
+    """The Dockerfile's instructions (continuation lines joined, comments dropped) as (NAME, rest)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    return [tuple(line.split(None, 1)) for line in lines if line and not line.startswith("#")]
+
+
+def instruction(name):
+    found = [rest for key, rest in dockerfile_instructions() if key.upper() == name]
+    assert len(found) == 1, f"Dockerfile: {len(found)} {name} instructions"
+    return found[0]
+
+
+def assert_runs_as_the_deployment_expects(user, entrypoint, exposed_ports, docs):
+    spec, container = deployment_container(docs)
+    context = {**spec["securityContext"], **container["securityContext"]}
+    # The image's user is the one the pod asks for, and not root.
+    assert user == f"{context['runAsUser']}:{context['runAsGroup']}"
+    assert context["runAsNonRoot"] is True and context["runAsUser"] != 0
+    # No `command`: the image's entrypoint runs, with the Deployment's args.
+    assert "command" not in container
+    assert entrypoint == ["/usr/local/bin/sts-guard"]
+    assert container["args"][0] == "serve"
+    port = container["ports"][0]["containerPort"]
+    assert f"--addr=0.0.0.0:{port}" in container["args"]
+    assert f"{port}/tcp" in exposed_ports
+    # Every file an arg names lies under a volume mounted read-only where the args look.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for flag in ("--tls-cert=", "--tls-key=", "--config="):
+        path = next(a[len(flag):] for a in container["args"] if a.startswith(flag))
+        mount = next(m for m in mounts.values() if path.startswith(m["mountPath"].rstrip("/") + "/"))
+        assert mount["readOnly"] is True, (flag, mount)
+
+
+def test_the_default_image_is_what_scripts_image_tags():
+    name = subprocess.run([str(ROOT / "scripts" / "image"), "--print-name"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    _, container = deployment_container(render({}))
+    assert container["image"] == name
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert name == f"{values['image']['repository']}:{chart['appVersion']}"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_dockerfile_runs_as_the_deployment_expects(variant):
+    user = instruction("USER")
+    entrypoint = json.loads(instruction("ENTRYPOINT"))
+    exposed = [f"{p}/tcp" if "/" not in p else p for p in instruction("EXPOSE").split()]
+    assert instruction("FROM") == "scratch"
+    assert_runs_as_the_deployment_expects(user, entrypoint, exposed, render(VARIANTS[variant]))
+
+
+def image_inspect():
+    result = subprocess.run(["podman", "image", "inspect", IMAGE], capture_output=True, text=True)
+    assert result.returncode == 0, f"STS_GUARD_IMAGE={IMAGE}: {result.stderr.strip()}"
+    return json.loads(result.stdout)[0]
+
+
+@needs_image
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_built_image_runs_as_the_deployment_expects(variant):
+    config = image_inspect()["Config"]
+    assert_runs_as_the_deployment_expects(config["User"], config["Entrypoint"], config["ExposedPorts"],
+                                          render(VARIANTS[variant]))
+
+
+@needs_image
+def test_the_built_image_accepts_the_deployments_args():
+    spec, container = deployment_container(render(VARIANTS["extras"]))
+    context = {**spec["securityContext"], **container["securityContext"]}
+    # The rendered args parse (clap checks every flag and value before it prints the help).
+    result = subprocess.run(
+        ["podman", "--runtime", "runc", "run", "--rm", "--pull=never", "--read-only", "--cap-drop", "ALL",
+         "--user", f"{context['runAsUser']}:{context['runAsGroup']}",
+         "--ulimit", "nofile=1024:4096", "--ulimit", "nproc=1024:4096", "--network", "none",
+         IMAGE, *container["args"], "--help"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: sts-guard serve" in result.stdout
+
+
+@needs_image
+def test_the_built_image_is_labelled_and_ships_its_sbom():
+    image = image_inspect()
+    labels = image["Config"]["Labels"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert labels["org.opencontainers.image.version"] == chart["appVersion"]
+    assert len(labels["org.opencontainers.image.revision"].removesuffix("-dirty")) == 40
+    assert labels["org.opencontainers.image.source"]
+    assert labels["org.opencontainers.image.licenses"]
+    assert image["Architecture"] in ("amd64", "arm64")
+    mount = subprocess.run(["podman", "image", "mount", IMAGE], capture_output=True, text=True, check=True)
+    try:
+        root = pathlib.Path(mount.stdout.strip())
+        # Nothing but the binary and its SBOM: no shell, no libc.
+        files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        assert files == ["usr/local/bin/sts-guard", "usr/share/doc/sts-guard/sbom.cdx.json"]
+        sbom = json.loads((root / "usr/share/doc/sts-guard/sbom.cdx.json").read_text())
+    finally:
+        subprocess.run(["podman", "image", "unmount", IMAGE], capture_output=True)
+    assert sbom["bomFormat"] == "CycloneDX"
+    names = {c["name"] for c in sbom["components"]}
+    assert {"mimalloc", "rustls", "ring", "kube-client", "tokio"} <= names

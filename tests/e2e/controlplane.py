@@ -378,7 +378,9 @@ class NetworkNamespace:
 
     def __init__(self, tag: str):
         self.name = f"sts-guard-e2e-{tag}"
-        subnet = random.randrange(1, 250)
+        # A /30 no other namespace of this machine uses (a run may have two, e.g. test_image.py).
+        used = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+        subnet = random.choice([n for n in range(1, 250) if f" 10.213.{n}." not in used])
         self.host_address = f"10.213.{subnet}.1"
         self.address = f"10.213.{subnet}.2"
         self._host_if, self._inner_if = f"sge{tag}h"[:15], f"sge{tag}n"[:15]
