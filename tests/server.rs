@@ -34,6 +34,7 @@ impl TestServer {
 fn options(dir: &Path) -> ServerOptions {
     ServerOptions {
         addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: None,
         cert_path: dir.join("tls.crt"),
         key_path: dir.join("tls.key"),
         body_limit: 64 * 1024,

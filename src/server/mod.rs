@@ -34,8 +34,13 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// Everything `serve` needs, resolved from flags.
+#[derive(Clone)]
 pub struct ServerOptions {
     pub addr: SocketAddr,
+    /// Also serve `/healthz`, `/readyz` and `/metrics` here, over TLS without client
+    /// authentication (`--admin-addr`): with `--client-ca` the kubelet's probes and Prometheus
+    /// have no client certificate to get past the webhook port's handshake.
+    pub admin_addr: Option<SocketAddr>,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
     pub body_limit: usize,
@@ -88,6 +93,11 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("--admin-addr {addr}: cannot bind: {source}")]
+    AdminBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -103,14 +113,20 @@ struct AppState {
     refusals: RefusalLog,
 }
 
-/// The routes, without transport: `/validate`, `/mutate`, `/healthz`, `/readyz`, `/metrics`.
-pub fn router(
+/// The routes, without transport: the webhook port's (`/validate`, `/mutate`, and the admin
+/// routes) and the admin port's (`/healthz`, `/readyz`, `/metrics`), over one state.
+pub struct Routes {
+    pub webhook: Router,
+    pub admin: Router,
+}
+
+pub fn routes(
     inventory: Arc<dyn Evaluator>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     limits: RequestLimits,
-) -> Router {
+) -> Routes {
     let state = Arc::new(AppState {
         inventory,
         config,
@@ -121,7 +137,11 @@ pub fn router(
         request_timeout: limits.request_timeout,
         budget: MemoryBudget::new(limits.memory_budget),
     });
-    Router::new()
+    let admin = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler));
+    let webhook = Router::new()
         .route(
             "/validate",
             post(
@@ -138,10 +158,12 @@ pub fn router(
                 },
             ),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler))
-        .with_state(state)
+        .merge(admin.clone())
+        .with_state(state.clone());
+    Routes {
+        webhook,
+        admin: admin.with_state(state),
+    }
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -459,6 +481,8 @@ fn http_version(version: Version) -> &'static str {
 /// A running server: its address, readiness flag and a handle to stop it.
 pub struct Running {
     pub local_addr: SocketAddr,
+    /// Where the admin routes are served apart, with `--admin-addr`.
+    pub admin_addr: Option<SocketAddr>,
     pub ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -496,20 +520,22 @@ pub async fn start(
     metrics: Arc<Metrics>,
 ) -> Result<Running, ServeError> {
     let ready = Arc::new(AtomicBool::new(true));
-    let app = router(
+    let routes = routes(
         inventory,
         config,
         metrics.clone(),
         ready.clone(),
         options.request_limits(),
     );
-    start_router(options, app, metrics, ready).await
+    start_router(options, routes.webhook, Some(routes.admin), metrics, ready).await
 }
 
-/// Serves any router on the webhook's TLS stack (benchmarks use it for a floor measurement).
+/// Serves any router on the webhook's TLS stack (benchmarks use it for a floor measurement),
+/// and `admin` on `--admin-addr` when both are given.
 pub async fn start_router(
     options: ServerOptions,
     app: Router,
+    admin: Option<Router>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) -> Result<Running, ServeError> {
@@ -542,6 +568,16 @@ pub async fn start_router(
         None => None,
     };
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(resolver.clone(), client_auth)?));
+    let admin = match (admin, options.admin_addr) {
+        (Some(router), Some(addr)) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::AdminBind { addr, source })?;
+            let acceptor = TlsAcceptor::from(Arc::new(tls_config(resolver.clone(), None)?));
+            Some((listener, acceptor, router))
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind(options.addr)
         .await
         .map_err(|source| ServeError::Bind {
@@ -569,17 +605,49 @@ pub async fn start_router(
             Ok(())
         },
     ));
-    let task = tokio::spawn(accept_loop(
+    let refusals = Arc::new(RefusalLog::new(metrics_for_refusals));
+    let admin_addr = match &admin {
+        Some((listener, _, _)) => {
+            Some(
+                listener
+                    .local_addr()
+                    .map_err(|source| ServeError::AdminBind {
+                        addr: options.admin_addr.unwrap_or(options.addr),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let admin_task = admin.map(|(listener, acceptor, router)| {
+        tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            router,
+            options.clone(),
+            ready.clone(),
+            refusals.clone(),
+            shutdown_rx.clone(),
+        ))
+    });
+    let webhook_task = tokio::spawn(accept_loop(
         listener,
         acceptor,
         app,
         options,
         ready.clone(),
-        Arc::new(RefusalLog::new(metrics_for_refusals)),
+        refusals,
         shutdown_rx,
     ));
+    let task = tokio::spawn(async move {
+        let _ = webhook_task.await;
+        if let Some(admin) = admin_task {
+            let _ = admin.await;
+        }
+    });
     Ok(Running {
         local_addr,
+        admin_addr,
         ready,
         shutdown: shutdown_tx,
         task,

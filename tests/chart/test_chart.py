@@ -361,13 +361,17 @@ def test_deployment_is_hardened_and_probed():
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
+    # Probes on the admin port, which asks no client certificate (tls.clientAuth).
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin", "scheme": "HTTPS"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin", "scheme": "HTTPS"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"https": 8443, "admin": 8444}
+    assert "--addr=0.0.0.0:8443" in container["args"] and "--admin-addr=0.0.0.0:8444" in container["args"]
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert "--drain-timeout=20" in container["args"]
     assert spec["terminationGracePeriodSeconds"] > 20
     service = one(docs, "Service")
-    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
+                                        {"name": "metrics", "port": 8444, "targetPort": "admin", "protocol": "TCP"}]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     pdb = one(docs, "PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
@@ -732,3 +736,24 @@ def test_the_built_image_is_labelled_and_ships_its_sbom():
     assert sbom["bomFormat"] == "CycloneDX"
     names = {c["name"] for c in sbom["components"]}
     assert {"mimalloc", "rustls", "ring", "kube-client", "tokio"} <= names
+
+
+def test_probes_and_metrics_reach_the_admin_port_the_webhook_port_is_kube_apiservers():
+    # With tls.clientAuth the webhook port asks kube-apiserver's certificate; the kubelet and
+    # Prometheus have none, so they use the admin port (--admin-addr), which serves only
+    # /healthz, /readyz and /metrics.
+    docs = render({**VARIANTS["extras"], "networkPolicy": {"enabled": True, "apiServerCIDRs": ["10.0.0.0/8"],
+                                                            "metricsFrom": [{"namespaceSelector": {}}]}})
+    monitor = one(docs, "ServiceMonitor")
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    policy = one(docs, "NetworkPolicy")
+    assert policy["spec"]["ingress"] == [
+        {"ports": [{"port": "https", "protocol": "TCP"}], "from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+        {"ports": [{"port": "admin", "protocol": "TCP"}], "from": [{"namespaceSelector": {}}]},
+    ]
+    open_policy = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    assert open_policy["spec"]["ingress"] == [{"ports": [{"port": "https", "protocol": "TCP"}]},
+                                              {"ports": [{"port": "admin", "protocol": "TCP"}]}]
+    container = one(render(VARIANTS["client-auth"]), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["port"] == "admin"
+    assert "--admin-addr=0.0.0.0:8444" in container["args"]

@@ -16,7 +16,7 @@ import secrets
 import shutil
 import ssl
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import helm_python as helm
 import yaml
@@ -274,7 +274,7 @@ class ContainerStsGuard(StsGuard):
         self.volumes: dict[str, pathlib.Path] = {}
         for volume in self.pod["volumes"]:
             self.volumes[volume["name"]] = kubelet_volume(self.pod_dir / "volumes" / volume["name"],
-                                                          self._volume_files(docs, volume))
+                                                          self._volume_files(docs + identity.mounted, volume))
         tls_volume = next(m["name"] for m in self.spec["volumeMounts"]
                           if self._mounted_file(m, "--tls-cert="))
         super().__init__(name, run_dir, identity, self.volumes[tls_volume], netns.address, port, netns=netns,
@@ -369,6 +369,16 @@ class ContainerStsGuard(StsGuard):
         self.process.check_running()
         return kubelet_probe(self.readiness, self.address, self.ports)
 
+    @property
+    def admin_url(self) -> str:
+        return f"https://{self.address}:{self.ports['admin']}"
+
+    def metrics(self) -> str:
+        """From the admin port, which asks no client certificate (tls.clientAuth)."""
+        status, body = https_get(f"{self.admin_url}/metrics", self.ca, server_name=self.server_name)
+        assert status == 200, body
+        return body
+
     def inspect(self) -> dict:
         result = subprocess.run(["podman", "container", "inspect", self.container_name],
                                 capture_output=True, text=True, check=True)
@@ -415,14 +425,33 @@ class ChartIdentity:
     kubeconfig: pathlib.Path
     config_file: pathlib.Path
     token: str
+    # Objects of the cluster's the Deployment mounts besides the chart's own (the client CA).
+    mounted: list[dict] = field(default_factory=list)
+
+
+CLIENT_CA_CONFIG_MAP = "sts-guard-client-ca"
 
 
 def chart_identity(cluster: ControlPlane, kubectl: Kubectl, run_dir: pathlib.Path) -> ChartIdentity:
-    docs = render_chart()
+    """The chart as rendered for this control plane: with mutual TLS (`tls.clientAuth`) when
+    kube-apiserver presents a client certificate to the chart's Service, the CA that signs it in
+    the ConfigMap the chart's Deployment mounts (created in the cluster and among the docs, so
+    the container's volume is laid out from it)."""
+    values = {}
+    client_ca = None
+    if cluster.webhook_client_hosts:
+        values = {"tls": {"clientAuth": {"enabled": True, "caConfigMap": CLIENT_CA_CONFIG_MAP,
+                                         "names": [cluster.WEBHOOK_CLIENT_NAME]}}}
+        client_ca = {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": CLIENT_CA_CONFIG_MAP, "namespace": RELEASE_NAMESPACE},
+                     "data": {"ca.crt": cluster.pki.ca.read_text()}}
+    docs = render_chart(values)
     kubectl.ok("create", "namespace", RELEASE_NAMESPACE)
     rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
     assert {d["kind"] for d in rbac} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
     kubectl.ok("apply", "-f", "-", input=dump_all(rbac))
+    if client_ca:
+        kubectl.ok("apply", "-f", "-", input=dump_all([client_ca]))
     account = one(docs, "ServiceAccount")["metadata"]["name"]
     token = kubectl.ok("create", "token", account, "-n", RELEASE_NAMESPACE, "--duration=6h").stdout.strip()
     config_file = run_dir / "config.yaml"
@@ -433,6 +462,7 @@ def chart_identity(cluster: ControlPlane, kubectl: Kubectl, run_dir: pathlib.Pat
         kubeconfig=kubeconfig(run_dir / "sts-guard.kubeconfig", cluster.server, cluster.pki.ca, token=token),
         config_file=config_file,
         token=token,
+        mounted=[client_ca] if client_ca else [],
     )
 
 

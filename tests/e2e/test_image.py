@@ -83,9 +83,10 @@ def image_server(cluster, identity, run_dir):
 
 
 def verifies_with(server: ContainerStsGuard, ca) -> bool:
-    """Whether the server's certificate verifies against `ca` (as the Service's DNS name)."""
+    """Whether the server's certificate verifies against `ca` (as the Service's DNS name), on the
+    admin port: it serves the same certificate and asks no client certificate."""
     try:
-        status, _ = https_get(f"{server.url}/healthz", ca, timeout=2, server_name=server.server_name)
+        status, _ = https_get(f"{server.admin_url}/healthz", ca, timeout=2, server_name=server.server_name)
     except ssl.SSLCertVerificationError:
         return False
     return status == 200
@@ -115,7 +116,7 @@ def test_a_certificate_rotated_by_swapping_data_is_picked_up_by_the_running_cont
     assert server.ready()
 
 
-def test_sigterm_drains_an_in_flight_review_within_the_grace_period(image_server, identity):
+def test_sigterm_drains_an_in_flight_review_within_the_grace_period(cluster, image_server, identity):
     server = image_server
     review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "d7a1b2c3-0000-4000-8000-00000000d1a1",
@@ -131,6 +132,9 @@ def test_sigterm_drains_an_in_flight_review_within_the_grace_period(image_server
         "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}}}
     body = json.dumps(review).encode()
     context = ssl.create_default_context(cafile=str(server.ca))
+    if cluster.webhook_client_hosts:
+        # The chart asks for kube-apiserver's client certificate (tls.clientAuth): present it.
+        context.load_cert_chain(str(cluster.webhook_client_cert), str(cluster.webhook_client_key))
     raw = socket.create_connection((server.address, server.port), timeout=10)
     tls = context.wrap_socket(raw, server_hostname=server.server_name)
     try:
