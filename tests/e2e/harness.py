@@ -178,6 +178,15 @@ class StsGuard:
                 records.append(record)
         return records
 
+    def decisions_until(self, what: str, select, enough=bool, timeout: float = 30) -> list[dict]:
+        """The decisions `select` picks, once `enough` holds for them: the answer reaches
+        kube-apiserver before the decision's log line reaches the file (through podman, for the
+        container), so a test that just got an answer waits for its line."""
+        def selected():
+            records = [d for d in self.decisions() if select(d)]
+            return records if enough(records) else None
+        return wait_until(what, selected, timeout=timeout)
+
 
 def kubelet_volume(directory: pathlib.Path, files: dict[str, bytes], mode: int = 0o644) -> pathlib.Path:
     """Lays `files` out in `directory` as the kubelet's atomic writer lays out a Secret,

@@ -45,8 +45,10 @@ def test_a_scale_up_to_500_pods_is_served_whole(cluster, kubectl, sts_guard):
     assert log.read_text(errors="replace").count("failed calling webhook") == failed_before
     metrics = sts_guard.metrics()
     assert not re.search(r"^sts_guard_refused_total\{", metrics, re.M), metrics
-    creates = [d for d in sts_guard.decisions()
-               if d["object"].startswith(f"{ns}/") and d["kind"] == "Pod" and d["operation"] == "CREATE"]
-    assert len(creates) >= PODS and {d["http"] for d in creates} == {"HTTP/1.1"}
+    creates = sts_guard.decisions_until(
+        f"a decision on each pod CREATE in {ns}",
+        lambda d: d["object"].startswith(f"{ns}/") and d["kind"] == "Pod" and d["operation"] == "CREATE",
+        enough=lambda records: len(records) >= PODS)
+    assert {d["http"] for d in creates} == {"HTTP/1.1"}
     # Scale back down: the next scenarios should not wait behind 500 pods.
     kubectl.ok("delete", "namespace", ns, "--wait=false")

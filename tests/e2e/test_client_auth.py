@@ -35,8 +35,8 @@ def test_only_kube_apiserver_gets_past_the_handshake(cluster, kubectl, sts_guard
     ns = kubectl.namespace("m1-mtls")
     message = denied(kubectl.apply(statefulset("web", "absent"), args=("-n", ns)))
     assert f'sts-service-exists: StatefulSet {ns}/web: spec.serviceName "absent" names no Service' in message
-    calls = [d for d in sts_guard.decisions() if d["object"] == f"{ns}/web"]
-    assert calls and {d["http"] for d in calls} == {"HTTP/1.1"}, calls
+    calls = sts_guard.decisions_until(f"the decisions on {ns}/web", lambda d: d["object"] == f"{ns}/web")
+    assert {d["http"] for d in calls} == {"HTTP/1.1"}, calls
 
     # Anyone else reaching the webhook port gets no AdmissionReview: no certificate, or one of
     # the same CA under another name (the e2e's admin).

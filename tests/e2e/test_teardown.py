@@ -69,7 +69,9 @@ def test_helm_installs_and_uninstalls_a_database_chart(cluster, kubectl, sts_gua
     finally:
         config.uninstall("kv", ignore_not_found=True)
     assert kubectl.ok("get", "service,statefulset", "-n", ns, "-o", "name").stdout.strip() == ""
-    deletes = decisions_about(sts_guard, ns, "Service", "DELETE")
+    deletes = sts_guard.decisions_until(
+        f"the decision on the Service DELETE in {ns}",
+        lambda d: d["object"].startswith(f"{ns}/") and d["kind"] == "Service" and d["operation"] == "DELETE")
     assert [(d["decision"], d["rules"]) for d in deletes] == [("warn", "svc-governing-delete")], deletes
 
 
