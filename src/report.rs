@@ -1,8 +1,10 @@
 //! `check` and `audit` output: text for people, JSON for scripts, SARIF 2.1.0 for code
-//! scanning, and the per-namespace, per-rule summary of `audit`.
+//! scanning, the per-namespace, per-rule summary of `audit`, and `audit`'s policy reports
+//! (`wgpolicyk8s.io` PolicyReports, `openreports.io` Reports).
 
+use crate::audit::AuditReport;
 use crate::check::CheckReport;
-use crate::vocabulary::{Action, Effect, RULES, RuleFacts, RuleId};
+use crate::vocabulary::{Action, Effect, Kind, RULES, RuleFacts, RuleId};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -257,4 +259,144 @@ fn sarif_uri(file: &str) -> String {
         return "stdin".to_string();
     }
     file.replace('\\', "/")
+}
+
+/// `sts-guard audit -o json`, and `GET /audit` of `serve`: `check`'s JSON (objects without
+/// `file`/`line`) plus the scope, the objects read per kind and the per-namespace, per-rule
+/// counts.
+pub fn audit_json(audited: &AuditReport, scope: &str) -> Value {
+    let mut json = json(&audited.report);
+    let listed = &audited.listed;
+    json["scope"] = json!(scope);
+    json["at"] = json!(audited.at.to_string());
+    json["listed"] = json!({
+        "nodes": listed.nodes,
+        "services": listed.services,
+        "statefulsets": listed.statefulsets,
+        "pods": listed.pods,
+        "persistentvolumeclaims": listed.claims,
+        "controllerrevisions": listed.revisions,
+    });
+    json["byNamespace"] = summary_json(&by_namespace_and_rule(&audited.report));
+    json
+}
+
+/// The policy report formats of the ecosystem, read by Policy Reporter and the like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyReportFormat {
+    /// `wgpolicyk8s.io/v1alpha2` `PolicyReport` and `ClusterPolicyReport` (Kyverno's).
+    WgPolicy,
+    /// `openreports.io/v1alpha1` `Report` and `ClusterReport`, which replace them
+    /// (Kubewarden writes them by default).
+    OpenReports,
+}
+
+impl PolicyReportFormat {
+    fn api_version(self) -> &'static str {
+        match self {
+            PolicyReportFormat::WgPolicy => "wgpolicyk8s.io/v1alpha2",
+            PolicyReportFormat::OpenReports => "openreports.io/v1alpha1",
+        }
+    }
+
+    /// The kind of a namespace's report and of the cluster-scoped one.
+    fn kinds(self) -> (&'static str, &'static str) {
+        match self {
+            PolicyReportFormat::WgPolicy => ("PolicyReport", "ClusterPolicyReport"),
+            PolicyReportFormat::OpenReports => ("Report", "ClusterReport"),
+        }
+    }
+}
+
+/// The name of every report sts-guard writes, and its `source`.
+pub const REPORT_SOURCE: &str = "sts-guard";
+
+/// The audit as policy reports, one `kubectl apply -f` away from the cluster: a `v1` `List`
+/// of one report per audited namespace (clean namespaces get an empty one, so that applying a
+/// later audit clears what was fixed) and a cluster-scoped report for objects without a
+/// namespace (no rule judges one today, so it appears only if one does). Each violation is a
+/// result: policy = rule id, `fail` for a denial and `warn` for a warning, the rule table's
+/// severity, the object as the result's resource; an object that cannot be read is an
+/// `error` result of `invalid-object`.
+pub fn policy_reports(audited: &AuditReport, format: PolicyReportFormat) -> Value {
+    let at = audited.at;
+    let mut by_namespace: BTreeMap<&str, Vec<Value>> = audited
+        .namespaces
+        .iter()
+        .map(|ns| (ns.as_str(), Vec::new()))
+        .collect();
+    for obj in &audited.report.objects {
+        let results = by_namespace.entry(obj.namespace.as_str()).or_default();
+        let mut resource = json!({
+            "apiVersion": Kind::from_name(&obj.kind).map_or("v1", Kind::api_version),
+            "kind": obj.kind,
+            "name": obj.name,
+        });
+        if !obj.namespace.is_empty() {
+            resource["namespace"] = json!(obj.namespace);
+        }
+        for v in &obj.decision.violations {
+            let mut properties = json!({"field": v.field});
+            if !v.related.is_empty() {
+                let related: Vec<String> = v.related.iter().map(ToString::to_string).collect();
+                properties["related"] = json!(related.join(", "));
+            }
+            results.push(json!({
+                "source": REPORT_SOURCE,
+                "policy": v.rule.as_str(),
+                "severity": v.rule.severity().as_str(),
+                "result": if v.action == Action::Deny { "fail" } else { "warn" },
+                "scored": true,
+                "timestamp": {"seconds": at.as_second(), "nanos": 0},
+                "resources": [resource.clone()],
+                "message": format!("{} {}", v.problem, v.hint),
+                "properties": properties,
+            }));
+        }
+        if let Some(invalid) = &obj.decision.invalid {
+            results.push(json!({
+                "source": REPORT_SOURCE,
+                "policy": "invalid-object",
+                "result": "error",
+                "scored": true,
+                "timestamp": {"seconds": at.as_second(), "nanos": 0},
+                "resources": [resource.clone()],
+                "message": invalid,
+            }));
+        }
+    }
+    let (namespaced_kind, cluster_kind) = format.kinds();
+    let items: Vec<Value> = by_namespace
+        .into_iter()
+        .map(|(namespace, results)| {
+            let mut summary = json!({"pass": 0, "fail": 0, "warn": 0, "error": 0, "skip": 0});
+            for r in &results {
+                let key = r["result"].as_str().unwrap_or("error");
+                summary[key] = json!(summary[key].as_u64().unwrap_or(0) + 1);
+            }
+            let mut metadata = json!({
+                "name": REPORT_SOURCE,
+                "labels": {"app.kubernetes.io/managed-by": REPORT_SOURCE},
+            });
+            let kind = if namespace.is_empty() {
+                cluster_kind
+            } else {
+                metadata["namespace"] = json!(namespace);
+                namespaced_kind
+            };
+            let mut report = json!({
+                "apiVersion": format.api_version(),
+                "kind": kind,
+                "metadata": metadata,
+                "summary": summary,
+                "results": results,
+            });
+            // A PolicyReport names its source per result only; a Report also once for all.
+            if format == PolicyReportFormat::OpenReports {
+                report["source"] = json!(REPORT_SOURCE);
+            }
+            report
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
 }

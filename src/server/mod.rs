@@ -1,6 +1,7 @@
 //! The webhook server: axum routes over hyper, TLS by rustls (ring), HTTP/2 and HTTP/1.1 by
 //! ALPN. Evaluation lives in [`crate::admission`]; this module is transport only.
 
+pub mod audit_page;
 pub mod certs;
 pub mod client_auth;
 mod connection;
@@ -12,6 +13,7 @@ use crate::config::Config;
 use crate::engine::{Endpoint, Evaluator, NotDenied};
 use crate::rules::Action;
 use crate::vocabulary::Kind;
+use audit_page::AuditPage;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -101,17 +103,21 @@ struct AppState {
     request_timeout: Duration,
     budget: MemoryBudget,
     refusals: RefusalLog,
+    audit: Arc<AuditPage>,
 }
 
-/// The routes, without transport: `/validate`, `/mutate`, `/healthz`, `/readyz`, `/metrics`.
+/// The routes, without transport: `/validate`, `/mutate`, `/healthz`, `/readyz`, `/metrics`,
+/// `/audit`.
 pub fn router(
     inventory: Arc<dyn Evaluator>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     limits: RequestLimits,
+    audit: Arc<AuditPage>,
 ) -> Router {
     let state = Arc::new(AppState {
+        audit,
         inventory,
         config,
         refusals: RefusalLog::new(metrics.clone()),
@@ -141,6 +147,10 @@ pub fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
+        .route(
+            "/audit",
+            get(|State(state): State<Arc<AppState>>| async move { state.audit.response() }),
+        )
         .with_state(state)
 }
 
@@ -488,12 +498,27 @@ fn tls_config(
     Ok(config)
 }
 
-/// Validates the certificates, binds and serves the webhook routes in the background.
+/// Validates the certificates, binds and serves the webhook routes in the background, with
+/// no background audit (`/audit` answers 503).
 pub async fn start(
     options: ServerOptions,
     inventory: Arc<dyn Evaluator>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
+) -> Result<Running, ServeError> {
+    let audit = Arc::new(AuditPage::unavailable(
+        "this server runs no background audit",
+    ));
+    start_with_audit(options, inventory, config, metrics, audit).await
+}
+
+/// [`start`], with `/audit` showing what a background audit publishes to `audit`.
+pub async fn start_with_audit(
+    options: ServerOptions,
+    inventory: Arc<dyn Evaluator>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    audit: Arc<AuditPage>,
 ) -> Result<Running, ServeError> {
     let ready = Arc::new(AtomicBool::new(true));
     let app = router(
@@ -502,6 +527,7 @@ pub async fn start(
         metrics.clone(),
         ready.clone(),
         options.request_limits(),
+        audit,
     );
     start_router(options, app, metrics, ready).await
 }
