@@ -131,18 +131,26 @@ pub fn check_claims_orphaned(
         (_, 1) => ("claims", "ordinal"),
         _ => ("claims", "ordinals"),
     };
+    let one = names.len() == 1;
+    let (it, they, is) = if one {
+        ("it", "it", "is")
+    } else {
+        ("them", "they", "are")
+    };
     out.push(Finding::new(
         RuleId::StsClaimsOrphaned,
         "spec.volumeClaimTemplates",
         format!(
-            "its PersistentVolumeClaim{} {} belong{} to {ordinals_word} {}, at or above ordinals.start + replicas = {end}: no pod of it uses them. Kept after a scale-down (persistentVolumeClaimRetentionPolicy.whenScaled: Retain), they are paid for and unused, and a scale-up reattaches them with their old data.",
-            if names.len() == 1 { "" } else { "s" },
+            "its PersistentVolumeClaim{} {} belong{} to {ordinals_word} {}, at or above ordinals.start + replicas = {end}: no pod of it uses {it}. Kept after a scale-down (persistentVolumeClaimRetentionPolicy.whenScaled: Retain), {they} {is} paid for and unused, and a scale-up reattaches {it} with {} old data.",
+            if one { "" } else { "s" },
             join_names(&names),
-            if names.len() == 1 { "s" } else { "" },
+            if one { "s" } else { "" },
             join_names(&ordinals),
+            if one { "its" } else { "their" },
         ),
         format!(
-            "If their data is not needed any more, delete the {claims_word} (kubectl delete pvc {} -n {}); to have scale-downs delete them, set persistentVolumeClaimRetentionPolicy.whenScaled: Delete.",
+            "If {} data is not needed any more, delete the {claims_word} (kubectl delete pvc {} -n {}); to have scale-downs delete claims, set persistentVolumeClaimRetentionPolicy.whenScaled: Delete.",
+            if one { "its" } else { "their" },
             names.join(" "),
             sts.namespace
         ),
@@ -219,7 +227,7 @@ pub fn check_rollout_stalled(
     }
     let why = if &*sts.update_strategy == "OnDelete" {
         format!(
-            "updateStrategy OnDelete replaces a pod only when it is deleted: delete the pods still on {current} one at a time (kubectl delete pod -n {} -l controller-revision-hash={current})",
+            "with updateStrategy OnDelete a pod is replaced only when it is deleted: delete the pods still on {current} one at a time (kubectl delete pod -n {} -l controller-revision-hash={current})",
             sts.namespace
         )
     } else if let Some(partition) = sts.partition.filter(|p| *p > sts.ordinals_start) {
@@ -641,9 +649,9 @@ mod tests {
             on_delete[0].problem
         );
         assert!(
-            on_delete[0]
-                .hint
-                .starts_with("UpdateStrategy OnDelete replaces a pod only when it is deleted")
+            on_delete[0].hint.starts_with(
+                "With updateStrategy OnDelete a pod is replaced only when it is deleted"
+            )
         );
         let mut partitioned = sts();
         partitioned.update_strategy = "RollingUpdate".into();
