@@ -3,8 +3,9 @@
 //! (`wgpolicyk8s.io` PolicyReports, `openreports.io` Reports).
 
 use crate::audit::AuditReport;
-use crate::check::CheckReport;
+use crate::check::{CheckReport, ObjectResult};
 use crate::vocabulary::{Action, Effect, Kind, RULES, RuleFacts, RuleId};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -134,42 +135,45 @@ pub fn summary_json(counts: &RuleCounts) -> Value {
     Value::Object(map)
 }
 
-pub fn json(report: &CheckReport) -> Value {
-    let objects: Vec<Value> = report
-        .objects
-        .iter()
-        .map(|o| {
-            let mut object = json!({
-                "kind": o.kind,
-                "namespace": o.namespace,
-                "name": o.name,
-                "verdict": o.verdict(),
-                "skipped": o.skipped,
-                "violations": o.decision.violations.iter().map(|v| json!({
-                    "rule": v.rule.as_str(),
-                    "action": v.action.as_str(),
-                    "field": v.field,
-                    "message": v.to_string(),
-                    "problem": v.problem,
-                    "hint": v.hint,
-                })).collect::<Vec<_>>(),
-                "warnings": o.decision.notes,
-                "invalid": o.decision.invalid,
-            });
-            if let Some(pos) = &o.pos {
-                object["file"] = json!(&*pos.file);
-                object["document"] = json!(pos.document);
-                object["line"] = json!(pos.line);
-            }
-            object
-        })
-        .collect();
+/// One object of `check`'s and `audit`'s JSON.
+fn object_json(o: &ObjectResult) -> Value {
+    let mut object = json!({
+        "kind": o.kind,
+        "namespace": o.namespace,
+        "name": o.name,
+        "verdict": o.verdict(),
+        "skipped": o.skipped,
+        "violations": o.decision.violations.iter().map(|v| json!({
+            "rule": v.rule.as_str(),
+            "action": v.action.as_str(),
+            "field": v.field,
+            "message": v.to_string(),
+            "problem": v.problem,
+            "hint": v.hint,
+        })).collect::<Vec<_>>(),
+        "warnings": o.decision.notes,
+        "invalid": o.decision.invalid,
+    });
+    if let Some(pos) = &o.pos {
+        object["file"] = json!(&*pos.file);
+        object["document"] = json!(pos.document);
+        object["line"] = json!(pos.line);
+    }
+    object
+}
+
+fn summary_of(report: &CheckReport) -> Value {
     json!({
-        "summary": {
-            "objects": report.total(),
-            "checked": report.checked(),
-            "denied": report.denied(),
-        },
+        "objects": report.total(),
+        "checked": report.checked(),
+        "denied": report.denied(),
+    })
+}
+
+pub fn json(report: &CheckReport) -> Value {
+    let objects: Vec<Value> = report.objects.iter().map(object_json).collect();
+    json!({
+        "summary": summary_of(report),
         "objects": objects,
     })
 }
@@ -262,23 +266,51 @@ fn sarif_uri(file: &str) -> String {
 }
 
 /// `sts-guard audit -o json`, and `GET /audit` of `serve`: `check`'s JSON (objects without
-/// `file`/`line`) plus the scope, the objects read per kind and the per-namespace, per-rule
-/// counts.
-pub fn audit_json(audited: &AuditReport, scope: &str) -> Value {
-    let mut json = json(&audited.report);
-    let listed = &audited.listed;
-    json["scope"] = json!(scope);
-    json["at"] = json!(audited.at.to_string());
-    json["listed"] = json!({
-        "nodes": listed.nodes,
-        "services": listed.services,
-        "statefulsets": listed.statefulsets,
-        "pods": listed.pods,
-        "persistentvolumeclaims": listed.claims,
-        "controllerrevisions": listed.revisions,
-    });
-    json["byNamespace"] = summary_json(&by_namespace_and_rule(&audited.report));
-    json
+/// `file`/`line`) plus the scope, when the read began, the objects read per kind and the
+/// per-namespace, per-rule counts. Serialized as it is written, one object at a time (no tree
+/// of the whole report: a large cluster's findings take tens of MiB as text already), with the
+/// keys in the order a `serde_json::Value` would have them.
+pub struct AuditJson<'a> {
+    pub audited: &'a AuditReport,
+    pub scope: &'a str,
+}
+
+impl Serialize for AuditJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Objects<'a>(&'a [ObjectResult]);
+        impl Serialize for Objects<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for o in self.0 {
+                    seq.serialize_element(&object_json(o))?;
+                }
+                seq.end()
+            }
+        }
+        let audited = self.audited;
+        let listed = &audited.listed;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("at", &audited.at.to_string())?;
+        map.serialize_entry(
+            "byNamespace",
+            &summary_json(&by_namespace_and_rule(&audited.report)),
+        )?;
+        map.serialize_entry(
+            "listed",
+            &json!({
+                "nodes": listed.nodes,
+                "services": listed.services,
+                "statefulsets": listed.statefulsets,
+                "pods": listed.pods,
+                "persistentvolumeclaims": listed.claims,
+                "controllerrevisions": listed.revisions,
+            }),
+        )?;
+        map.serialize_entry("objects", &Objects(&audited.report.objects))?;
+        map.serialize_entry("scope", self.scope)?;
+        map.serialize_entry("summary", &summary_of(&audited.report))?;
+        map.end()
+    }
 }
 
 /// The policy report formats of the ecosystem, read by Policy Reporter and the like.
@@ -399,4 +431,119 @@ pub fn policy_reports(audited: &AuditReport, format: PolicyReportFormat) -> Valu
         })
         .collect();
     json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Listed;
+    use crate::engine::{Decision, Violation};
+    use crate::vocabulary::{ObjectRef, RuleId};
+
+    fn audited() -> AuditReport {
+        let object = ObjectRef::new(Kind::StatefulSet, "shop", "cart");
+        let mut decision = Decision::default();
+        decision.violations.push(Violation {
+            rule: RuleId::StsServiceExists,
+            action: Action::Deny,
+            object: object.clone(),
+            field: "spec.serviceName".into(),
+            problem: "no Service.".into(),
+            hint: "Create it.".into(),
+            related: vec![ObjectRef::new(Kind::Service, "shop", "cart-svc")],
+            not_denied: None,
+        });
+        let mut node = ObjectResult {
+            pos: None,
+            kind: "Node".into(),
+            namespace: String::new(),
+            name: "n1".into(),
+            skipped: None,
+            decision: Decision::default(),
+        };
+        node.decision.invalid = Some("spec.taints: expected a list".into());
+        AuditReport {
+            report: CheckReport {
+                objects: vec![
+                    node,
+                    ObjectResult {
+                        pos: None,
+                        kind: object.kind.to_string(),
+                        namespace: object.namespace,
+                        name: object.name,
+                        skipped: None,
+                        decision,
+                    },
+                ],
+                unlisted_ok: 3,
+                unlisted_skipped: 1,
+            },
+            listed: Listed {
+                nodes: 1,
+                services: 2,
+                statefulsets: 3,
+                pods: 4,
+                claims: 5,
+                revisions: 6,
+            },
+            at: "2025-06-01T12:00:00Z".parse().unwrap(),
+            namespaces: ["quiet".to_string(), "shop".to_string()].into(),
+        }
+    }
+
+    #[test]
+    fn the_audit_json_is_written_as_the_value_of_it_would_print() {
+        let audited = audited();
+        let streamed = serde_json::to_string_pretty(&AuditJson {
+            audited: &audited,
+            scope: "all namespaces",
+        })
+        .unwrap();
+        let mut value = json(&audited.report);
+        value["scope"] = json!("all namespaces");
+        value["at"] = json!("2025-06-01T12:00:00Z");
+        value["listed"] = json!({"nodes": 1, "services": 2, "statefulsets": 3, "pods": 4,
+            "persistentvolumeclaims": 5, "controllerrevisions": 6});
+        value["byNamespace"] = summary_json(&by_namespace_and_rule(&audited.report));
+        assert_eq!(streamed, format!("{value:#}"));
+    }
+
+    #[test]
+    fn policy_reports_cover_clean_namespaces_and_put_cluster_scoped_objects_in_a_cluster_report() {
+        let report = policy_reports(&audited(), PolicyReportFormat::OpenReports);
+        let items = report["items"].as_array().unwrap();
+        let kinds: Vec<(&str, &str)> = items
+            .iter()
+            .map(|r| {
+                (
+                    r["kind"].as_str().unwrap(),
+                    r["metadata"]["namespace"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("ClusterReport", "-"),
+                ("Report", "quiet"),
+                ("Report", "shop")
+            ]
+        );
+        let cluster = &items[0];
+        assert_eq!(cluster["results"][0]["result"], "error");
+        assert_eq!(cluster["results"][0]["policy"], "invalid-object");
+        assert_eq!(
+            cluster["results"][0]["resources"],
+            json!([{"apiVersion": "v1", "kind": "Node", "name": "n1"}])
+        );
+        assert_eq!(cluster["summary"]["error"], 1);
+        assert_eq!(items[1]["results"], json!([]));
+        let shop = &items[2]["results"][0];
+        assert_eq!(shop["properties"]["related"], "Service shop/cart-svc");
+        assert_eq!(
+            shop["timestamp"],
+            json!({"seconds": 1748779200, "nanos": 0})
+        );
+        assert_eq!(shop["message"], "no Service. Create it.");
+    }
 }

@@ -145,7 +145,11 @@ fn render(audited: &AuditReport, output: AuditOutput, scope: &str) -> String {
             out.push_str(&report::summary_line(report));
             out
         }
-        AuditOutput::Json => format!("{:#}\n", report::audit_json(audited, scope)),
+        AuditOutput::Json => {
+            let json = report::AuditJson { audited, scope };
+            // Serializing a report to a String cannot fail.
+            serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+        }
         AuditOutput::Sarif => format!("{:#}\n", report::sarif(report)),
         AuditOutput::Policyreport => format!(
             "{:#}\n",

@@ -149,7 +149,16 @@ pub fn router(
         .route("/metrics", get(metrics_handler))
         .route(
             "/audit",
-            get(|State(state): State<Arc<AppState>>| async move { state.audit.response() }),
+            get(
+                |State(state): State<Arc<AppState>>, headers: HeaderMap| async move {
+                    let gzip = headers
+                        .get_all(header::ACCEPT_ENCODING)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+                    state.audit.response(gzip)
+                },
+            ),
         )
         .with_state(state)
 }
