@@ -857,12 +857,12 @@ pub struct BackgroundOptions {
     pub namespaces: Vec<String>,
 }
 
-/// The niceness of the background audit's thread: the admission workers go first when the
-/// CPU is short, the audit takes what is left.
+/// The niceness of the background audit's thread where the idle scheduling class is refused:
+/// the admission workers go first when the CPU is short.
 const BACKGROUND_NICENESS: libc::c_int = 10;
 
 /// Audits the cluster every `options.every` on a thread of its own (its own async runtime and
-/// API client, at a lower CPU priority than the admission workers), the first time as soon
+/// API client, in the idle scheduling class: see [`lower_thread_priority`]), the first time as soon
 /// as `inventory` has synced, and hands every outcome to `publish` with the time it took; a
 /// `Break` from `publish` ends the loop. Each run is [`run_with`] — the code path of `sts-guard
 /// audit` — on the watch cache's Services and Nodes while their watches are healthy, and
@@ -926,13 +926,20 @@ where
         })
 }
 
-/// Lowers this thread's CPU priority (Linux schedules threads one by one, so `setpriority`
-/// on the thread id leaves the rest of the process as it was).
+/// Puts this thread in the idle scheduling class (`SCHED_IDLE`): it runs when no other thread
+/// of normal priority wants the CPU, and any of them that wakes up — an admission worker with a
+/// request — takes the CPU from it at once. Where that is refused, niceness 10. (Linux
+/// schedules threads one by one, so the rest of the process keeps its priority.)
 fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: gettid has no preconditions; setpriority changes only this thread's niceness.
+    // SAFETY: gettid has no preconditions; sched_setscheduler and setpriority change only this
+    // thread's scheduling, from a parameter that lives across the call.
     unsafe {
         let tid = libc::gettid();
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) == 0 {
+            return;
+        }
         if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICENESS) != 0 {
             tracing::debug!(err = %std::io::Error::last_os_error(), "cannot lower the background audit's priority");
         }
