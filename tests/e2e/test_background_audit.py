@@ -147,9 +147,8 @@ def with_claims(sts: dict, *templates: str) -> dict:
     sts["spec"]["volumeClaimTemplates"] = [
         {"metadata": {"name": t}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
         for t in templates]
-    # Deleting the claims with the StatefulSet keeps sts-pvc-retention quiet; scale-downs keep
-    # them (whenScaled: Retain), which is what sts-claims-orphaned is about.
-    sts["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Delete", "whenScaled": "Retain"}
+    # No persistentVolumeClaimRetentionPolicy: Retain, the default, keeps claims after a
+    # scale-down, which is what sts-claims-orphaned is about.
     return sts
 
 
