@@ -7,12 +7,14 @@
 //!
 //! For each endpoint and body it prints the time per review (median of batches), the number
 //! of allocations and the bytes allocated per review, and the peak growth of live heap during
-//! one review. The bodies are the side-by-side kit's (`../shared/bench/bodies`, shaped as
-//! kube-apiserver sends them), and two generated hostile pods: 7,000 and 47,000 containers with
-//! one env var each. The inventory is the kit's Services, as `serve --manifests` loads them.
+//! one review. The bodies are the project's own (`tests/fixtures/bodies`, shaped as
+//! kube-apiserver sends them; `STS_GUARD_BENCH_BODIES=../shared/bench/bodies` takes the
+//! side-by-side kit's, which have the same names), and two generated hostile pods: 7,000 and
+//! 47,000 containers with one env var each. The inventory is that directory's
+//! `services.manifest.json`, as `serve --manifests` loads it.
 //! Allocation counts are deterministic; times vary with the machine.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sts_guard::admission;
 use sts_guard::check::load_inventory_paths;
@@ -93,19 +95,18 @@ fn measure(
 }
 
 fn main() {
-    let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/bodies");
-    let config = Config::default();
-    let inventory = if kit.join("services.manifest.json").exists() {
-        load_inventory_paths(
-            &[kit.join("services.manifest.json").display().to_string()],
-            &Default::default(),
-            "default",
-        )
-        .expect("the kit's Services load")
-    } else {
-        eprintln!("{} not found: an empty inventory", kit.display());
-        sts_guard::inventory::StaticInventory::new()
+    let kit = match std::env::var_os("STS_GUARD_BENCH_BODIES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bodies"),
     };
+    let config = Config::default();
+    let services = kit.join("services.manifest.json");
+    let inventory = load_inventory_paths(
+        &[services.display().to_string()],
+        &Default::default(),
+        "default",
+    )
+    .unwrap_or_else(|e| panic!("{}: {e:?}", services.display()));
     let mut bodies: Vec<(String, Vec<u8>)> = Vec::new();
     for name in [
         "sts-create-ok",
@@ -113,10 +114,9 @@ fn main() {
         "pod-create",
         "pod-delete-force",
     ] {
-        match std::fs::read(kit.join(format!("{name}.json"))) {
-            Ok(body) => bodies.push((name.to_string(), body)),
-            Err(e) => eprintln!("{name}: {e}; skipped"),
-        }
+        let path = kit.join(format!("{name}.json"));
+        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        bodies.push((name.to_string(), body));
     }
     let only = std::env::var("STS_GUARD_BENCH_ONLY").unwrap_or_default();
     for containers in [7_000, 47_000] {

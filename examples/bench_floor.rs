@@ -33,6 +33,7 @@ async fn main() {
     };
     let options = ServerOptions {
         addr: addr.parse().expect("ADDR"),
+        admin_addr: None,
         cert_path: cert.into(),
         key_path: key.into(),
         body_limit: 8 << 20,
@@ -53,6 +54,7 @@ async fn main() {
     let running = start_router(
         options,
         app,
+        None,
         Arc::new(Metrics::default()),
         Arc::new(AtomicBool::new(true)),
     )

@@ -34,6 +34,8 @@
 //!                 LookupError
 //!   yaml          the YAML reader
 //!   allocator     mimalloc's settings for a long-running server (set first by `serve`)
+//!   mem_copy      memcpy and memmove for the static musl build (musl's are slow for short
+//!                 copies)
 //! ```
 //!
 //! # One request's path
@@ -65,6 +67,7 @@ pub mod engine;
 pub mod inventory;
 pub mod log_writer;
 pub mod manifest;
+pub mod mem_copy;
 pub mod model;
 pub mod report;
 pub mod request;

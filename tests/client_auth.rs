@@ -31,6 +31,7 @@ async fn start(client_ca: &str, names: &[&str]) -> Mtls {
     std::fs::write(&ca_path, client_ca).unwrap();
     let options = ServerOptions {
         addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: None,
         cert_path: dir.path().join("tls.crt"),
         key_path: dir.path().join("tls.key"),
         body_limit: 512 * 1024,
@@ -203,4 +204,64 @@ fn a_bad_client_ca_refuses_the_start_naming_the_flag() {
         !out.status.success() && err.contains("--client-ca"),
         "{err}"
     );
+}
+
+/// With mutual TLS the kubelet's probes and Prometheus present no client certificate: the admin
+/// address serves them /healthz, /readyz, /metrics and /audit, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_address_serves_probes_and_metrics_without_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_certs(dir.path());
+    let client_ca = ClientCa::new("client CA");
+    std::fs::write(dir.path().join("client-ca.crt"), &client_ca.pem).unwrap();
+    let options = ServerOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        cert_path: dir.path().join("tls.crt"),
+        key_path: dir.path().join("tls.key"),
+        body_limit: 512 * 1024,
+        header_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        max_connections: 64,
+        max_pending_connections_per_client: 64,
+        memory_budget: 48 << 20,
+        drain_timeout: Duration::from_secs(2),
+        cert_reload_interval: Duration::from_secs(60),
+        client_ca: Some(dir.path().join("client-ca.crt")),
+        client_names: vec![],
+    };
+    let inventory: Arc<dyn Evaluator> = Arc::new(inventory(&[svc("nginx")]));
+    let running = server::start(
+        options,
+        inventory,
+        Arc::new(Config::default()),
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .unwrap();
+    let admin = running.admin_addr.expect("admin address bound");
+    for proto in Proto::BOTH {
+        for (path, status) in [
+            ("/healthz", 200),
+            ("/readyz", 200),
+            ("/metrics", 200),
+            // No background audit runs in this server: the route says so.
+            ("/audit", 503),
+            ("/validate", 404),
+        ] {
+            let method = if path == "/validate" { "POST" } else { "GET" };
+            let (got, _) = request_result(admin, &ca, proto, method, path, review())
+                .await
+                .unwrap();
+            assert_eq!(got.as_u16(), status, "{path} over {proto:?}");
+        }
+        // The webhook port itself still wants the certificate.
+        assert!(
+            request_result(running.local_addr, &ca, proto, "GET", "/healthz", vec![])
+                .await
+                .is_err()
+        );
+    }
+    running.shutdown().await;
 }

@@ -390,6 +390,7 @@ async fn readyz_waits_for_the_first_list_and_the_server_decides_from_the_cluster
     let ca = write_certs(dir.path());
     let options = ServerOptions {
         addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: None,
         cert_path: dir.path().join("tls.crt"),
         key_path: dir.path().join("tls.key"),
         body_limit: 1 << 20,

@@ -34,6 +34,7 @@ async fn start(adjust: impl FnOnce(&mut ServerOptions)) -> TestServer {
     let ca = write_certs(dir.path());
     let mut options = ServerOptions {
         addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: None,
         cert_path: dir.path().join("tls.crt"),
         key_path: dir.path().join("tls.key"),
         body_limit: 512 * 1024,

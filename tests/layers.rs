@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 /// Bottom first. A module may import its own layer and the layers below it, never above.
 const LAYERS: &[(&str, &[&str])] = &[
     // Plain words: rule ids, actions, findings, the rule table, kinds; the YAML reader; how
-    // the process asks memory of the kernel.
-    ("vocabulary", &["vocabulary", "yaml", "allocator"]),
+    // the process asks memory of the kernel and copies it.
+    (
+        "vocabulary",
+        &["vocabulary", "yaml", "allocator", "mem_copy"],
+    ),
     // Typed views of objects; manifests read from files into objects; the shaped decoder of
     // admission requests and watched objects.
     ("views", &["model", "manifest", "request"]),

@@ -311,31 +311,28 @@ fn reviews() -> Vec<(String, Value)> {
         .into_iter()
         .map(|(name, review)| (name.to_string(), review))
         .collect();
-    // Captured from clusters, and the kit's bodies.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The project's own fixtures, shaped as clusters send them, and the README's examples.
     for dir in [
-        root.join("../shared/corpus/admission"),
-        root.join("../shared/bench/bodies"),
-        root.join("examples/admission"),
+        common::fixture("admission"),
+        common::fixture("bodies"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/admission"),
     ] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            if !name.ends_with(".json") || name.starts_with("services") {
-                continue;
-            }
-            let value: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-            let value = if value.get("request").is_some() {
-                value
-            } else {
-                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": value})
-            };
-            out.push((name, value));
-        }
+        out.extend(reviews_in_dir(&dir));
     }
+    out
+}
+
+/// The AdmissionReviews in `dir`, without the Services manifest a body directory carries.
+fn reviews_in_dir(dir: &std::path::Path) -> Vec<(String, Value)> {
+    let reviews = common::reviews_in(dir, Some("services"));
+    assert!(!reviews.is_empty(), "{}: no reviews", dir.display());
+    reviews
+}
+
+/// The third-party reviews: captured from clusters, and the side-by-side kit's bodies.
+fn shared_reviews() -> Vec<(String, Value)> {
+    let mut out = reviews_in_dir(&common::shared("corpus/admission"));
+    out.extend(reviews_in_dir(&common::shared("bench/bodies")));
     out
 }
 
@@ -359,19 +356,48 @@ fn the_shaped_decoder_decides_as_the_whole_review_does() {
     }
 }
 
-#[test]
-fn the_kit_and_the_corpus_are_decided_as_a_whole_review_with_the_kits_services() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let services = root.join("../shared/bench/bodies/services.manifest.json");
-    let inv = sts_guard::check::load_inventory_paths(
-        &[services.display().to_string()],
+/// The Services of a body directory's manifest, as `serve --manifests` loads them.
+fn services_of(manifest: &std::path::Path) -> StaticInventory {
+    sts_guard::check::load_inventory_paths(
+        &[manifest.display().to_string()],
         &Default::default(),
         "default",
     )
-    .expect("the kit's Services load");
+    .unwrap_or_else(|e| panic!("{}: {e:?}", manifest.display()))
+}
+
+#[test]
+fn the_bodies_are_decided_as_a_whole_review_with_their_services() {
+    let inv = services_of(&common::fixture("bodies/services.manifest.json"));
     let config = Config::default();
     for (name, review) in reviews() {
         assert_same_decisions(&name, &review, &inv, &config);
+    }
+}
+
+#[test]
+#[ignore = "third-party suite: needs ../shared (.ci/run runs it with --ignored)"]
+fn the_kit_and_the_corpus_are_decided_as_a_whole_review_with_the_kits_services() {
+    let inv = services_of(&common::shared("bench/bodies/services.manifest.json"));
+    let config = Config::default();
+    let shared = shared_reviews();
+    assert_eq!(
+        shared.len(),
+        10,
+        "6 captured requests and the kit's 4 bodies"
+    );
+    for (name, review) in shared.iter().chain(&reviews()) {
+        assert_same_decisions(name, review, &inv, &config);
+        assert_same_decisions(name, review, &fixtures(), &config);
+        for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+            let body = apiserver_order(review);
+            let reviewed = admission::review(&body, &inv, &config, endpoint).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&reviewed.body),
+                String::from_utf8_lossy(&response_as_before(review, &reviewed.decision)),
+                "{name}, {endpoint:?}"
+            );
+        }
     }
 }
 

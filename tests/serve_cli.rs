@@ -77,8 +77,10 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_an_in_flight_request_then_exits() {
     let dir = tempfile::tempdir().unwrap();
+    // A drain deadline well above what the steps below take on a loaded machine: the test is
+    // that the in-flight request is answered, not how fast.
     let (mut child, addr, logs) = spawn_serve(
-        &["--drain-timeout", "10", "--log-format", "json"],
+        &["--drain-timeout", "60", "--log-format", "json"],
         dir.path(),
     );
     let ca = std::fs::read(dir.path().join("certs/ca.crt")).expect("dev CA written under certs/");
@@ -121,10 +123,14 @@ async fn sigterm_drains_an_in_flight_request_then_exits() {
     tls.write_all(&review).await.unwrap();
     tls.flush().await.unwrap();
     let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut answer))
+    // Read what arrives until the server closes: the answer is what counts; whether the close
+    // came with a TLS close_notify (the process may exit right after) is not.
+    let read = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut answer))
         .await
-        .unwrap()
         .unwrap();
+    if let Err(err) = read {
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    }
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(

@@ -520,3 +520,26 @@ fn the_way_out_of_a_force_delete_leads_with_the_out_of_service_taint() {
         "{message}"
     );
 }
+
+#[test]
+fn the_control_plane_deletes_statefulsets_without_a_word() {
+    // sts-ordered-delete warns a user who deletes an OrderedReady StatefulSet with replicas;
+    // the namespace controller and the garbage collector are not judged.
+    let inv = inventory(&[svc("nginx")]);
+    let delete = |user: &str| {
+        judged(
+            review_json("DELETE", None, Some(&sts("web")), user, &[], json!(null)),
+            &inv,
+            &Config::default(),
+        )
+    };
+    let d = delete(ADMIN);
+    assert_eq!(
+        d.violations.iter().map(|v| v.rule).collect::<Vec<_>>(),
+        [RuleId::StsOrderedDelete]
+    );
+    for (user, _) in CONTROL_PLANE_USERS {
+        let d = delete(user);
+        assert!(d.violations.is_empty(), "{user}: {:?}", d.warnings());
+    }
+}

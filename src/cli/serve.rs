@@ -18,6 +18,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:8443", env = "STS_GUARD_ADDR")]
     pub addr: std::net::SocketAddr,
+    /// Also serve /healthz, /readyz, /metrics and /audit at this address, over TLS without
+    /// client authentication: with --client-ca the kubelet's probes and Prometheus present no
+    /// client certificate, so point them here.
+    #[arg(long, env = "STS_GUARD_ADMIN_ADDR")]
+    pub admin_addr: Option<std::net::SocketAddr>,
     /// Serving certificate (PEM, leaf first, intermediates allowed). Without it and --tls-key a
     /// development CA and certificate are created (or reused) in --certs-dir.
     #[arg(long, env = "STS_GUARD_TLS_CERT", requires = "tls_key")]
@@ -248,6 +253,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let options = ServerOptions {
         addr: args.addr,
+        admin_addr: args.admin_addr,
         cert_path,
         key_path,
         body_limit: args.body_limit,
@@ -265,12 +271,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let running = server::start_with_audit(options, inventory, config, metrics, audit_page)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(addr = %running.local_addr, "serving");
+    tracing::info!(addr = %running.local_addr, admin = ?running.admin_addr, "serving");
     crate::log_writer::flush();
     eprintln!(
         "sts-guard serve: listening on https://{}",
         running.local_addr
     );
+    if let Some(admin) = running.admin_addr {
+        eprintln!(
+            "sts-guard serve: /healthz, /readyz, /metrics and /audit also on https://{admin}"
+        );
+    }
     shutdown_signal().await;
     tracing::info!("shutdown signal received");
     // A second signal aborts the drain.

@@ -407,7 +407,7 @@ impl<'a> Evaluation<'a> {
         };
         let view = StatefulSetView::from_object(old, self.namespace)?;
         let mut findings = Findings::default();
-        check_statefulset_delete(&view, &mut findings);
+        check_statefulset_delete(&view, self.requester(), &mut findings);
         self.apply_policy(Kind::StatefulSet, findings, &HashSet::new(), decision);
         Ok(())
     }

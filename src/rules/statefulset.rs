@@ -1,7 +1,7 @@
 //! Rules on StatefulSets: the governing Service, rollout partitions, storage and deletion.
 
 use super::mutate::{PartitionDefaults, staged_rollout};
-use super::{Finding, Findings, RuleId, join_names};
+use super::{Finding, Findings, Requester, RuleId, join_names};
 use crate::inventory::Inventory;
 use crate::model::{
     FieldError, Fields, PER_POD_NAMES_NEED_HEADLESS, ServiceView, StatefulSetView, format_labels,
@@ -442,8 +442,17 @@ pub fn check_canary_partition(
     ));
 }
 
-/// Validating rules for a StatefulSet DELETE.
-pub fn check_statefulset_delete(sts: &StatefulSetView, out: &mut Findings) {
+/// Validating rules for a StatefulSet DELETE. The control plane's deletes (the namespace
+/// controller, the garbage collector) are not judged: nobody reads their warnings, and a
+/// denial would only make them retry.
+pub fn check_statefulset_delete(
+    sts: &StatefulSetView,
+    requester: Requester<'_>,
+    out: &mut Findings,
+) {
+    if requester.control_plane().is_some() {
+        return;
+    }
     if sts.replicas > 0 && &*sts.pod_management_policy == "OrderedReady" {
         out.push(Finding::new(
             RuleId::StsOrderedDelete,

@@ -36,8 +36,13 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// Everything `serve` needs, resolved from flags.
+#[derive(Clone)]
 pub struct ServerOptions {
     pub addr: SocketAddr,
+    /// Also serve `/healthz`, `/readyz`, `/metrics` and `/audit` here, over TLS without client
+    /// authentication (`--admin-addr`): with `--client-ca` the kubelet's probes and Prometheus
+    /// have no client certificate to get past the webhook port's handshake.
+    pub admin_addr: Option<SocketAddr>,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
     pub body_limit: usize,
@@ -90,6 +95,11 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("--admin-addr {addr}: cannot bind: {source}")]
+    AdminBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -106,16 +116,21 @@ struct AppState {
     audit: Arc<AuditPage>,
 }
 
-/// The routes, without transport: `/validate`, `/mutate`, `/healthz`, `/readyz`, `/metrics`,
-/// `/audit`.
-pub fn router(
+/// The routes, without transport: the webhook port's (`/validate`, `/mutate`, and the admin
+/// routes) and the admin port's (`/healthz`, `/readyz`, `/metrics`, `/audit`), over one state.
+pub struct Routes {
+    pub webhook: Router,
+    pub admin: Router,
+}
+
+pub fn routes(
     inventory: Arc<dyn Evaluator>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     limits: RequestLimits,
     audit: Arc<AuditPage>,
-) -> Router {
+) -> Routes {
     let state = Arc::new(AppState {
         audit,
         inventory,
@@ -127,7 +142,24 @@ pub fn router(
         request_timeout: limits.request_timeout,
         budget: MemoryBudget::new(limits.memory_budget),
     });
-    Router::new()
+    let admin = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .route(
+            "/audit",
+            get(
+                |State(state): State<Arc<AppState>>, headers: HeaderMap| async move {
+                    let gzip = headers
+                        .get_all(header::ACCEPT_ENCODING)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+                    state.audit.response(gzip)
+                },
+            ),
+        );
+    let webhook = Router::new()
         .route(
             "/validate",
             post(
@@ -144,23 +176,12 @@ pub fn router(
                 },
             ),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler))
-        .route(
-            "/audit",
-            get(
-                |State(state): State<Arc<AppState>>, headers: HeaderMap| async move {
-                    let gzip = headers
-                        .get_all(header::ACCEPT_ENCODING)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-                    state.audit.response(gzip)
-                },
-            ),
-        )
-        .with_state(state)
+        .merge(admin.clone())
+        .with_state(state.clone());
+    Routes {
+        webhook,
+        admin: admin.with_state(state),
+    }
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -478,6 +499,8 @@ fn http_version(version: Version) -> &'static str {
 /// A running server: its address, readiness flag and a handle to stop it.
 pub struct Running {
     pub local_addr: SocketAddr,
+    /// Where the admin routes are served apart, with `--admin-addr`.
+    pub admin_addr: Option<SocketAddr>,
     pub ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -530,7 +553,7 @@ pub async fn start_with_audit(
     audit: Arc<AuditPage>,
 ) -> Result<Running, ServeError> {
     let ready = Arc::new(AtomicBool::new(true));
-    let app = router(
+    let routes = routes(
         inventory,
         config,
         metrics.clone(),
@@ -538,13 +561,15 @@ pub async fn start_with_audit(
         options.request_limits(),
         audit,
     );
-    start_router(options, app, metrics, ready).await
+    start_router(options, routes.webhook, Some(routes.admin), metrics, ready).await
 }
 
-/// Serves any router on the webhook's TLS stack (benchmarks use it for a floor measurement).
+/// Serves any router on the webhook's TLS stack (benchmarks use it for a floor measurement),
+/// and `admin` on `--admin-addr` when both are given.
 pub async fn start_router(
     options: ServerOptions,
     app: Router,
+    admin: Option<Router>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) -> Result<Running, ServeError> {
@@ -558,19 +583,35 @@ pub async fn start_router(
         Some(path) => {
             let ca = load_client_ca(path, &provider).map_err(ServeError::ClientCa)?;
             let auth = Arc::new(ClientAuth::new(ca.verifier, options.client_names.clone()));
-            tokio::spawn(reload_client_ca(
-                path.clone(),
+            let (path, swapped) = (path.clone(), auth.clone());
+            let provider = provider.clone();
+            tokio::spawn(reload_on_change(
+                "client CA",
+                vec![path.clone()],
                 options.cert_reload_interval,
-                ca.fingerprint,
-                auth.clone(),
+                vec![ca.fingerprint],
                 metrics.clone(),
                 shutdown_rx.clone(),
+                move || {
+                    swapped.swap(load_client_ca(&path, &provider)?.verifier);
+                    Ok(())
+                },
             ));
             Some(auth)
         }
         None => None,
     };
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(resolver.clone(), client_auth)?));
+    let admin = match (admin, options.admin_addr) {
+        (Some(router), Some(addr)) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::AdminBind { addr, source })?;
+            let acceptor = TlsAcceptor::from(Arc::new(tls_config(resolver.clone(), None)?));
+            Some((listener, acceptor, router))
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind(options.addr)
         .await
         .map_err(|source| ServeError::Bind {
@@ -582,26 +623,65 @@ pub async fn start_router(
         source,
     })?;
     let metrics_for_refusals = metrics.clone();
-    tokio::spawn(reload_certificates(
-        options.cert_path.clone(),
-        options.key_path.clone(),
+    let (cert_path, key_path) = (options.cert_path.clone(), options.key_path.clone());
+    let expiry = metrics.clone();
+    tokio::spawn(reload_on_change(
+        "serving certificate",
+        vec![cert_path.clone(), key_path.clone()],
         options.cert_reload_interval,
-        loaded.fingerprint,
-        resolver,
+        vec![loaded.fingerprint.0, loaded.fingerprint.1],
         metrics,
         shutdown_rx.clone(),
+        move || {
+            let loaded = certs::load_pair(&cert_path, &key_path, &provider)?;
+            resolver.swap(loaded.key);
+            expiry.cert_expiry.set(loaded.not_after);
+            Ok(())
+        },
     ));
-    let task = tokio::spawn(accept_loop(
+    let refusals = Arc::new(RefusalLog::new(metrics_for_refusals));
+    let admin_addr = match &admin {
+        Some((listener, _, _)) => {
+            Some(
+                listener
+                    .local_addr()
+                    .map_err(|source| ServeError::AdminBind {
+                        addr: options.admin_addr.unwrap_or(options.addr),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let admin_task = admin.map(|(listener, acceptor, router)| {
+        tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            router,
+            options.clone(),
+            ready.clone(),
+            refusals.clone(),
+            shutdown_rx.clone(),
+        ))
+    });
+    let webhook_task = tokio::spawn(accept_loop(
         listener,
         acceptor,
         app,
         options,
         ready.clone(),
-        Arc::new(RefusalLog::new(metrics_for_refusals)),
+        refusals,
         shutdown_rx,
     ));
+    let task = tokio::spawn(async move {
+        let _ = webhook_task.await;
+        if let Some(admin) = admin_task {
+            let _ = admin.await;
+        }
+    });
     Ok(Running {
         local_addr,
+        admin_addr,
         ready,
         shutdown: shutdown_tx,
         task,
@@ -686,78 +766,40 @@ async fn accept_loop(
     }
 }
 
-/// Polls the files' contents (not inodes: kubelet swaps a `..data` symlink) and swaps in a new
-/// pair when it changed and validates; a failed reload keeps the last good pair.
-async fn reload_certificates(
-    cert_path: PathBuf,
-    key_path: PathBuf,
+/// Re-reads `paths` every `interval` by content (not inode: the kubelet swaps a `..data`
+/// symlink) and calls `reload` when any changed. A failed reload is counted and logged once per
+/// bad content; whatever `reload` swaps in stays as it was, so the last good one is kept.
+async fn reload_on_change(
+    what: &'static str,
+    paths: Vec<PathBuf>,
     interval: Duration,
-    mut fingerprint: (Vec<u8>, Vec<u8>),
-    resolver: Arc<SwappableCert>,
+    mut seen: Vec<Vec<u8>>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
+    mut reload: impl FnMut() -> Result<(), CertError>,
 ) {
-    let provider = rustls::crypto::ring::default_provider();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
-        let (Ok(cert), Ok(key)) = (std::fs::read(&cert_path), std::fs::read(&key_path)) else {
+        let Ok(contents) = paths
+            .iter()
+            .map(std::fs::read)
+            .collect::<Result<Vec<_>, _>>()
+        else {
             continue;
         };
-        if (&cert, &key) == (&fingerprint.0, &fingerprint.1) {
+        if contents == seen {
             continue;
         }
-        match certs::load_pair(&cert_path, &key_path, &provider) {
-            Ok(loaded) => {
-                resolver.swap(loaded.key);
-                metrics.cert_expiry.set(loaded.not_after);
-                fingerprint = loaded.fingerprint;
-                tracing::info!(cert = %cert_path.display(), "serving certificate reloaded");
-            }
+        // Remembered either way, so that bad contents are logged once, not every poll.
+        seen = contents;
+        match reload() {
+            Ok(()) => tracing::info!(file = %paths[0].display(), "{what} reloaded"),
             Err(err) => {
-                // Remember the bad contents so the failure is logged once, not every poll.
-                fingerprint = (cert, key);
                 metrics.cert_reload_failures.inc();
-                tracing::error!(%err, "certificate reload failed; keeping the last good certificate");
-            }
-        }
-    }
-}
-
-/// Re-reads the client CA bundle like the serving pair: a changed file that loads replaces
-/// the verifier for new handshakes; one that does not is counted, logged once and ignored.
-async fn reload_client_ca(
-    path: PathBuf,
-    interval: Duration,
-    mut fingerprint: Vec<u8>,
-    auth: Arc<ClientAuth>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let provider = rustls::crypto::ring::default_provider();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-        let Ok(pem) = std::fs::read(&path) else {
-            continue;
-        };
-        if pem == fingerprint {
-            continue;
-        }
-        match load_client_ca(&path, &provider) {
-            Ok(loaded) => {
-                auth.swap(loaded.verifier);
-                fingerprint = loaded.fingerprint;
-                tracing::info!(ca = %path.display(), "client CA reloaded");
-            }
-            Err(err) => {
-                fingerprint = pem;
-                metrics.cert_reload_failures.inc();
-                tracing::error!(%err, "client CA reload failed; keeping the last good CA");
+                tracing::error!(%err, "{what} reload failed; keeping the last good one");
             }
         }
     }

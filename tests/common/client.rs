@@ -256,8 +256,9 @@ pub async fn request(
     path: &str,
     body: Vec<u8>,
 ) -> (StatusCode, Bytes) {
-    let mut conn = Conn::open(addr, ca_pem, proto).await.expect("connect");
-    conn.send(method, path, body).await.expect("request")
+    request_result(addr, ca_pem, proto, method, path, body)
+        .await
+        .expect("request")
 }
 
 /// Writes a fresh CA and localhost serving certificate into `dir`; returns the CA PEM.

@@ -227,3 +227,61 @@ pub fn decide(
     );
     evaluate(&parse_request(&review), inv, config, endpoint)
 }
+
+/// A path under the project's own fixtures (`tests/fixtures/`, written for sts-guard; see
+/// `tests/fixtures/README.md`): what the default suites read, so that a clone tests itself.
+pub fn fixture(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
+/// A path under the third-party material beside the checkout (`../shared/`: the corpus of
+/// manifests and captured requests, the side-by-side kit's bodies). Tests that read it are
+/// `#[ignore]`d with the reason "third-party suite" and `.ci/run` runs them with `--ignored`
+/// (failing when ../shared is missing), so `cargo test` alone needs nothing beside the checkout.
+pub fn shared(path: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(path);
+    assert!(
+        path.exists(),
+        "{} is missing: the third-party suites need ../shared beside the checkout",
+        path.display()
+    );
+    path
+}
+
+/// Every `.json` AdmissionReview in `dir` by file name, in name order, but those whose name
+/// starts with `except` (a body directory's Services manifest); a bare AdmissionRequest is
+/// wrapped in the envelope kube-apiserver sends it in.
+pub fn reviews_in(dir: &std::path::Path, except: Option<&str>) -> Vec<(String, Value)> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut reviews: Vec<(String, Value)> = entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            except.is_none_or(|prefix| !name.starts_with(prefix))
+        })
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let value: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, wrap_request(value))
+        })
+        .collect();
+    reviews.sort_by(|a, b| a.0.cmp(&b.0));
+    reviews
+}
+
+/// A bare AdmissionRequest in its AdmissionReview envelope (a review is returned as it is).
+pub fn wrap_request(value: Value) -> Value {
+    if value.get("request").is_some() {
+        value
+    } else {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": value})
+    }
+}

@@ -19,7 +19,9 @@ import tempfile
 import pytest
 
 from controlplane import ControlPlane, NetworkNamespace, tail
-from harness import ROOT, ChartIdentity, Kubectl, chart_identity, dump_all, service_server, url_server
+from harness import (
+    RELEASE, RELEASE_NAMESPACE, ROOT, ChartIdentity, Kubectl, chart_identity, dump_all, service_server, url_server,
+)
 
 
 def _sigterm_as_interrupt(signum, frame):
@@ -68,7 +70,10 @@ def cluster(run_dir):
             [str(ROOT / "tests" / "e2e" / "build-control-plane.sh")],
             check=True, capture_output=True, text=True,
         ).stdout.strip()
-    plane = ControlPlane(pathlib.Path(bin_dir), run_dir / "control-plane")
+    # kube-apiserver presents a client certificate to the chart's Service, and the chart asks
+    # for it (tls.clientAuth, see harness.chart_identity): mutual TLS on the HTTP/1.1 transport.
+    plane = ControlPlane(pathlib.Path(bin_dir), run_dir / "control-plane",
+                         webhook_client_hosts=(f"{RELEASE}.{RELEASE_NAMESPACE}.svc",))
     try:
         plane.start()
         yield plane

@@ -239,7 +239,13 @@ def https_get(url: str, ca: pathlib.Path, cert=None, key=None, timeout: float = 
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on loopback, random free ports."""
 
-    def __init__(self, bin_dir: pathlib.Path, run_dir: pathlib.Path):
+    # The identity kube-apiserver presents to webhooks that ask for a client certificate.
+    WEBHOOK_CLIENT_NAME = "kube-apiserver"
+
+    def __init__(self, bin_dir: pathlib.Path, run_dir: pathlib.Path, webhook_client_hosts: tuple[str, ...] = ()):
+        """`webhook_client_hosts`: the webhook hosts (`<service>.<namespace>.svc`) kube-apiserver
+        presents a client certificate to (CN WEBHOOK_CLIENT_NAME, signed by the run's CA), as its
+        admission control config says for each host with a `kubeConfigFile` user."""
         self.bin_dir = bin_dir
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +269,28 @@ class ControlPlane:
         self.kcm_kubeconfig = kubeconfig(
             run_dir / "kcm.kubeconfig", self.server, self.pki.ca, cert=kcm_cert, key=kcm_key
         )
+        self.webhook_client_hosts = tuple(webhook_client_hosts)
+        self.admission_config = self._admission_config(run_dir) if webhook_client_hosts else None
         self.processes: dict[str, Process] = {}
+
+    def _admission_config(self, run_dir: pathlib.Path) -> pathlib.Path:
+        """An AdmissionConfiguration whose webhook plugins read a kubeconfig with one user per
+        webhook host: the client certificate kube-apiserver presents to that host."""
+        cert, key = self.pki.issue("webhook-client", self.WEBHOOK_CLIENT_NAME)
+        self.webhook_client_cert, self.webhook_client_key = cert, key
+        users = [{"name": host, "user": {"client-certificate": str(cert), "client-key": str(key)}}
+                 for host in self.webhook_client_hosts]
+        webhook_kubeconfig = run_dir / "admission-webhooks.kubeconfig"
+        webhook_kubeconfig.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "users": users}, indent=2))
+        plugin = {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "WebhookAdmissionConfiguration",
+                  "kubeConfigFile": str(webhook_kubeconfig)}
+        config = run_dir / "admission-config.json"
+        config.write_text(json.dumps({
+            "apiVersion": "apiserver.config.k8s.io/v1", "kind": "AdmissionConfiguration",
+            "plugins": [{"name": name, "configuration": plugin}
+                        for name in ("ValidatingAdmissionWebhook", "MutatingAdmissionWebhook")],
+        }, indent=2))
+        return config
 
     def binary(self, name: str) -> str:
         return str(self.bin_dir / name)
@@ -309,6 +336,7 @@ class ControlPlane:
             "--authorization-mode=Node,RBAC",
             # NodeRestriction limits node identities as in a real cluster (scenario 6 acts as one).
             "--enable-admission-plugins=NodeRestriction",
+            *([f"--admission-control-config-file={self.admission_config}"] if self.admission_config else []),
             "--endpoint-reconciler-type=none",
             # No kube-proxy here: reach a Service-backed webhook at an endpoint of its Service.
             "--enable-aggregator-routing=true",
@@ -341,6 +369,9 @@ class ControlPlane:
             f"--service-account-private-key-file={self.pki.sa_key}",
             f"--root-ca-file={self.pki.ca}",
             "--use-service-account-credentials=true",
+            # A large cluster's request rates (the defaults are 20/s, burst 30), so that a
+            # scale-up calls the webhooks concurrently as a busy control plane does.
+            "--kube-api-qps=200", "--kube-api-burst=400",
             "--leader-elect=false",
             "--secure-port=0",
             "--v=1",
@@ -375,7 +406,9 @@ class NetworkNamespace:
 
     def __init__(self, tag: str):
         self.name = f"sts-guard-e2e-{tag}"
-        subnet = random.randrange(1, 250)
+        # A /30 no other namespace of this machine uses (a run may have two, e.g. test_image.py).
+        used = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+        subnet = random.choice([n for n in range(1, 250) if f" 10.213.{n}." not in used])
         self.host_address = f"10.213.{subnet}.1"
         self.address = f"10.213.{subnet}.2"
         self._host_if, self._inner_if = f"sge{tag}h"[:15], f"sge{tag}n"[:15]

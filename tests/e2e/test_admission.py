@@ -14,7 +14,8 @@ import re
 
 from controlplane import wait_until
 
-VALIDATE_STS = 'admission webhook "statefulsets-services.validate.sts-guard.io" denied the request'
+VALIDATE_STS = 'admission webhook "statefulsets.validate.sts-guard.io" denied the request'
+VALIDATE_SVC = 'admission webhook "services.validate.sts-guard.io" denied the request'
 VALIDATE_PODS = 'admission webhook "pods.validate.sts-guard.io" denied the request'
 
 
@@ -117,15 +118,15 @@ def test_governing_service_cannot_be_broken_or_deleted_until_scaled_to_zero(kube
     # API server itself allows).
     message = denied(kubectl("patch", "service", "nginx", "-n", ns, "--type=merge", "-p", json.dumps(
         {"spec": {"type": "ExternalName", "externalName": "db.example.com", "clusterIP": None,
-                  "clusterIPs": None, "selector": None, "ports": None}})))
+                  "clusterIPs": None, "selector": None, "ports": None}})), VALIDATE_SVC)
     assert f"svc-governing-headless: Service {ns}/nginx" in message
     message = denied(kubectl("patch", "service", "nginx", "-n", ns, "--type=merge", "-p",
-                             json.dumps({"spec": {"selector": {"app": "other"}}})))
+                             json.dumps({"spec": {"selector": {"app": "other"}}})), VALIDATE_SVC)
     assert f"svc-governing-selector: Service {ns}/nginx" in message
     stored = kubectl.get("service", "nginx", ns)
     assert stored["spec"]["clusterIP"] == "None" and stored["spec"]["selector"] == {"app": "web"}
 
-    message = denied(kubectl("delete", "service", "nginx", "-n", ns))
+    message = denied(kubectl("delete", "service", "nginx", "-n", ns), VALIDATE_SVC)
     assert f"svc-governing-delete: Service {ns}/nginx: it is the governing Service of StatefulSet {ns}/web" in message
     assert kubectl.exists("service", "nginx", ns)
 
@@ -372,7 +373,7 @@ def test_ignored_namespaces_do_not_depend_on_the_webhook(kubectl, sts_guard):
         # failurePolicy: Fail (the chart's default): no answer means no StatefulSet change here.
         result = kubectl.apply(statefulset("web", "web"), args=("-n", selected))
         assert not result.ok, result
-        assert 'failed calling webhook "statefulsets.mutate.sts-guard.io"' in result.stderr, result
+        assert 'failed calling webhook "statefulsets.validate.sts-guard.io"' in result.stderr, result
         assert not kubectl.exists("statefulset", "web", selected)
         # ...but an ignored namespace and kube-system never reach the webhook.
         for ns in (ignored, "kube-system"):
@@ -405,7 +406,7 @@ def test_apiserver_restart_is_survived_without_restarting_sts_guard(cluster, kub
     # missing from the cache would let this delete through unless sts-guard confirms live
     # while its watches are failing. Denied at the first attempt, not eventually.
     result = kubectl("delete", "service", "nginx", "-n", ns, "--dry-run=server")
-    message = denied(result)
+    message = denied(result, VALIDATE_SVC)
     assert f"svc-governing-delete: Service {ns}/nginx: it is the governing Service of StatefulSet {ns}/web" in message
     # The watches resumed: the cache itself holds every StatefulSet the API server has, the one
     # created after the restart included (the gauge is refreshed every 5 s).

@@ -75,10 +75,11 @@ def counts_by_rule(report: dict) -> dict:
     return counts
 
 
-def background_audit(sts_guard) -> dict:
-    status, body = https_get(f"{sts_guard.url}/audit", sts_guard.ca, server_name=sts_guard.server_name)
-    assert status == 200, (status, body)
-    return json.loads(body)
+def get_audit(sts_guard):
+    """`GET /audit` where Prometheus and people read: the admin port of the chart's container
+    (the webhook port may ask for a client certificate), the only port of a bare server."""
+    base = getattr(sts_guard, "admin_url", sts_guard.url)
+    return https_get(f"{base}/audit", sts_guard.ca, server_name=sts_guard.server_name)
 
 
 def test_background_audit_finds_what_was_made_while_sts_guard_was_down(kubectl, sts_guard, identity):
@@ -101,7 +102,7 @@ def test_background_audit_finds_what_was_made_while_sts_guard_was_down(kubectl, 
 
     # The first background audit runs as soon as the inventory has synced (no flag asks for it).
     def first_audit():
-        status, body = https_get(f"{sts_guard.url}/audit", sts_guard.ca, server_name=sts_guard.server_name)
+        status, body = get_audit(sts_guard)
         return json.loads(body) if status == 200 else None
 
     background = wait_until("the first background audit on /audit", first_audit, timeout=60, interval=0.5)
