@@ -936,7 +936,8 @@ fn lower_thread_priority() {
     // thread's scheduling, from a parameter that lives across the call.
     unsafe {
         let tid = libc::gettid();
-        let param = libc::sched_param { sched_priority: 0 };
+        // All zero: priority 0, the only one SCHED_IDLE takes (musl's struct has more fields).
+        let param: libc::sched_param = std::mem::zeroed();
         if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) == 0 {
             return;
         }
