@@ -207,8 +207,8 @@ macro_rules! rule_table {
             id: $id:literal,
             kind: $kind:ident,
             effect: $effect:ident,
-            severity: $severity:ident,
             audit_only: $audit_only:literal,
+            severity: $severity:ident,
             summary: $summary:literal $(,)?
         }
     )*) => {
@@ -239,113 +239,113 @@ macro_rules! rule_table {
 
 rule_table! {
     StsServiceName {
-        id: "sts-service-name", kind: StatefulSet, effect: DENY, severity: High,
-        audit_only: false,
+        id: "sts-service-name", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: High,
         summary: "A StatefulSet names its governing Service in spec.serviceName.",
     }
     StsServiceExists {
-        id: "sts-service-exists", kind: StatefulSet, effect: DENY, severity: High,
-        audit_only: false,
+        id: "sts-service-exists", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: High,
         summary: "The governing Service of a StatefulSet exists in its namespace.",
     }
     StsServiceHeadless {
-        id: "sts-service-headless", kind: StatefulSet, effect: DENY, severity: High,
-        audit_only: false,
+        id: "sts-service-headless", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: High,
         summary: "The governing Service of a StatefulSet is headless (clusterIP: None).",
     }
     StsServiceSelectsPods {
-        id: "sts-service-selects-pods", kind: StatefulSet, effect: DENY, severity: High,
-        audit_only: false,
+        id: "sts-service-selects-pods", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: High,
         summary: "The governing Service selects the StatefulSet's pods.",
     }
     StsPartitionRange {
-        id: "sts-partition-range", kind: StatefulSet, effect: WARN_ONLY, severity: Low,
-        audit_only: false,
+        id: "sts-partition-range", kind: StatefulSet, effect: WARN_ONLY, audit_only: false,
+        severity: Low,
         summary: "A RollingUpdate partition leaves some pods to update.",
     }
     SvcGoverningHeadless {
-        id: "svc-governing-headless", kind: Service, effect: DENY, severity: High,
-        audit_only: false,
+        id: "svc-governing-headless", kind: Service, effect: DENY, audit_only: false,
+        severity: High,
         summary: "A governing Service stays headless.",
     }
     SvcGoverningSelector {
-        id: "svc-governing-selector", kind: Service, effect: DENY, severity: High,
-        audit_only: false,
+        id: "svc-governing-selector", kind: Service, effect: DENY, audit_only: false,
+        severity: High,
         summary: "A governing Service keeps selecting the StatefulSet's pods.",
     }
     SvcGoverningDelete {
-        id: "svc-governing-delete", kind: Service, effect: DENY, severity: High,
-        audit_only: false,
+        id: "svc-governing-delete", kind: Service, effect: DENY, audit_only: false,
+        severity: High,
         summary: "A Service that governs a running StatefulSet is not deleted.",
     }
     PodForceDelete {
-        id: "pod-force-delete", kind: Pod, effect: DENY, severity: Critical,
-        audit_only: false,
+        id: "pod-force-delete", kind: Pod, effect: DENY, audit_only: false,
+        severity: Critical,
         summary: "StatefulSet pods are not force-deleted while they may still run.",
     }
     StsSharedClaim {
-        id: "sts-shared-claim", kind: StatefulSet, effect: WARN, severity: Medium,
-        audit_only: false,
+        id: "sts-shared-claim", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Medium,
         summary: "Replicas do not share one PersistentVolumeClaim.",
     }
     StsPvcRetention {
-        id: "sts-pvc-retention", kind: StatefulSet, effect: WARN, severity: Low,
-        audit_only: false,
+        id: "sts-pvc-retention", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Low,
         summary: "PersistentVolumeClaims are not deleted with scaled-down or deleted pods.",
     }
     StsOrderedDelete {
-        id: "sts-ordered-delete", kind: StatefulSet, effect: WARN, severity: Low,
-        audit_only: false,
+        id: "sts-ordered-delete", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Low,
         summary: "An OrderedReady StatefulSet is scaled to 0 before it is deleted.",
     }
     StsZeroGrace {
-        id: "sts-zero-grace", kind: StatefulSet, effect: WARN, severity: Medium,
-        audit_only: false,
+        id: "sts-zero-grace", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Medium,
         summary: "A StatefulSet's pods have a termination grace period, so deleting one is not a force delete.",
     }
     StsReadyOrdering {
-        id: "sts-ready-ordering", kind: StatefulSet, effect: WARN, severity: Low,
-        audit_only: false,
+        id: "sts-ready-ordering", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Low,
         summary: "An OrderedReady StatefulSet's pods report readiness, so ordered start waits for something.",
     }
     StsCanaryPartition {
-        id: "sts-canary-partition", kind: StatefulSet, effect: DENY, severity: Medium,
-        audit_only: false,
+        id: "sts-canary-partition", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: Medium,
         summary: "A canary StatefulSet's template change arrives held by its staged partition (the mutation, validated after).",
     }
     StsServiceSelectsLivePods {
-        id: "sts-service-selects-live-pods", kind: StatefulSet, effect: DENY, severity: High,
-        audit_only: true,
+        id: "sts-service-selects-live-pods", kind: StatefulSet, effect: DENY, audit_only: true,
+        severity: High,
         summary: "The governing Service selects the StatefulSet's existing pods (audit only).",
     }
     PodStuckTerminating {
-        id: "pod-stuck-terminating", kind: Pod, effect: WARN, severity: Medium,
-        audit_only: true,
+        id: "pod-stuck-terminating", kind: Pod, effect: WARN, audit_only: true,
+        severity: Medium,
         summary: "No StatefulSet pod is stuck Terminating on a Node that is gone or out of service (audit only).",
     }
     StsClaimsOrphaned {
-        id: "sts-claims-orphaned", kind: StatefulSet, effect: WARN, severity: Medium,
-        audit_only: true,
+        id: "sts-claims-orphaned", kind: StatefulSet, effect: WARN, audit_only: true,
+        severity: Medium,
         summary: "No PersistentVolumeClaim of a StatefulSet is kept for an ordinal it no longer runs (audit only).",
     }
     StsRolloutStalled {
-        id: "sts-rollout-stalled", kind: StatefulSet, effect: WARN, severity: Medium,
-        audit_only: true,
+        id: "sts-rollout-stalled", kind: StatefulSet, effect: WARN, audit_only: true,
+        severity: Medium,
         summary: "A StatefulSet's rollout finishes: its update revision becomes its current revision in time (audit only).",
     }
     StsClaimPending {
-        id: "sts-claim-pending", kind: StatefulSet, effect: WARN, severity: Medium,
-        audit_only: true,
+        id: "sts-claim-pending", kind: StatefulSet, effect: WARN, audit_only: true,
+        severity: Medium,
         summary: "A StatefulSet's PersistentVolumeClaims do not stay Pending (audit only).",
     }
     PodIdentityEnv {
-        id: "pod-identity-env", kind: Pod, effect: MUTATING, severity: Info,
-        audit_only: false,
+        id: "pod-identity-env", kind: Pod, effect: MUTATING, audit_only: false,
+        severity: Info,
         summary: "StatefulSet pods get their ordinal, hostname and FQDN as environment variables.",
     }
     StsPartitionDefault {
-        id: "sts-partition-default", kind: StatefulSet, effect: MUTATING, severity: Info,
-        audit_only: false,
+        id: "sts-partition-default", kind: StatefulSet, effect: MUTATING, audit_only: false,
+        severity: Info,
         summary: "RollingUpdate partitions are explicit; canary annotations stage rollouts.",
     }
 }
