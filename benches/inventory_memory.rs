@@ -34,6 +34,16 @@ use sts_guard::model::{NodeView, ServiceView, StatefulSetView};
 #[path = "common/counting.rs"]
 mod counting;
 
+#[path = "common/cluster.rs"]
+mod cluster;
+
+use cluster::{Size, node, review, service, statefulset};
+
+#[path = "common/process.rs"]
+mod process;
+
+use process::{anon_kib, mib, peak_kib, proc_status_kib, reset_peak, rss_kib};
+
 use counting::live;
 
 #[global_allocator]
@@ -57,127 +67,6 @@ const SIZES: [Size; 3] = [
         nodes: 5_000,
     },
 ];
-
-#[derive(Debug, Clone, Copy)]
-struct Size {
-    services: usize,
-    statefulsets: usize,
-    nodes: usize,
-}
-
-impl Size {
-    fn parse(s: &str) -> Size {
-        let n: Vec<usize> = s
-            .split('/')
-            .map(|x| x.trim().parse().expect("S/T/N"))
-            .collect();
-        Size {
-            services: n[0],
-            statefulsets: n[1],
-            nodes: n[2],
-        }
-    }
-    fn label(&self) -> String {
-        format!("{}/{}/{}", self.services, self.statefulsets, self.nodes)
-    }
-    fn objects(&self) -> usize {
-        self.services + self.statefulsets + self.nodes
-    }
-    /// 100 Services per namespace, as in a multi-tenant cluster.
-    fn namespaces(&self) -> usize {
-        (self.services / 100).max(1)
-    }
-}
-
-fn service(i: usize, namespaces: usize) -> Value {
-    let ns = format!("ns-{}", i % namespaces);
-    let headless = i.is_multiple_of(5);
-    json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": format!("svc-{i}"), "namespace": ns, "uid": format!("00000000-0000-4000-8000-{i:012}"),
-            "labels": {"app.kubernetes.io/name": format!("app-{i}"), "app.kubernetes.io/part-of": "bench", "team": "storage"},
-            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(600)},
-            "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": {"clusterIP": if headless { "None".to_string() } else { format!("10.96.{}.{}", i / 250, i % 250) },
-            "clusterIPs": [if headless { "None".to_string() } else { format!("10.96.{}.{}", i / 250, i % 250) }],
-            "type": "ClusterIP", "selector": {"app.kubernetes.io/name": format!("app-{i}")},
-            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
-            "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
-        "status": {"loadBalancer": {}}})
-}
-
-fn statefulset(i: usize, namespaces: usize) -> Value {
-    let svc = i * 5; // a headless Service
-    let ns = format!("ns-{}", svc % namespaces);
-    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": format!("sts-{i}"), "namespace": ns, "uid": format!("10000000-0000-4000-8000-{i:012}"),
-            "labels": {"app.kubernetes.io/name": format!("app-{svc}")},
-            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(1500)}},
-        "spec": {"serviceName": format!("svc-{svc}"), "replicas": 3,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": format!("app-{svc}")}},
-            "template": {"metadata": {"labels": {"app.kubernetes.io/name": format!("app-{svc}"), "version": "1.2.3"}},
-                "spec": {"containers": [{"name": "db", "image": "registry.example.com/db:1.2.3",
-                    "ports": [{"containerPort": 5432, "name": "pg"}],
-                    "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
-                    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
-                    "volumeMounts": [{"name": "data", "mountPath": "/var/lib/db"}]}]}},
-            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}],
-            "podManagementPolicy": "OrderedReady", "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}},
-        "status": {"replicas": 3, "readyReplicas": 3, "currentRevision": "sts-abc", "updateRevision": "sts-abc"}})
-}
-
-fn node(i: usize) -> Value {
-    let images: Vec<Value> = (0..20)
-        .map(|j| json!({"names": [format!("registry.example.com/image-{j}@sha256:{:064}", j), format!("registry.example.com/image-{j}:v{j}")], "sizeBytes": 123456789 + j}))
-        .collect();
-    json!({"apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": format!("node-{i}"), "uid": format!("20000000-0000-4000-8000-{i:012}"),
-            "labels": {"kubernetes.io/hostname": format!("node-{i}"), "topology.kubernetes.io/zone": format!("zone-{}", i % 3),
-                "node.kubernetes.io/instance-type": "m5.xlarge", "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
-        "spec": {"podCIDR": format!("10.244.{}.0/24", i % 250), "providerID": format!("aws:///eu-west-1a/i-{i:017}"),
-            "taints": if i.is_multiple_of(100) { json!([{"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}]) } else { json!([]) }},
-        "status": {"capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"}, "allocatable": {"cpu": "3900m", "memory": "15Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
-                "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-            "addresses": [{"type": "InternalIP", "address": format!("10.0.{}.{}", i / 250, i % 250)}, {"type": "Hostname", "address": format!("node-{i}")}],
-            "nodeInfo": {"kubeletVersion": "v1.32.4", "containerRuntimeVersion": "containerd://1.7.27", "osImage": "Ubuntu 24.04", "kernelVersion": "6.8.0",
-                "operatingSystem": "linux", "architecture": "amd64", "machineID": "m", "systemUUID": "s", "bootID": "b", "kubeProxyVersion": ""},
-            "images": images}})
-}
-
-fn proc_status_kib(pid: &str, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn rss_kib() -> u64 {
-    proc_status_kib("self", "VmRSS:")
-}
-
-/// Anonymous resident memory: the heap and stacks, without the pages of the binary's code
-/// (file-backed, shared, dropped by the kernel under pressure), which the first run of the
-/// watch path faults in whatever the cluster's size.
-fn anon_kib() -> u64 {
-    proc_status_kib("self", "RssAnon:")
-}
-
-/// The peak RSS since the last [`reset_peak`] (VmHWM).
-fn peak_kib() -> u64 {
-    proc_status_kib("self", "VmHWM:")
-}
-
-/// Resets VmHWM to the current RSS (Linux: `5` to clear_refs).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
 
 async fn serve_fixtures(size: Size) {
     let fake = fake_apiserver::FakeApi::start().await;
@@ -206,15 +95,6 @@ async fn serve_fixtures(size: Size) {
         }
     });
     let _ = lines.await;
-}
-
-fn review(i: usize, namespaces: usize) -> Value {
-    let obj = statefulset(i, namespaces);
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "StatefulSet"},
-        "resource": {"group": "apps", "version": "v1", "resource": "statefulsets"},
-        "name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"], "operation": "CREATE",
-        "userInfo": {"username": "admin"}, "object": obj, "oldObject": null, "dryRun": false}})
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -495,6 +375,10 @@ fn readyz(url: &str) -> Value {
             "serve",
             "--addr",
             &format!("127.0.0.1:{port}"),
+            // The cache's own figure: the background audit's run, right after the sync, is
+            // measured by the background_audit bench.
+            "--audit-interval",
+            "0",
             "--certs-dir",
         ])
         .arg(dir.path().join("certs"))

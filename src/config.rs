@@ -3,6 +3,7 @@
 //! ([`crate::vocabulary::RULES`]); the rules' own settings are the parameter structs the rules
 //! define, embedded here.
 
+use crate::rules::live::AuditThresholds;
 use crate::rules::mutate::{IdentityEnv, PartitionDefaults};
 use crate::rules::pod::ForceDelete;
 use crate::vocabulary::{Action, RuleId};
@@ -58,6 +59,8 @@ pub struct Config {
     pub on_lookup_error: OnLookupError,
     /// What the webhook does with a denial.
     pub mode: Mode,
+    /// The audit-only rules' thresholds: `audit`.
+    pub audit: AuditThresholds,
 }
 
 impl Default for Config {
@@ -71,6 +74,7 @@ impl Default for Config {
             force_delete: ForceDelete::default(),
             on_lookup_error: OnLookupError::Allow,
             mode: Mode::Enforce,
+            audit: AuditThresholds::default(),
         }
     }
 }
@@ -149,6 +153,15 @@ struct RawConfig {
     force_delete: Option<RawForceDelete>,
     on_lookup_error: Option<OnLookupError>,
     mode: Option<Mode>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawAudit {
+    /// Values as written: a bare `15` is a number in YAML, and is refused as having no unit.
+    rollout_stalled_after: Option<serde_json::Value>,
+    claim_pending_after: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -250,8 +263,51 @@ impl RawConfig {
         if let Some(mode) = self.mode {
             config.mode = mode;
         }
+        if let Some(audit) = self.audit {
+            if let Some(value) = audit.rollout_stalled_after {
+                config.audit.rollout_stalled_after =
+                    duration(&value).map_err(|e| ("audit.rolloutStalledAfter".to_string(), e))?;
+            }
+            if let Some(value) = audit.claim_pending_after {
+                config.audit.claim_pending_after =
+                    duration(&value).map_err(|e| ("audit.claimPendingAfter".to_string(), e))?;
+            }
+        }
         Ok(config)
     }
+}
+
+/// A duration as Go and Prometheus write them, in hours, minutes and seconds: `90s`, `15m`,
+/// `1h30m`.
+fn duration(value: &serde_json::Value) -> Result<std::time::Duration, String> {
+    let invalid = || format!("{value} is not a duration: write it like 90s, 15m or 1h30m");
+    let Some(text) = value.as_str() else {
+        return Err(invalid());
+    };
+    let mut seconds: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(invalid()),
+        };
+        let n: u64 = number.parse().map_err(|_| invalid())?;
+        seconds = n
+            .checked_mul(unit)
+            .and_then(|s| s.checked_add(seconds))
+            .ok_or_else(invalid)?;
+        number.clear();
+    }
+    if !number.is_empty() || text.is_empty() {
+        return Err(invalid());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// `rules.<id>: <value>`, checked against the rule's row of the rule table.
@@ -382,6 +438,16 @@ mod tests {
     }
 
     #[test]
+    fn audit_thresholds_are_durations() {
+        let c = parse("audit:\n  rolloutStalledAfter: 1h30m\n  claimPendingAfter: 45s\n").unwrap();
+        assert_eq!(c.audit.rollout_stalled_after.as_secs(), 5400);
+        assert_eq!(c.audit.claim_pending_after.as_secs(), 45);
+        let c = parse("audit:\n  claimPendingAfter: 0s\n").unwrap();
+        assert_eq!(c.audit.claim_pending_after.as_secs(), 0);
+        assert_eq!(c.audit.rollout_stalled_after.as_secs(), 3600, "the default");
+    }
+
+    #[test]
     fn errors_name_the_field_path() {
         let cases = [
             ("bogus: 1", "bogus", "unknown field"),
@@ -431,6 +497,17 @@ mod tests {
                 "forceDelete.allowedUsers",
                 "expected a sequence",
             ),
+            (
+                "audit:\n  rolloutStalledAfter: 5 min",
+                "audit.rolloutStalledAfter",
+                "\"5 min\" is not a duration: write it like 90s, 15m or 1h30m",
+            ),
+            (
+                "audit:\n  claimPendingAfter: 15",
+                "audit.claimPendingAfter",
+                "not a duration",
+            ),
+            ("audit:\n  stalled: 1h", "audit.stalled", "unknown field"),
             (
                 "excludedNamespaces: [\"Bad NS\"]",
                 "excludedNamespaces[0]",

@@ -1,8 +1,11 @@
 //! `check` and `audit` output: text for people, JSON for scripts, SARIF 2.1.0 for code
-//! scanning, and the per-namespace, per-rule summary of `audit`.
+//! scanning, the per-namespace, per-rule summary of `audit`, and `audit`'s policy reports
+//! (`wgpolicyk8s.io` PolicyReports, `openreports.io` Reports).
 
-use crate::check::CheckReport;
-use crate::vocabulary::{Action, Effect, RULES, RuleFacts, RuleId};
+use crate::audit::AuditReport;
+use crate::check::{CheckReport, ObjectResult};
+use crate::vocabulary::{Action, Effect, Kind, RULES, RuleFacts, RuleId};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -132,42 +135,45 @@ pub fn summary_json(counts: &RuleCounts) -> Value {
     Value::Object(map)
 }
 
-pub fn json(report: &CheckReport) -> Value {
-    let objects: Vec<Value> = report
-        .objects
-        .iter()
-        .map(|o| {
-            let mut object = json!({
-                "kind": o.kind,
-                "namespace": o.namespace,
-                "name": o.name,
-                "verdict": o.verdict(),
-                "skipped": o.skipped,
-                "violations": o.decision.violations.iter().map(|v| json!({
-                    "rule": v.rule.as_str(),
-                    "action": v.action.as_str(),
-                    "field": v.field,
-                    "message": v.to_string(),
-                    "problem": v.problem,
-                    "hint": v.hint,
-                })).collect::<Vec<_>>(),
-                "warnings": o.decision.notes,
-                "invalid": o.decision.invalid,
-            });
-            if let Some(pos) = &o.pos {
-                object["file"] = json!(&*pos.file);
-                object["document"] = json!(pos.document);
-                object["line"] = json!(pos.line);
-            }
-            object
-        })
-        .collect();
+/// One object of `check`'s and `audit`'s JSON.
+fn object_json(o: &ObjectResult) -> Value {
+    let mut object = json!({
+        "kind": o.kind,
+        "namespace": o.namespace,
+        "name": o.name,
+        "verdict": o.verdict(),
+        "skipped": o.skipped,
+        "violations": o.decision.violations.iter().map(|v| json!({
+            "rule": v.rule.as_str(),
+            "action": v.action.as_str(),
+            "field": v.field,
+            "message": v.to_string(),
+            "problem": v.problem,
+            "hint": v.hint,
+        })).collect::<Vec<_>>(),
+        "warnings": o.decision.notes,
+        "invalid": o.decision.invalid,
+    });
+    if let Some(pos) = &o.pos {
+        object["file"] = json!(&*pos.file);
+        object["document"] = json!(pos.document);
+        object["line"] = json!(pos.line);
+    }
+    object
+}
+
+fn summary_of(report: &CheckReport) -> Value {
     json!({
-        "summary": {
-            "objects": report.total(),
-            "checked": report.checked(),
-            "denied": report.denied(),
-        },
+        "objects": report.total(),
+        "checked": report.checked(),
+        "denied": report.denied(),
+    })
+}
+
+pub fn json(report: &CheckReport) -> Value {
+    let objects: Vec<Value> = report.objects.iter().map(object_json).collect();
+    json!({
+        "summary": summary_of(report),
         "objects": objects,
     })
 }
@@ -257,4 +263,287 @@ fn sarif_uri(file: &str) -> String {
         return "stdin".to_string();
     }
     file.replace('\\', "/")
+}
+
+/// `sts-guard audit -o json`, and `GET /audit` of `serve`: `check`'s JSON (objects without
+/// `file`/`line`) plus the scope, when the read began, the objects read per kind and the
+/// per-namespace, per-rule counts. Serialized as it is written, one object at a time (no tree
+/// of the whole report: a large cluster's findings take tens of MiB as text already), with the
+/// keys in the order a `serde_json::Value` would have them.
+pub struct AuditJson<'a> {
+    pub audited: &'a AuditReport,
+    pub scope: &'a str,
+}
+
+impl Serialize for AuditJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Objects<'a>(&'a [ObjectResult]);
+        impl Serialize for Objects<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for o in self.0 {
+                    seq.serialize_element(&object_json(o))?;
+                }
+                seq.end()
+            }
+        }
+        let audited = self.audited;
+        let listed = &audited.listed;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("at", &audited.at.to_string())?;
+        map.serialize_entry(
+            "byNamespace",
+            &summary_json(&by_namespace_and_rule(&audited.report)),
+        )?;
+        map.serialize_entry(
+            "listed",
+            &json!({
+                "nodes": listed.nodes,
+                "services": listed.services,
+                "statefulsets": listed.statefulsets,
+                "pods": listed.pods,
+                "persistentvolumeclaims": listed.claims,
+                "controllerrevisions": listed.revisions,
+            }),
+        )?;
+        map.serialize_entry("objects", &Objects(&audited.report.objects))?;
+        map.serialize_entry("scope", self.scope)?;
+        map.serialize_entry("summary", &summary_of(&audited.report))?;
+        map.end()
+    }
+}
+
+/// The policy report formats of the ecosystem, read by Policy Reporter and the like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyReportFormat {
+    /// `wgpolicyk8s.io/v1alpha2` `PolicyReport` and `ClusterPolicyReport` (Kyverno's).
+    WgPolicy,
+    /// `openreports.io/v1alpha1` `Report` and `ClusterReport`, which replace them
+    /// (Kubewarden writes them by default).
+    OpenReports,
+}
+
+impl PolicyReportFormat {
+    fn api_version(self) -> &'static str {
+        match self {
+            PolicyReportFormat::WgPolicy => "wgpolicyk8s.io/v1alpha2",
+            PolicyReportFormat::OpenReports => "openreports.io/v1alpha1",
+        }
+    }
+
+    /// The kind of a namespace's report and of the cluster-scoped one.
+    fn kinds(self) -> (&'static str, &'static str) {
+        match self {
+            PolicyReportFormat::WgPolicy => ("PolicyReport", "ClusterPolicyReport"),
+            PolicyReportFormat::OpenReports => ("Report", "ClusterReport"),
+        }
+    }
+}
+
+/// The name of every report sts-guard writes, and its `source`.
+pub const REPORT_SOURCE: &str = "sts-guard";
+
+/// The audit as policy reports, one `kubectl apply -f` away from the cluster: a `v1` `List`
+/// of one report per audited namespace (clean namespaces get an empty one, so that applying a
+/// later audit clears what was fixed) and a cluster-scoped report for objects without a
+/// namespace (no rule judges one today, so it appears only if one does). Each violation is a
+/// result: policy = rule id, `fail` for a denial and `warn` for a warning, the rule table's
+/// severity, the object as the result's resource; an object that cannot be read is an
+/// `error` result of `invalid-object`.
+pub fn policy_reports(audited: &AuditReport, format: PolicyReportFormat) -> Value {
+    let at = audited.at;
+    let mut by_namespace: BTreeMap<&str, Vec<Value>> = audited
+        .namespaces
+        .iter()
+        .map(|ns| (ns.as_str(), Vec::new()))
+        .collect();
+    for obj in &audited.report.objects {
+        let results = by_namespace.entry(obj.namespace.as_str()).or_default();
+        let mut resource = json!({
+            "apiVersion": Kind::from_name(&obj.kind).map_or("v1", Kind::api_version),
+            "kind": obj.kind,
+            "name": obj.name,
+        });
+        if !obj.namespace.is_empty() {
+            resource["namespace"] = json!(obj.namespace);
+        }
+        for v in &obj.decision.violations {
+            let mut properties = json!({"field": v.field});
+            if !v.related.is_empty() {
+                let related: Vec<String> = v.related.iter().map(ToString::to_string).collect();
+                properties["related"] = json!(related.join(", "));
+            }
+            results.push(json!({
+                "source": REPORT_SOURCE,
+                "policy": v.rule.as_str(),
+                "severity": v.rule.severity().as_str(),
+                "result": if v.action == Action::Deny { "fail" } else { "warn" },
+                "scored": true,
+                "timestamp": {"seconds": at.as_second(), "nanos": 0},
+                "resources": [resource.clone()],
+                "message": format!("{} {}", v.problem, v.hint),
+                "properties": properties,
+            }));
+        }
+        if let Some(invalid) = &obj.decision.invalid {
+            results.push(json!({
+                "source": REPORT_SOURCE,
+                "policy": "invalid-object",
+                "result": "error",
+                "scored": true,
+                "timestamp": {"seconds": at.as_second(), "nanos": 0},
+                "resources": [resource.clone()],
+                "message": invalid,
+            }));
+        }
+    }
+    let (namespaced_kind, cluster_kind) = format.kinds();
+    let items: Vec<Value> = by_namespace
+        .into_iter()
+        .map(|(namespace, results)| {
+            let mut summary = json!({"pass": 0, "fail": 0, "warn": 0, "error": 0, "skip": 0});
+            for r in &results {
+                let key = r["result"].as_str().unwrap_or("error");
+                summary[key] = json!(summary[key].as_u64().unwrap_or(0) + 1);
+            }
+            let mut metadata = json!({
+                "name": REPORT_SOURCE,
+                "labels": {"app.kubernetes.io/managed-by": REPORT_SOURCE},
+            });
+            let kind = if namespace.is_empty() {
+                cluster_kind
+            } else {
+                metadata["namespace"] = json!(namespace);
+                namespaced_kind
+            };
+            let mut report = json!({
+                "apiVersion": format.api_version(),
+                "kind": kind,
+                "metadata": metadata,
+                "summary": summary,
+                "results": results,
+            });
+            // A PolicyReport names its source per result only; a Report also once for all.
+            if format == PolicyReportFormat::OpenReports {
+                report["source"] = json!(REPORT_SOURCE);
+            }
+            report
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Listed;
+    use crate::engine::{Decision, Violation};
+    use crate::vocabulary::{ObjectRef, RuleId};
+
+    fn audited() -> AuditReport {
+        let object = ObjectRef::new(Kind::StatefulSet, "shop", "cart");
+        let mut decision = Decision::default();
+        decision.violations.push(Violation {
+            rule: RuleId::StsServiceExists,
+            action: Action::Deny,
+            object: object.clone(),
+            field: "spec.serviceName".into(),
+            problem: "no Service.".into(),
+            hint: "Create it.".into(),
+            related: vec![ObjectRef::new(Kind::Service, "shop", "cart-svc")],
+            not_denied: None,
+        });
+        let mut node = ObjectResult {
+            pos: None,
+            kind: "Node".into(),
+            namespace: String::new(),
+            name: "n1".into(),
+            skipped: None,
+            decision: Decision::default(),
+        };
+        node.decision.invalid = Some("spec.taints: expected a list".into());
+        AuditReport {
+            report: CheckReport {
+                objects: vec![
+                    node,
+                    ObjectResult {
+                        pos: None,
+                        kind: object.kind.to_string(),
+                        namespace: object.namespace,
+                        name: object.name,
+                        skipped: None,
+                        decision,
+                    },
+                ],
+                unlisted_ok: 3,
+                unlisted_skipped: 1,
+            },
+            listed: Listed {
+                nodes: 1,
+                services: 2,
+                statefulsets: 3,
+                pods: 4,
+                claims: 5,
+                revisions: 6,
+            },
+            at: "2025-06-01T12:00:00Z".parse().unwrap(),
+            namespaces: ["quiet".to_string(), "shop".to_string()].into(),
+        }
+    }
+
+    #[test]
+    fn the_audit_json_is_written_as_the_value_of_it_would_print() {
+        let audited = audited();
+        let streamed = serde_json::to_string_pretty(&AuditJson {
+            audited: &audited,
+            scope: "all namespaces",
+        })
+        .unwrap();
+        let mut value = json(&audited.report);
+        value["scope"] = json!("all namespaces");
+        value["at"] = json!("2025-06-01T12:00:00Z");
+        value["listed"] = json!({"nodes": 1, "services": 2, "statefulsets": 3, "pods": 4,
+            "persistentvolumeclaims": 5, "controllerrevisions": 6});
+        value["byNamespace"] = summary_json(&by_namespace_and_rule(&audited.report));
+        assert_eq!(streamed, format!("{value:#}"));
+    }
+
+    #[test]
+    fn policy_reports_cover_clean_namespaces_and_put_cluster_scoped_objects_in_a_cluster_report() {
+        let report = policy_reports(&audited(), PolicyReportFormat::OpenReports);
+        let items = report["items"].as_array().unwrap();
+        let kinds: Vec<(&str, &str)> = items
+            .iter()
+            .map(|r| {
+                (
+                    r["kind"].as_str().unwrap(),
+                    r["metadata"]["namespace"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("ClusterReport", "-"),
+                ("Report", "quiet"),
+                ("Report", "shop")
+            ]
+        );
+        let cluster = &items[0];
+        assert_eq!(cluster["results"][0]["result"], "error");
+        assert_eq!(cluster["results"][0]["policy"], "invalid-object");
+        assert_eq!(
+            cluster["results"][0]["resources"],
+            json!([{"apiVersion": "v1", "kind": "Node", "name": "n1"}])
+        );
+        assert_eq!(cluster["summary"]["error"], 1);
+        assert_eq!(items[1]["results"], json!([]));
+        let shop = &items[2]["results"][0];
+        assert_eq!(shop["properties"]["related"], "Service shop/cart-svc");
+        assert_eq!(
+            shop["timestamp"],
+            json!({"seconds": 1748779200, "nanos": 0})
+        );
+        assert_eq!(shop["message"], "no Service. Create it.");
+    }
 }

@@ -127,6 +127,29 @@ impl Action {
     }
 }
 
+/// How much a finding matters, as the policy report formats grade results
+/// (`wgpolicyk8s.io` PolicyReports, `openreports.io` Reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// What a rule does: validating rules report findings that config turns into an action,
 /// mutating rules change the object and are switched `on` or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,8 +189,12 @@ pub struct RuleFacts {
     /// The kind of object the rule judges or changes.
     pub kind: Kind,
     pub effect: Effect,
-    /// Only `sts-guard audit` can evaluate it: it reads live pods, which neither an admission
-    /// request nor a manifest file shows.
+    /// How much a finding matters in a policy report (mutating rules: `Info`, they report
+    /// nothing).
+    pub severity: Severity,
+    /// Only `sts-guard audit` (and `serve`'s background audit) can evaluate it: it reads live
+    /// pods, claims or rollout status, which neither an admission request nor a manifest file
+    /// shows.
     pub audit_only: bool,
     /// One line on what the rule protects, for listings, SARIF and the README.
     pub summary: &'static str,
@@ -181,6 +208,7 @@ macro_rules! rule_table {
             kind: $kind:ident,
             effect: $effect:ident,
             audit_only: $audit_only:literal,
+            severity: $severity:ident,
             summary: $summary:literal $(,)?
         }
     )*) => {
@@ -197,6 +225,7 @@ macro_rules! rule_table {
                 id: $id,
                 kind: Kind::$kind,
                 effect: $effect,
+                severity: Severity::$severity,
                 audit_only: $audit_only,
                 summary: $summary,
             },
@@ -211,78 +240,112 @@ macro_rules! rule_table {
 rule_table! {
     StsServiceName {
         id: "sts-service-name", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: High,
         summary: "A StatefulSet names its governing Service in spec.serviceName.",
     }
     StsServiceExists {
         id: "sts-service-exists", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: High,
         summary: "The governing Service of a StatefulSet exists in its namespace.",
     }
     StsServiceHeadless {
         id: "sts-service-headless", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: High,
         summary: "The governing Service of a StatefulSet is headless (clusterIP: None).",
     }
     StsServiceSelectsPods {
         id: "sts-service-selects-pods", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: High,
         summary: "The governing Service selects the StatefulSet's pods.",
     }
     StsPartitionRange {
         id: "sts-partition-range", kind: StatefulSet, effect: WARN_ONLY, audit_only: false,
+        severity: Low,
         summary: "A RollingUpdate partition leaves some pods to update.",
     }
     SvcGoverningHeadless {
         id: "svc-governing-headless", kind: Service, effect: DENY, audit_only: false,
+        severity: High,
         summary: "A governing Service stays headless.",
     }
     SvcGoverningSelector {
         id: "svc-governing-selector", kind: Service, effect: DENY, audit_only: false,
+        severity: High,
         summary: "A governing Service keeps selecting the StatefulSet's pods.",
     }
     SvcGoverningDelete {
         id: "svc-governing-delete", kind: Service, effect: DENY, audit_only: false,
+        severity: High,
         summary: "A Service that governs a running StatefulSet is not deleted.",
     }
     PodForceDelete {
         id: "pod-force-delete", kind: Pod, effect: DENY, audit_only: false,
+        severity: Critical,
         summary: "StatefulSet pods are not force-deleted while they may still run.",
     }
     StsSharedClaim {
         id: "sts-shared-claim", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Medium,
         summary: "Replicas do not share one PersistentVolumeClaim.",
     }
     StsPvcRetention {
         id: "sts-pvc-retention", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Low,
         summary: "PersistentVolumeClaims are not deleted with scaled-down or deleted pods.",
     }
     StsOrderedDelete {
         id: "sts-ordered-delete", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Low,
         summary: "An OrderedReady StatefulSet is scaled to 0 before it is deleted.",
     }
     StsZeroGrace {
         id: "sts-zero-grace", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Medium,
         summary: "A StatefulSet's pods have a termination grace period, so deleting one is not a force delete.",
     }
     StsReadyOrdering {
         id: "sts-ready-ordering", kind: StatefulSet, effect: WARN, audit_only: false,
+        severity: Low,
         summary: "An OrderedReady StatefulSet's pods report readiness, so ordered start waits for something.",
     }
     StsCanaryPartition {
         id: "sts-canary-partition", kind: StatefulSet, effect: DENY, audit_only: false,
+        severity: Medium,
         summary: "A canary StatefulSet's template change arrives held by its staged partition (the mutation, validated after).",
     }
     StsServiceSelectsLivePods {
         id: "sts-service-selects-live-pods", kind: StatefulSet, effect: DENY, audit_only: true,
+        severity: High,
         summary: "The governing Service selects the StatefulSet's existing pods (audit only).",
     }
     PodStuckTerminating {
         id: "pod-stuck-terminating", kind: Pod, effect: WARN, audit_only: true,
+        severity: Medium,
         summary: "No StatefulSet pod is stuck Terminating on a Node that is gone or out of service (audit only).",
+    }
+    StsClaimsOrphaned {
+        id: "sts-claims-orphaned", kind: StatefulSet, effect: WARN, audit_only: true,
+        severity: Medium,
+        summary: "No PersistentVolumeClaim of a StatefulSet is kept for an ordinal it no longer runs (audit only).",
+    }
+    StsRolloutStalled {
+        id: "sts-rollout-stalled", kind: StatefulSet, effect: WARN, audit_only: true,
+        severity: Medium,
+        summary: "A StatefulSet's rollout finishes: its update revision becomes its current revision in time (audit only).",
+    }
+    StsClaimPending {
+        id: "sts-claim-pending", kind: StatefulSet, effect: WARN, audit_only: true,
+        severity: Medium,
+        summary: "A StatefulSet's PersistentVolumeClaims do not stay Pending (audit only).",
     }
     PodIdentityEnv {
         id: "pod-identity-env", kind: Pod, effect: MUTATING, audit_only: false,
+        severity: Info,
         summary: "StatefulSet pods get their ordinal, hostname and FQDN as environment variables.",
     }
     StsPartitionDefault {
         id: "sts-partition-default", kind: StatefulSet, effect: MUTATING, audit_only: false,
+        severity: Info,
         summary: "RollingUpdate partitions are explicit; canary annotations stage rollouts.",
     }
 }
@@ -304,6 +367,11 @@ impl RuleId {
     /// Mutating rules are switched on or off; validating rules have an action.
     pub fn is_mutating(self) -> bool {
         self.facts().effect == Effect::Mutating
+    }
+
+    /// How much a finding matters in a policy report.
+    pub fn severity(self) -> Severity {
+        self.facts().severity
     }
 
     /// Rules only `sts-guard audit` can evaluate.
@@ -489,7 +557,8 @@ mod tests {
         assert_eq!(listed, ids, "{path}: rules.propertyNames.enum");
     }
 
-    /// The README's Rules table lists every validating rule with its default and scope.
+    /// The README's Rules table lists every validating rule with its default, severity and
+    /// scope.
     #[test]
     fn the_readme_rules_table_is_the_table() {
         let readme = include_str!("../README.md");
@@ -497,26 +566,30 @@ mod tests {
             .split("\n## Rules\n")
             .nth(1)
             .expect("README has ## Rules");
-        let rows: Vec<(String, String, bool)> = section
+        let rows: Vec<(String, String, String, bool)> = section
             .lines()
             .skip_while(|line| !line.starts_with("| `"))
             .take_while(|line| line.starts_with('|'))
             .map(|line| {
                 let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-                let audit_only = cells[3].starts_with("(audit only)");
+                let audit_only = cells[4].starts_with("(audit only)");
                 (
                     cells[1].trim_matches('`').to_string(),
                     cells[2].to_string(),
+                    cells[3].to_string(),
                     audit_only,
                 )
             })
             .collect();
-        let expected: Vec<(String, String, bool)> = RULES
+        let expected: Vec<(String, String, String, bool)> = RULES
             .iter()
             .filter_map(|r| match r.effect {
-                Effect::Validating { default, .. } => {
-                    Some((r.id.to_string(), default.as_str().to_string(), r.audit_only))
-                }
+                Effect::Validating { default, .. } => Some((
+                    r.id.to_string(),
+                    default.as_str().to_string(),
+                    r.severity.as_str().to_string(),
+                    r.audit_only,
+                )),
                 Effect::Mutating => None,
             })
             .collect();

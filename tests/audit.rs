@@ -417,6 +417,241 @@ async fn forbidden_and_unreachable_are_one_line_errors() {
     assert_eq!(fake.requests().len(), 1 + 5);
 }
 
+// --- claims and rollouts -----------------------------------------------------------------
+
+/// A time `seconds` before now, as the API server writes timestamps.
+fn ago(seconds: i64) -> String {
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    k8s_openapi::jiff::Timestamp::from_second(now - seconds)
+        .unwrap()
+        .to_string()
+}
+
+fn claim(namespace: &str, name: &str, phase: &str, created: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        "status": {"phase": phase}})
+}
+
+fn revision(namespace: &str, name: &str, created: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
+        "data": {"spec": {"template": {}}}, "revision": 2})
+}
+
+/// A StatefulSet of `store` with claim templates, `replicas` and `ordinals.start`.
+fn stateful(name: &str, replicas: i64, start: i64, templates: &[&str]) -> Obj {
+    let templates: Vec<Value> = templates
+        .iter()
+        .map(|t| json!({"metadata": {"name": t}, "spec": {"accessModes": ["ReadWriteOnce"]}}))
+        .collect();
+    in_ns(sts(name), "store")
+        .set("spec.replicas", json!(replicas))
+        .set("spec.ordinals", json!({"start": start}))
+        .set("spec.volumeClaimTemplates", json!(templates))
+}
+
+fn rolling(obj: Obj, current: &str, update: &str) -> Obj {
+    obj.set(
+        "status",
+        json!({"replicas": 1, "currentRevision": current, "updateRevision": update}),
+    )
+}
+
+/// Claims kept for ordinals a scale-down left, claims Pending for long and not yet, a rollout
+/// stalled and one just begun, next to healthy StatefulSets of each kind.
+fn seed_claims_and_rollouts(fake: &FakeApi) {
+    fake.apply(in_ns(svc("nginx"), "store").value());
+    // db runs ordinals 0 and 1: data-db-2 and logs-db-3 are orphaned; the names that are not
+    // an ordinal of a template of db are not its claims.
+    fake.apply(stateful("db", 2, 0, &["data", "logs"]).value());
+    for name in [
+        "data-db-0",
+        "data-db-1",
+        "logs-db-0",
+        "logs-db-1",
+        "data-db-2",
+        "logs-db-3",
+    ] {
+        fake.apply(claim("store", name, "Bound", PAST));
+    }
+    for name in [
+        "data-db-x",
+        "data-dbx-5",
+        "data-db-",
+        "data-other-9",
+        "data-db-+4",
+    ] {
+        fake.apply(claim("store", name, "Bound", PAST));
+    }
+    // cache runs ordinals 5..=7: data-cache-5 has been Pending since long ago, data-cache-6
+    // for a minute, data-cache-7 is Bound; none is orphaned.
+    fake.apply(stateful("cache", 3, 5, &["data"]).value());
+    fake.apply(claim("store", "data-cache-5", "Pending", PAST));
+    fake.apply(claim("store", "data-cache-6", "Pending", &ago(60)));
+    fake.apply(claim("store", "data-cache-7", "Bound", PAST));
+    // A healthy StatefulSet with its one claim.
+    fake.apply(stateful("ok", 1, 0, &["data"]).value());
+    fake.apply(claim("store", "data-ok-0", "Bound", PAST));
+    // Rollouts: stalled since long ago, just begun, finished, and one whose update revision
+    // is gone already.
+    fake.apply(rolling(stateful("roll", 1, 0, &[]), "roll-1", "roll-2").value());
+    fake.apply(revision("store", "roll-2", PAST));
+    fake.apply(rolling(stateful("fresh", 1, 0, &[]), "fresh-1", "fresh-2").value());
+    fake.apply(revision("store", "fresh-2", &ago(60)));
+    fake.apply(rolling(stateful("done", 1, 0, &[]), "done-2", "done-2").value());
+    fake.apply(rolling(stateful("gone", 1, 0, &[]), "gone-1", "gone-2").value());
+}
+
+const CLAIM_AND_ROLLOUT_RULES: [&str; 3] = [
+    "sts-claims-orphaned",
+    "sts-claim-pending",
+    "sts-rollout-stalled",
+];
+
+/// The findings of the claim and rollout rules only, by object.
+fn claim_and_rollout_findings(report: &AuditReport) -> BTreeMap<String, Vec<String>> {
+    findings(report)
+        .into_iter()
+        .map(|(key, rules)| {
+            let rules: Vec<String> = rules
+                .into_iter()
+                .filter(|r| CLAIM_AND_ROLLOUT_RULES.iter().any(|id| r.starts_with(id)))
+                .collect();
+            (key, rules)
+        })
+        .filter(|(_, rules)| !rules.is_empty())
+        .collect()
+}
+
+fn violation(report: &AuditReport, key: &str, rule: &str) -> String {
+    report
+        .report
+        .objects
+        .iter()
+        .find(|o| format!("{} {}/{}", o.kind, o.namespace, o.name) == key)
+        .and_then(|o| {
+            o.decision
+                .violations
+                .iter()
+                .find(|v| v.rule.as_str() == rule)
+        })
+        .unwrap_or_else(|| panic!("{key}: no {rule}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_reports_orphaned_and_pending_claims_and_stalled_rollouts() {
+    let fake = FakeApi::start().await;
+    seed_claims_and_rollouts(&fake);
+    let report = audit_of(&fake, &paged(4)).await;
+    let expected: BTreeMap<String, Vec<String>> = [
+        ("StatefulSet store/cache", vec!["sts-claim-pending:warn"]),
+        ("StatefulSet store/db", vec!["sts-claims-orphaned:warn"]),
+        ("StatefulSet store/roll", vec!["sts-rollout-stalled:warn"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(claim_and_rollout_findings(&report), expected);
+
+    let orphaned = violation(&report, "StatefulSet store/db", "sts-claims-orphaned");
+    assert!(
+        orphaned.contains(
+            "its PersistentVolumeClaims data-db-2 and logs-db-3 belong to ordinals 2 and 3, at or above ordinals.start + replicas = 2"
+        ) && orphaned.contains("kubectl delete pvc data-db-2 logs-db-3 -n store"),
+        "{orphaned}"
+    );
+    let pending = violation(&report, "StatefulSet store/cache", "sts-claim-pending");
+    assert!(
+        pending.contains(&format!(
+            "PersistentVolumeClaim data-cache-5 (since {PAST},"
+        )) && pending.contains("longer than audit.claimPendingAfter (15m)")
+            && !pending.contains("data-cache-6"),
+        "{pending}"
+    );
+    let stalled = violation(&report, "StatefulSet store/roll", "sts-rollout-stalled");
+    assert!(
+        stalled.contains("status.updateRevision roll-2 is not status.currentRevision roll-1")
+            && stalled.contains(&format!("after the update revision was created ({PAST})"))
+            && stalled.contains("longer than audit.rolloutStalledAfter (1h)")
+            && stalled.contains("An OrderedReady rollout waits for each updated pod"),
+        "{stalled}"
+    );
+
+    // Claims were listed page by page; only the revisions of rollouts under way were read.
+    assert_eq!(report.listed.claims, 15);
+    assert_eq!(report.listed.revisions, 2);
+    let requests = fake.requests();
+    let claim_pages = requests
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/persistentvolumeclaims?") && r.contains("limit=4"))
+        .count();
+    assert_eq!(claim_pages, 4, "{requests:?}");
+    let revisions: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.contains("/controllerrevisions"))
+        .collect();
+    assert_eq!(
+        revisions,
+        [
+            "GET /apis/apps/v1/namespaces/store/controllerrevisions/fresh-2",
+            "GET /apis/apps/v1/namespaces/store/controllerrevisions/gone-2",
+            "GET /apis/apps/v1/namespaces/store/controllerrevisions/roll-2",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_and_rollout_thresholds_and_actions_come_from_config() {
+    let fake = FakeApi::start().await;
+    seed_claims_and_rollouts(&fake);
+    // Thresholds of 0s: data-cache-6 is Pending too long, and fresh's rollout stalled.
+    let config = sts_guard::config::Config::parse(
+        "audit:\n  claimPendingAfter: 0s\n  rolloutStalledAfter: 0s\nrules:\n  sts-claims-orphaned: deny\n",
+        "test.yaml",
+    )
+    .unwrap();
+    let report = audit::run(fake.client(), &paged(100), &config, &mut Silent)
+        .await
+        .unwrap();
+    let found = claim_and_rollout_findings(&report);
+    assert_eq!(found["StatefulSet store/db"], ["sts-claims-orphaned:deny"]);
+    assert_eq!(
+        found["StatefulSet store/fresh"],
+        ["sts-rollout-stalled:warn"]
+    );
+    let pending = violation(&report, "StatefulSet store/cache", "sts-claim-pending");
+    assert!(
+        pending.contains("PersistentVolumeClaims data-cache-5 (since")
+            && pending.contains("and data-cache-6 (since"),
+        "{pending}"
+    );
+    // A finished rollout, or one whose revision is gone, is never reported.
+    assert!(!found.contains_key("StatefulSet store/done"), "{found:?}");
+    assert!(!found.contains_key("StatefulSet store/gone"), "{found:?}");
+
+    // With the rules off, neither claims nor revisions are read.
+    let config = sts_guard::config::Config::parse(
+        "rules:\n  sts-claims-orphaned: off\n  sts-claim-pending: off\n  sts-rollout-stalled: off\n",
+        "test.yaml",
+    )
+    .unwrap();
+    fake.clear_requests();
+    let report = audit::run(fake.client(), &paged(100), &config, &mut Silent)
+        .await
+        .unwrap();
+    assert!(claim_and_rollout_findings(&report).is_empty());
+    let requests = fake.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.contains("persistentvolumeclaims") && !r.contains("controllerrevisions")),
+        "{requests:?}"
+    );
+}
+
 // --- the binary ---------------------------------------------------------------------------
 
 fn kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
@@ -488,7 +723,7 @@ async fn the_binary_prints_text_json_and_sarif_with_checks_exit_codes() {
     );
     assert!(
         stdout.ends_with(
-            "Read 2 Nodes, 254 Services, 5 StatefulSets and 7 StatefulSet pods (all namespaces).\n\
+            "Read 2 Nodes, 254 Services, 5 StatefulSets, 7 StatefulSet pods and 0 PersistentVolumeClaims (all namespaces).\n\
              265 objects checked, 1 skipped: 3 denied, 2 with warnings.\n"
         ),
         "{stdout}"
@@ -600,6 +835,325 @@ async fn the_binary_fails_with_one_line_and_exit_2_when_the_cluster_cannot_be_re
         &out,
         "sts-guard audit: invalid config:",
         "pod-stuck-terminating",
+    );
+}
+
+// --- policy reports -----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_reports_have_a_report_per_namespace_with_a_result_per_violation() {
+    let fake = FakeApi::start().await;
+    seed(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &fake.url());
+    for (format, api_version, kind, top_source) in [
+        (
+            "policyreport",
+            "wgpolicyk8s.io/v1alpha2",
+            "PolicyReport",
+            false,
+        ),
+        ("openreports", "openreports.io/v1alpha1", "Report", true),
+    ] {
+        let out = run_audit(&config, &["-q", "-o", format]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (list["apiVersion"].as_str(), list["kind"].as_str()),
+            (Some("v1"), Some("List"))
+        );
+        let items = list["items"].as_array().unwrap();
+        // Every audited namespace has one, the clean `bulk` too; kube-system is excluded.
+        let namespaces: Vec<&str> = items
+            .iter()
+            .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            namespaces,
+            ["bulk", "default", "legacy", "shop"],
+            "{format}"
+        );
+        for report in items {
+            assert_eq!(report["apiVersion"], api_version);
+            assert_eq!(report["kind"], kind);
+            assert_eq!(report["metadata"]["name"], "sts-guard");
+            assert_eq!(
+                report["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                "sts-guard"
+            );
+            assert_eq!(report.get("source").is_some(), top_source, "{format}");
+        }
+        let shop = &items[3];
+        assert_eq!(
+            shop["summary"],
+            json!({"pass": 0, "fail": 2, "warn": 1, "error": 0, "skip": 0})
+        );
+        let results = shop["results"].as_array().unwrap();
+        let cart = results
+            .iter()
+            .find(|r| r["policy"] == "sts-service-exists")
+            .unwrap();
+        assert_eq!(cart["source"], "sts-guard");
+        assert_eq!(cart["result"], "fail");
+        assert_eq!(cart["severity"], "high");
+        assert_eq!(cart["scored"], true);
+        assert_eq!(
+            cart["resources"],
+            json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "namespace": "shop", "name": "cart"}])
+        );
+        assert_eq!(cart["properties"]["field"], "spec.serviceName");
+        assert!(
+            cart["message"]
+                .as_str()
+                .unwrap()
+                .contains("did you mean serviceName: cart?")
+        );
+        assert!(cart["timestamp"]["seconds"].as_i64().unwrap() > 1_700_000_000);
+        let stuck = results
+            .iter()
+            .find(|r| r["policy"] == "pod-stuck-terminating")
+            .unwrap();
+        assert_eq!(
+            (stuck["result"].as_str(), stuck["severity"].as_str()),
+            (Some("warn"), Some("medium"))
+        );
+        assert_eq!(stuck["resources"][0]["apiVersion"], "v1");
+        assert_eq!(items[0]["results"], json!([]), "bulk is clean");
+    }
+}
+
+// --- the background audit of serve --------------------------------------------------------
+
+struct Serve {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+    ca: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    async fn start(fake: &FakeApi, args: &[&str]) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = common::client::write_certs(dir.path());
+        let config = kubeconfig(dir.path(), &fake.url());
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sts-guard"))
+            .arg("serve")
+            .arg(format!("--addr={addr}"))
+            .arg(format!(
+                "--tls-cert={}",
+                dir.path().join("tls.crt").display()
+            ))
+            .arg(format!(
+                "--tls-key={}",
+                dir.path().join("tls.key").display()
+            ))
+            .args(args)
+            .env("KUBECONFIG", &config)
+            .env("RUST_LOG", "warn")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("STS_GUARD_CONFIG")
+            .env_remove("STS_GUARD_AUDIT_INTERVAL")
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Serve {
+            child,
+            addr,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let (status, body) = common::client::request_result(
+            self.addr,
+            &self.ca,
+            common::client::Proto::Http1,
+            "GET",
+            path,
+            Vec::new(),
+        )
+        .await
+        .ok()?;
+        Some((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// `/audit` once it answers 200, as JSON.
+    async fn audit(&self) -> Value {
+        until("a background audit on /audit", || async {
+            match self.get("/audit").await {
+                Some((200, body)) => Some(serde_json::from_str(&body).unwrap()),
+                _ => None,
+            }
+        })
+        .await
+    }
+}
+
+/// Polls `attempt` until it gives a value, for up to 30 s.
+async fn until<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `sts_guard_audit_findings{rule,action}` from a metrics page, non-zero ones only.
+fn audit_gauges(metrics: &str) -> BTreeMap<(String, String), u64> {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("sts_guard_audit_findings{"))
+        .filter_map(|line| {
+            let (labels, value) = line.split_once("} ")?;
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+            };
+            let n: u64 = value.trim().parse().ok()?;
+            let key = (label("rule")?, label("action")?);
+            (n > 0).then_some((key, n))
+        })
+        .collect()
+}
+
+/// The same counts from `byNamespace` of `audit -o json`.
+fn by_rule(report: &Value) -> BTreeMap<(String, String), u64> {
+    let mut counts = BTreeMap::new();
+    for rules in report["byNamespace"].as_object().unwrap().values() {
+        for (rule, c) in rules.as_object().unwrap() {
+            for action in ["deny", "warn"] {
+                let n = c[action].as_u64().unwrap();
+                if n > 0 {
+                    *counts
+                        .entry((rule.clone(), action.to_string()))
+                        .or_default() += n;
+                }
+            }
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_audits_in_the_background_as_the_cli_does_and_keeps_at_it() {
+    let fake = FakeApi::start().await;
+    seed(&fake);
+    seed_claims_and_rollouts(&fake);
+    let serve = Serve::start(&fake, &["--audit-interval", "1"]).await;
+    let background = serve.audit().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_audit(&kubeconfig(dir.path(), &fake.url()), &["-q", "-o", "json"]).await;
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["objects", "summary", "byNamespace", "listed", "scope"] {
+        assert_eq!(background[key], cli[key], "{key}");
+    }
+    assert_eq!(
+        background["listed"]["services"], 255,
+        "from the watch cache"
+    );
+
+    let (status, metrics) = serve.get("/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(audit_gauges(&metrics), by_rule(&cli));
+    assert!(!by_rule(&cli).is_empty());
+    // Every rule has its series, zero included: a fixed finding goes back to 0.
+    assert!(
+        metrics.contains("sts_guard_audit_findings{rule=\"sts-zero-grace\",action=\"warn\"} 0"),
+        "{metrics}"
+    );
+    for name in [
+        "sts_guard_audit_last_run_timestamp_seconds ",
+        "sts_guard_audit_last_run_duration_seconds ",
+        "sts_guard_audit_runs_total{result=\"ok\"} ",
+    ] {
+        assert!(metrics.contains(name), "{name}: {metrics}");
+    }
+
+    // A violation made after the first run is found by a later one; the fixed cart goes.
+    fake.apply(
+        in_ns(svc("cart-svc"), "shop")
+            .set("spec.selector", json!({"app": "cart"}))
+            .value(),
+    );
+    fake.apply(
+        in_ns(sts("late"), "shop")
+            .set("spec.serviceName", json!("absent"))
+            .value(),
+    );
+    let first_at = background["at"].as_str().unwrap().to_string();
+    let later = until("a later background audit with the new finding", || async {
+        let later = serve.audit().await;
+        let newer = later["at"].as_str() != Some(first_at.as_str());
+        let found = later["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == "late");
+        (newer && found).then_some(later)
+    })
+    .await;
+    let names: Vec<&str> = later["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["namespace"] == "shop")
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"late") && !names.contains(&"cart"),
+        "{names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_answers_503_with_the_reason_when_there_is_no_background_audit() {
+    let fake = FakeApi::start().await;
+    seed(&fake);
+    let serve = Serve::start(&fake, &["--audit-interval", "0"]).await;
+    let (status, body) = until("serve to answer", || serve.get("/audit")).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        "no audit to show: the background audit is off (--audit-interval 0); run sts-guard audit\n"
+    );
+    let (_, metrics) = serve.get("/metrics").await.unwrap();
+    assert!(
+        !metrics.contains("sts_guard_audit_runs_total{"),
+        "{metrics}"
+    );
+    drop(serve.child);
+
+    // A bad interval is refused naming the flag.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sts-guard"))
+        .args(["serve", "--audit-interval=soon"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--audit-interval")
+            && stderr.contains("is not a number of seconds (0 turns the background audit off)"),
+        "{stderr}"
     );
 }
 

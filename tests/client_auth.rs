@@ -207,7 +207,7 @@ fn a_bad_client_ca_refuses_the_start_naming_the_flag() {
 }
 
 /// With mutual TLS the kubelet's probes and Prometheus present no client certificate: the admin
-/// address serves them /healthz, /readyz and /metrics, and nothing else.
+/// address serves them /healthz, /readyz, /metrics and /audit, and nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_address_serves_probes_and_metrics_without_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,6 +246,8 @@ async fn the_admin_address_serves_probes_and_metrics_without_a_client_certificat
             ("/healthz", 200),
             ("/readyz", 200),
             ("/metrics", 200),
+            // No background audit runs in this server: the route says so.
+            ("/audit", 503),
             ("/validate", 404),
         ] {
             let method = if path == "/validate" { "POST" } else { "GET" };

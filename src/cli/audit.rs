@@ -1,9 +1,9 @@
 //! `sts-guard audit`: flags to one read of the cluster, the report to stdout, progress to
 //! stderr, and `check`'s exit codes.
 
-use super::{EXIT_UNREADABLE, OutputFormat, load_config, positive_seconds, print_verdict};
+use super::{EXIT_UNREADABLE, load_config, positive_seconds, print_verdict};
 use crate::audit::{self, AuditOptions, AuditReport, Listed, Progress};
-use crate::report;
+use crate::report::{self, PolicyReportFormat};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,9 +26,10 @@ pub struct AuditArgs {
     /// in-cluster service account).
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    /// Output format: `policyreport` and `openreports` print a List of reports for `kubectl
+    /// apply -f` (wgpolicyk8s.io/v1alpha2 PolicyReports, openreports.io/v1alpha1 Reports).
+    #[arg(short, long, value_enum, default_value_t = AuditOutput::Text)]
+    pub output: AuditOutput,
     /// Config file (rule actions, excluded namespaces, ...).
     #[arg(long, env = "STS_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -42,6 +43,18 @@ pub struct AuditArgs {
     /// No progress lines on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// What `audit` prints: `check`'s formats, and the ecosystem's policy reports.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditOutput {
+    Text,
+    Json,
+    Sarif,
+    /// wgpolicyk8s.io/v1alpha2 PolicyReports and a ClusterPolicyReport.
+    Policyreport,
+    /// openreports.io/v1alpha1 Reports and a ClusterReport.
+    Openreports,
 }
 
 pub fn run(args: AuditArgs) -> ExitCode {
@@ -90,11 +103,7 @@ pub fn run(args: AuditArgs) -> ExitCode {
         Ok(audited) => audited,
         Err(message) => return fail(message),
     };
-    let scope = if args.namespaces.is_empty() {
-        "all namespaces".to_string()
-    } else {
-        format!("namespaces {}", args.namespaces.join(", "))
-    };
+    let scope = scope(&args.namespaces);
     let rendered = render(&audited, args.output, &scope);
     print_verdict("audit", &rendered, audited.report.denied())
 }
@@ -108,11 +117,20 @@ fn init_logging() {
         .try_init();
 }
 
-fn render(audited: &AuditReport, output: OutputFormat, scope: &str) -> String {
+/// What the audit covered, in words: `all namespaces`, `namespaces a, b`.
+pub fn scope(namespaces: &[String]) -> String {
+    if namespaces.is_empty() {
+        "all namespaces".to_string()
+    } else {
+        format!("namespaces {}", namespaces.join(", "))
+    }
+}
+
+fn render(audited: &AuditReport, output: AuditOutput, scope: &str) -> String {
     let report = &audited.report;
     let counts = report::by_namespace_and_rule(report);
     match output {
-        OutputFormat::Text => {
+        AuditOutput::Text => {
             let mut out = report::findings_text(report);
             if !out.is_empty() {
                 out.push('\n');
@@ -127,26 +145,27 @@ fn render(audited: &AuditReport, output: OutputFormat, scope: &str) -> String {
             out.push_str(&report::summary_line(report));
             out
         }
-        OutputFormat::Json => {
-            let mut json = report::json(report);
-            json["scope"] = serde_json::json!(scope);
-            json["listed"] = serde_json::json!({
-                "nodes": audited.listed.nodes,
-                "services": audited.listed.services,
-                "statefulsets": audited.listed.statefulsets,
-                "pods": audited.listed.pods,
-            });
-            json["byNamespace"] = report::summary_json(&counts);
-            format!("{json:#}\n")
+        AuditOutput::Json => {
+            let json = report::AuditJson { audited, scope };
+            // Serializing a report to a String cannot fail.
+            serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
         }
-        OutputFormat::Sarif => format!("{:#}\n", report::sarif(report)),
+        AuditOutput::Sarif => format!("{:#}\n", report::sarif(report)),
+        AuditOutput::Policyreport => format!(
+            "{:#}\n",
+            report::policy_reports(audited, PolicyReportFormat::WgPolicy)
+        ),
+        AuditOutput::Openreports => format!(
+            "{:#}\n",
+            report::policy_reports(audited, PolicyReportFormat::OpenReports)
+        ),
     }
 }
 
 fn read_line(listed: &Listed) -> String {
     format!(
-        "Read {} Nodes, {} Services, {} StatefulSets and {} StatefulSet pods",
-        listed.nodes, listed.services, listed.statefulsets, listed.pods
+        "Read {} Nodes, {} Services, {} StatefulSets, {} StatefulSet pods and {} PersistentVolumeClaims",
+        listed.nodes, listed.services, listed.statefulsets, listed.pods, listed.claims
     )
 }
 

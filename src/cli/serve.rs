@@ -1,8 +1,10 @@
 //! `sts-guard serve`: flags to a running server, signals to a drain.
 
 use super::{InputLimitArgs, load_config, load_inventory, positive_count, positive_seconds};
+use crate::audit::BackgroundOptions;
 use crate::engine::Evaluator;
 use crate::inventory::ClusterInventory;
+use crate::server::audit_page::AuditPage;
 use crate::server::certs::{self, CA_CERT, TLS_CERT, TLS_KEY};
 use crate::server::metrics::Metrics;
 use crate::server::{self, ServerOptions};
@@ -16,9 +18,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:8443", env = "STS_GUARD_ADDR")]
     pub addr: std::net::SocketAddr,
-    /// Also serve /healthz, /readyz and /metrics at this address, over TLS without client
-    /// authentication: with --client-ca the kubelet's probes and Prometheus present no client
-    /// certificate, so point them here.
+    /// Also serve /healthz, /readyz, /metrics and /audit at this address, over TLS without
+    /// client authentication: with --client-ca the kubelet's probes and Prometheus present no
+    /// client certificate, so point them here.
     #[arg(long, env = "STS_GUARD_ADMIN_ADDR")]
     pub admin_addr: Option<std::net::SocketAddr>,
     /// Serving certificate (PEM, leaf first, intermediates allowed). Without it and --tls-key a
@@ -96,6 +98,21 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "STS_GUARD_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Seconds between background audits of the cluster (the first runs once the inventory
+    /// has synced); results on /audit and the sts_guard_audit_* metrics. 0 turns it off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = audit_interval,
+          env = "STS_GUARD_AUDIT_INTERVAL")]
+    pub audit_interval: f64,
+}
+
+/// `--audit-interval`: seconds, 0 for none.
+fn audit_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() && v < 1e9 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds (0 turns the background audit off)"
+        )),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,8 +210,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         Err(err) => tracing::warn!(%err, "cannot read or raise the open file limit"),
     }
     let metrics = Arc::new(Metrics::default());
-    let inventory: Arc<dyn Evaluator> = if args.manifests.is_empty() {
-        let client = cluster_client().await?;
+    let (inventory, audit_page): (Arc<dyn Evaluator>, Arc<AuditPage>) = if args.manifests.is_empty()
+    {
+        let (client, client_config) = cluster_client().await?;
         let cluster = Arc::new(ClusterInventory::start(
             client,
             &args.watch_namespaces,
@@ -202,13 +220,32 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ));
         tokio::spawn(export_cluster_metrics(cluster.clone(), metrics.clone()));
         tracing::info!(namespaces = ?args.watch_namespaces, "watching the cluster; ready once every watch has listed");
-        cluster
+        let page = if args.audit_interval > 0.0 {
+            let page = Arc::new(AuditPage::waiting());
+            start_background_audit(
+                client_config,
+                cluster.clone(),
+                config.clone(),
+                &args,
+                page.clone(),
+                metrics.clone(),
+            )?;
+            page
+        } else {
+            Arc::new(AuditPage::unavailable(
+                "the background audit is off (--audit-interval 0); run sts-guard audit",
+            ))
+        };
+        (cluster, page)
     } else {
         let inventory = load_inventory(&args.manifests, &args.namespace, &args.limits.limits())?;
         let (services, statefulsets, nodes) = inventory.sizes();
         server::set_inventory_sizes(&metrics, services, statefulsets, nodes);
         tracing::info!(services, statefulsets, nodes, "inventory from manifests");
-        Arc::new(inventory)
+        let page = AuditPage::unavailable(
+            "serve --manifests reads no cluster, so it runs no background audit",
+        );
+        (Arc::new(inventory), Arc::new(page))
     };
     let (cert_path, key_path) = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => (cert, key),
@@ -231,7 +268,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         client_ca: args.client_ca,
         client_names: args.client_names,
     };
-    let running = server::start(options, inventory, config, metrics)
+    let running = server::start_with_audit(options, inventory, config, metrics, audit_page)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(addr = %running.local_addr, admin = ?running.admin_addr, "serving");
@@ -241,7 +278,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         running.local_addr
     );
     if let Some(admin) = running.admin_addr {
-        eprintln!("sts-guard serve: /healthz, /readyz and /metrics also on https://{admin}");
+        eprintln!(
+            "sts-guard serve: /healthz, /readyz, /metrics and /audit also on https://{admin}"
+        );
     }
     shutdown_signal().await;
     tracing::info!("shutdown signal received");
@@ -277,14 +316,48 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// A client from the in-cluster service account or KUBECONFIG, with a hint when neither exists.
-async fn cluster_client() -> Result<kube::Client, String> {
+/// A client from the in-cluster service account or KUBECONFIG, with a hint when neither
+/// exists, and the config it was made from (the background audit makes its own client).
+async fn cluster_client() -> Result<(kube::Client, kube::Config), String> {
     let hint = "run inside a cluster with a service account, set KUBECONFIG, or pass --manifests DIR|FILE to answer lookups from manifest files";
     let config = crate::inventory::client_config(None)
         .await
         .map_err(|e| format!("{e}; {hint}"))?;
-    kube::Client::try_from(config)
-        .map_err(|e| format!("cannot create a Kubernetes client ({e}); {hint}"))
+    let client = kube::Client::try_from(config.clone())
+        .map_err(|e| format!("cannot create a Kubernetes client ({e}); {hint}"))?;
+    Ok((client, config))
+}
+
+/// The background audit (`--audit-interval`), publishing to `/audit` and the metrics.
+fn start_background_audit(
+    mut client_config: kube::Config,
+    cluster: Arc<ClusterInventory>,
+    config: Arc<crate::config::Config>,
+    args: &ServeArgs,
+    page: Arc<AuditPage>,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
+    // As `sts-guard audit`: throttled requests are retried by the audit itself, a bounded
+    // number of times, and a list page may take a while on a loaded API server.
+    client_config.default_retry = false;
+    client_config.read_timeout = Some(Duration::from_secs(60));
+    let options = BackgroundOptions {
+        every: Duration::from_secs_f64(args.audit_interval),
+        namespaces: args.watch_namespaces.clone(),
+    };
+    let scope = super::audit::scope(&args.watch_namespaces);
+    crate::audit::spawn_background(
+        client_config,
+        cluster,
+        config,
+        options,
+        move |outcome, took| {
+            page.publish(&metrics, outcome, took, &scope);
+            std::ops::ControlFlow::Continue(())
+        },
+    )
+    .map(|_| ())
+    .map_err(|e| format!("cannot start the background audit's thread: {e}"))
 }
 
 /// Publishes cache sizes and watch/lookup counters every few seconds.

@@ -175,6 +175,13 @@ impl ClusterInventory {
         }
     }
 
+    /// A copy of the cached Services and Nodes for the background audit (see
+    /// [`StaticInventory::services_and_nodes`]); the read lock is held while the pointers are
+    /// copied.
+    pub fn services_and_nodes(&self) -> StaticInventory {
+        self.read().services_and_nodes()
+    }
+
     /// Object counts in the cache (Services, StatefulSets, Nodes).
     pub fn sizes(&self) -> (usize, usize, usize) {
         self.read().sizes()

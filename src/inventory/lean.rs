@@ -3,8 +3,8 @@
 //! the views the rules read: everything else in a watched object (managedFields, annotations,
 //! the pod template's containers, a Node's status and image list) is skipped by the JSON
 //! decoder without being allocated, which keeps both the cache and the transient memory of a
-//! 10,000-object list small. `sts-guard audit`'s pods and whole StatefulSets have shapes of
-//! their own below.
+//! 10,000-object list small. `sts-guard audit`'s pods, whole StatefulSets, claims and
+//! ControllerRevisions have shapes of their own below.
 
 use crate::model::{
     Labels, NodeView, PodView, ServiceView, StatefulSetView, controlling_statefulset,
@@ -268,19 +268,66 @@ impl From<LeanPod> for PodView {
     }
 }
 
-// A StatefulSet as `sts-guard audit` checks it: the lean metadata and the whole `spec` (the
-// storage rules read volumes and claim templates), without `status` or `managedFields`.
-lean_resource!(
-    AuditStatefulSet,
-    serde_json::Value,
-    "StatefulSet",
-    "apps",
-    "v1",
-    "statefulsets",
-    NamespaceResourceScope
-);
+/// A StatefulSet as `sts-guard audit` checks it: the lean metadata, the whole `spec` (the
+/// storage rules read volumes and claim templates) and the rollout's revisions of `status`,
+/// without the rest of `status` or `managedFields`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditStatefulSet {
+    #[serde(deserialize_with = "lean_meta", default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub spec: serde_json::Value,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: RolloutStatus,
+}
+
+/// `status.currentRevision` and `status.updateRevision` of a StatefulSet.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    pub current_revision: Option<String>,
+    pub update_revision: Option<String>,
+}
+
+impl Resource for AuditStatefulSet {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("StatefulSet")
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("apps")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("statefulsets")
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 
 impl AuditStatefulSet {
+    /// The names of `spec.volumeClaimTemplates`.
+    pub fn claim_templates(&self) -> Vec<String> {
+        self.spec["volumeClaimTemplates"]
+            .as_array()
+            .map(|templates| {
+                templates
+                    .iter()
+                    .filter_map(|t| t["metadata"]["name"].as_str())
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The object as a request would carry it, for [`evaluate`](crate::engine::evaluate).
     pub fn into_dynamic(self) -> kube_core::DynamicObject {
         kube_core::DynamicObject {
@@ -293,6 +340,89 @@ impl AuditStatefulSet {
         }
     }
 }
+
+/// Name, namespace and creationTimestamp of `metadata`, for objects whose age a rule reads.
+fn dated_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+        resource_version: Option<String>,
+        creation_timestamp: Option<Time>,
+    }
+    let m = Meta::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        resource_version: m.resource_version,
+        creation_timestamp: m.creation_timestamp,
+        ..ObjectMeta::default()
+    })
+}
+
+/// A PersistentVolumeClaim as `sts-guard audit` reads it: name, namespace, creationTimestamp
+/// and `status.phase`; its spec (and anything else) is skipped by the decoder.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LeanClaim {
+    #[serde(deserialize_with = "dated_meta", default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: ClaimStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ClaimStatus {
+    pub phase: Option<String>,
+}
+
+/// A ControllerRevision as `sts-guard audit` reads it: name, namespace and creationTimestamp
+/// (its `data`, a copy of the template, is skipped).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LeanRevision {
+    #[serde(deserialize_with = "dated_meta", default)]
+    pub metadata: ObjectMeta,
+}
+
+macro_rules! namespaced_resource {
+    ($ty:ident, $kind:literal, $group:literal, $plural:literal) => {
+        impl Resource for $ty {
+            type DynamicType = ();
+            type Scope = NamespaceResourceScope;
+            fn kind(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($kind)
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($group)
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed("v1")
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                Cow::Borrowed($plural)
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+namespaced_resource!(
+    LeanClaim,
+    "PersistentVolumeClaim",
+    "",
+    "persistentvolumeclaims"
+);
+namespaced_resource!(
+    LeanRevision,
+    "ControllerRevision",
+    "apps",
+    "controllerrevisions"
+);
 
 #[cfg(test)]
 mod tests {
@@ -333,6 +463,39 @@ mod tests {
         let bare: LeanStatefulSet =
             serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": null})).unwrap();
         assert_eq!(StatefulSetView::from(bare).replicas, 1);
+    }
+
+    #[test]
+    fn audit_shapes_keep_claim_templates_revisions_phases_and_ages() {
+        let sts: AuditStatefulSet = serde_json::from_value(json!({"metadata": {"name": "w"},
+            "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}, {"metadata": {"name": "logs"}}]},
+            "status": {"currentRevision": "w-1", "updateRevision": "w-2", "replicas": 3}}))
+        .unwrap();
+        assert_eq!(sts.claim_templates(), ["data", "logs"]);
+        assert_eq!(sts.status.current_revision.as_deref(), Some("w-1"));
+        assert_eq!(sts.status.update_revision.as_deref(), Some("w-2"));
+        let bare: AuditStatefulSet =
+            serde_json::from_value(json!({"metadata": {"name": "w"}, "status": null})).unwrap();
+        assert!(bare.claim_templates().is_empty() && bare.status.update_revision.is_none());
+
+        let claim: LeanClaim =
+            serde_json::from_value(json!({"metadata": {"name": "data-w-0", "namespace": "d",
+            "creationTimestamp": "2025-06-01T12:00:00Z", "managedFields": [{"manager": "x"}]},
+            "spec": {"accessModes": ["ReadWriteOnce"]}, "status": {"phase": "Pending"}}))
+            .unwrap();
+        assert_eq!(claim.status.phase.as_deref(), Some("Pending"));
+        assert_eq!(
+            claim
+                .metadata
+                .creation_timestamp
+                .map(|t| t.0.to_string())
+                .as_deref(),
+            Some("2025-06-01T12:00:00Z")
+        );
+        let revision: LeanRevision = serde_json::from_value(json!({"metadata": {"name": "w-2",
+            "creationTimestamp": "2025-06-01T12:00:00Z"}, "data": {"spec": {}}, "revision": 2}))
+        .unwrap();
+        assert!(revision.metadata.creation_timestamp.is_some());
     }
 
     #[test]

@@ -153,6 +153,17 @@ impl StaticInventory {
         Self::default()
     }
 
+    /// The Services and Nodes, sharing the views (a pointer each): what an audit takes of the
+    /// watch cache before it lists the StatefulSets, whose cached views lack what it judges.
+    pub fn services_and_nodes(&self) -> StaticInventory {
+        StaticInventory {
+            services: self.services.clone(),
+            statefulsets: HashMap::new(),
+            nodes: self.nodes.clone(),
+            terminating_namespaces: HashSet::new(),
+        }
+    }
+
     /// Marks a namespace as being deleted (phase Terminating).
     pub fn add_terminating_namespace(&mut self, name: &str) {
         self.terminating_namespaces.insert(name.to_string());

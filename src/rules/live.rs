@@ -1,6 +1,7 @@
-//! Rules only a live cluster can answer, for `sts-guard audit`: what a StatefulSet's pods look
-//! like now, as opposed to what its template says. Neither an admission request nor a manifest
-//! file shows pods, so the webhook and `check` never evaluate these.
+//! Rules only a live cluster can answer, for `sts-guard audit` and the background audit of
+//! `serve`: what a StatefulSet's pods, claims and rollout look like now, as opposed to what its
+//! template says. Neither an admission request nor a manifest file shows them, so the webhook
+//! and `check` never evaluate these.
 
 use super::{Finding, Findings, RuleId, join_names};
 use crate::inventory::Inventory;
@@ -9,6 +10,257 @@ use crate::model::{
     selector_matches,
 };
 use k8s_openapi::jiff::Timestamp;
+use std::time::Duration;
+
+/// The thresholds of the audit-only rules that judge how long something has lasted (config
+/// `audit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditThresholds {
+    /// `sts-rollout-stalled`: `audit.rolloutStalledAfter`.
+    pub rollout_stalled_after: Duration,
+    /// `sts-claim-pending`: `audit.claimPendingAfter`.
+    pub claim_pending_after: Duration,
+}
+
+impl Default for AuditThresholds {
+    fn default() -> Self {
+        AuditThresholds {
+            // An OrderedReady rollout of a large database replaces one pod at a time, each
+            // waiting for its data to catch up: an hour is long for it, not unheard of.
+            rollout_stalled_after: Duration::from_secs(3600),
+            // Dynamic provisioning takes seconds to a couple of minutes.
+            claim_pending_after: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A duration as config writes it and messages show it: `1h30m`, `15m`, `45s`, `0s`.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+/// An age in a message: to the second below an hour, to the minute below a day, then in
+/// days and hours.
+fn format_age(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..3600 => format_duration(d),
+        3600..86_400 => format_duration(Duration::from_secs(secs / 60 * 60)),
+        _ => format!("{}d{}h", secs / 86_400, secs / 3600 % 24),
+    }
+}
+
+/// How long before `now` `since` was, never negative (clocks differ a little).
+fn age(since: Timestamp, now: Timestamp) -> Duration {
+    Duration::from_secs(u64::try_from(now.as_second() - since.as_second()).unwrap_or(0))
+}
+
+/// What the claim and rollout rules read of a StatefulSet besides its view: the names of its
+/// `volumeClaimTemplates` and its rollout status.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StatefulSetState {
+    pub claim_templates: Vec<String>,
+    pub current_revision: Option<String>,
+    pub update_revision: Option<String>,
+}
+
+impl StatefulSetState {
+    /// The revision a rollout is moving to, when one is under way.
+    pub fn rollout_in_progress(&self) -> Option<&str> {
+        match (&self.current_revision, &self.update_revision) {
+            (Some(current), Some(update)) if current != update => Some(update),
+            _ => None,
+        }
+    }
+}
+
+/// A PersistentVolumeClaim the StatefulSet controller made from a claim template: named
+/// `<template>-<statefulset>-<ordinal>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatefulSetClaim {
+    pub name: String,
+    pub ordinal: i64,
+    /// `metadata.creationTimestamp` of a claim whose `status.phase` is `Pending`.
+    pub pending_since: Option<Timestamp>,
+}
+
+/// The ordinal of `claim` if it is named after `template` of StatefulSet `statefulset`.
+pub fn claim_ordinal(claim: &str, template: &str, statefulset: &str) -> Option<i64> {
+    let digits = claim
+        .strip_prefix(template)?
+        .strip_prefix('-')?
+        .strip_prefix(statefulset)?
+        .strip_prefix('-')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `sts-claims-orphaned`: claims of ordinals the StatefulSet no longer runs (at or above
+/// `ordinals.start + replicas`), which `whenScaled: Retain` (the default) keeps after a
+/// scale-down.
+pub fn check_claims_orphaned(
+    sts: &StatefulSetView,
+    claims: &[StatefulSetClaim],
+    out: &mut Findings,
+) {
+    let end = sts.ordinals_start + sts.replicas;
+    let mut orphaned: Vec<&StatefulSetClaim> = claims.iter().filter(|c| c.ordinal >= end).collect();
+    if orphaned.is_empty() {
+        return;
+    }
+    orphaned.sort_by(|a, b| (a.ordinal, &a.name).cmp(&(b.ordinal, &b.name)));
+    let names: Vec<&str> = orphaned.iter().map(|c| c.name.as_str()).collect();
+    let mut ordinals: Vec<String> = orphaned.iter().map(|c| c.ordinal.to_string()).collect();
+    ordinals.dedup();
+    let (claims_word, ordinals_word) = match (names.len(), ordinals.len()) {
+        (1, _) => ("claim", "ordinal"),
+        (_, 1) => ("claims", "ordinal"),
+        _ => ("claims", "ordinals"),
+    };
+    let one = names.len() == 1;
+    let (it, they, is) = if one {
+        ("it", "it", "is")
+    } else {
+        ("them", "they", "are")
+    };
+    out.push(Finding::new(
+        RuleId::StsClaimsOrphaned,
+        "spec.volumeClaimTemplates",
+        format!(
+            "its PersistentVolumeClaim{} {} belong{} to {ordinals_word} {}, at or above ordinals.start + replicas = {end}: no pod of it uses {it}. Kept after a scale-down (persistentVolumeClaimRetentionPolicy.whenScaled: Retain), {they} {is} paid for and unused, and a scale-up reattaches {it} with {} old data.",
+            if one { "" } else { "s" },
+            join_names(&names),
+            if one { "s" } else { "" },
+            join_names(&ordinals),
+            if one { "its" } else { "their" },
+        ),
+        format!(
+            "If {} data is not needed any more, delete the {claims_word} (kubectl delete pvc {} -n {}); to have scale-downs delete claims, set persistentVolumeClaimRetentionPolicy.whenScaled: Delete.",
+            if one { "its" } else { "their" },
+            names.join(" "),
+            sts.namespace
+        ),
+    ));
+}
+
+/// `sts-claim-pending`: claims of the StatefulSet that have been Pending (no volume bound)
+/// longer than `after` since they were created: the pods that mount them cannot start.
+pub fn check_claim_pending(
+    sts: &StatefulSetView,
+    claims: &[StatefulSetClaim],
+    now: Timestamp,
+    after: Duration,
+    out: &mut Findings,
+) {
+    let mut pending: Vec<(&StatefulSetClaim, Timestamp)> = claims
+        .iter()
+        .filter_map(|c| c.pending_since.map(|since| (c, since)))
+        .filter(|(_, since)| age(*since, now) > after)
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    pending.sort_by(|a, b| (a.0.ordinal, &a.0.name).cmp(&(b.0.ordinal, &b.0.name)));
+    let described: Vec<String> = pending
+        .iter()
+        .map(|(c, since)| {
+            format!(
+                "{} (since {since}, {})",
+                c.name,
+                format_age(age(*since, now))
+            )
+        })
+        .collect();
+    let one = pending.len() == 1;
+    out.push(Finding::new(
+        RuleId::StsClaimPending,
+        "spec.volumeClaimTemplates",
+        format!(
+            "its PersistentVolumeClaim{} {} {} been Pending longer than audit.claimPendingAfter ({}): no volume is bound, so {} that mount{} {} cannot start.",
+            if one { "" } else { "s" },
+            join_names(&described),
+            if one { "has" } else { "have" },
+            format_duration(after),
+            if one { "the pod" } else { "the pods" },
+            if one { "s" } else { "" },
+            if one { "it" } else { "them" },
+        ),
+        format!(
+            "kubectl describe pvc {} -n {} shows why: no StorageClass (name one in the claim template's storageClassName, or mark one default), no PersistentVolume that fits a statically provisioned class, or a provisioner that fails. Provision the storage first; the pod starts once its claim is Bound.",
+            pending[0].0.name, sts.namespace
+        ),
+    ));
+}
+
+/// `sts-rollout-stalled`: `status.updateRevision` has differed from `status.currentRevision`
+/// for longer than `after`, counted from `update_created` (the creation of the update
+/// revision's ControllerRevision: when the template changed).
+pub fn check_rollout_stalled(
+    sts: &StatefulSetView,
+    state: &StatefulSetState,
+    update_created: Timestamp,
+    now: Timestamp,
+    after: Duration,
+    out: &mut Findings,
+) {
+    let (Some(current), Some(update)) = (&state.current_revision, state.rollout_in_progress())
+    else {
+        return;
+    };
+    let lasted = age(update_created, now);
+    if lasted <= after {
+        return;
+    }
+    let why = if &*sts.update_strategy == "OnDelete" {
+        format!(
+            "with updateStrategy OnDelete a pod is replaced only when it is deleted: delete the pods still on {current} one at a time (kubectl delete pod -n {} -l controller-revision-hash={current})",
+            sts.namespace
+        )
+    } else if let Some(partition) = sts.partition.filter(|p| *p > sts.ordinals_start) {
+        format!(
+            "the RollingUpdate partition {partition} keeps ordinals below it on {current}: lower spec.updateStrategy.rollingUpdate.partition to roll them, or revert the template"
+        )
+    } else if &*sts.pod_management_policy == "OrderedReady" {
+        "an OrderedReady rollout waits for each updated pod to become Ready: a pod of the new revision that never does stops it. Fix the template, or revert it and then delete the pod stuck on the bad revision (the controller does not replace it by itself: the forced rollback of the StatefulSet documentation)".to_string()
+    } else {
+        format!(
+            "pods of the new revision are not becoming Ready: look at them (kubectl get pods -n {} -l controller-revision-hash={update})",
+            sts.namespace
+        )
+    };
+    out.push(Finding::new(
+        RuleId::StsRolloutStalled,
+        "status.updateRevision",
+        format!(
+            "its rollout has not finished: status.updateRevision {update} is not status.currentRevision {current} {} after the update revision was created ({update_created}), longer than audit.rolloutStalledAfter ({}).",
+            format_age(lasted),
+            format_duration(after)
+        ),
+        format!("{}; kubectl rollout status statefulset {} -n {} shows how far it got.", capitalize(&why), sts.name, sts.namespace),
+    ));
+}
+
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
 
 /// The pods of one StatefulSet, counted against its governing Service's selector without
 /// keeping them.
@@ -288,5 +540,153 @@ mod tests {
         // A healthy Node, or a grace period still running: not stuck (yet).
         assert!(stuck("up", "2025-06-01T11:00:00Z").is_empty());
         assert!(stuck("gone", "2025-06-01T12:00:30Z").is_empty());
+    }
+
+    fn claim(name: &str, ordinal: i64, pending_since: Option<&str>) -> StatefulSetClaim {
+        StatefulSetClaim {
+            name: name.into(),
+            ordinal,
+            pending_since: pending_since.map(|t| t.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn claim_names_give_ordinals_only_for_the_template_and_statefulset() {
+        assert_eq!(claim_ordinal("data-web-3", "data", "web"), Some(3));
+        assert_eq!(claim_ordinal("data-web-x-3", "data-web", "x"), Some(3));
+        assert_eq!(claim_ordinal("data-web-x-3", "data", "web-x"), Some(3));
+        for name in [
+            "data-web-",
+            "data-web-+3",
+            "data-webx-3",
+            "logs-web-3",
+            "data-web-3a",
+        ] {
+            assert_eq!(claim_ordinal(name, "data", "web"), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn claims_at_or_above_the_last_ordinal_are_orphaned() {
+        let mut sts = sts();
+        sts.ordinals_start = 2;
+        sts.replicas = 2; // ordinals 2 and 3
+        let claims = [
+            claim("data-web-2", 2, None),
+            claim("data-web-3", 3, None),
+            claim("data-web-5", 5, None),
+            claim("data-web-4", 4, None),
+        ];
+        let mut out = Findings::default();
+        check_claims_orphaned(&sts, &claims, &mut out);
+        assert_eq!(out.findings.len(), 1);
+        assert!(
+            out.findings[0].problem.starts_with(
+                "its PersistentVolumeClaims data-web-4 and data-web-5 belong to ordinals 4 and 5, at or above ordinals.start + replicas = 4"
+            ),
+            "{}",
+            out.findings[0].problem
+        );
+        let mut out = Findings::default();
+        check_claims_orphaned(&sts, &claims[..2], &mut out);
+        assert!(out.findings.is_empty());
+    }
+
+    #[test]
+    fn claims_pending_past_the_threshold_are_reported() {
+        let now: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+        let claims = [
+            claim("data-web-0", 0, Some("2025-06-01T11:00:00Z")),
+            claim("data-web-1", 1, Some("2025-06-01T11:59:00Z")),
+            claim("data-web-2", 2, None),
+        ];
+        let mut out = Findings::default();
+        check_claim_pending(&sts(), &claims, now, Duration::from_secs(600), &mut out);
+        assert_eq!(out.findings.len(), 1);
+        assert!(
+            out.findings[0].problem.starts_with(
+                "its PersistentVolumeClaim data-web-0 (since 2025-06-01T11:00:00Z, 1h) has been Pending longer than audit.claimPendingAfter (10m)"
+            ),
+            "{}",
+            out.findings[0].problem
+        );
+        let mut out = Findings::default();
+        check_claim_pending(&sts(), &claims, now, Duration::from_secs(3600), &mut out);
+        assert!(
+            out.findings.is_empty(),
+            "exactly the threshold is not past it"
+        );
+    }
+
+    #[test]
+    fn a_rollout_under_way_past_the_threshold_is_stalled_with_a_hint_for_its_strategy() {
+        let now: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+        let created: Timestamp = "2025-06-01T10:30:00Z".parse().unwrap();
+        let state = StatefulSetState {
+            claim_templates: vec![],
+            current_revision: Some("web-1".into()),
+            update_revision: Some("web-2".into()),
+        };
+        let stalled = |sts: &StatefulSetView, after: u64| {
+            let mut out = Findings::default();
+            check_rollout_stalled(
+                sts,
+                &state,
+                created,
+                now,
+                Duration::from_secs(after),
+                &mut out,
+            );
+            out.findings
+        };
+        let on_delete = stalled(&sts(), 3600);
+        assert_eq!(on_delete.len(), 1);
+        assert!(
+            on_delete[0].problem.contains(
+                "status.updateRevision web-2 is not status.currentRevision web-1 1h30m after the update revision was created"
+            ),
+            "{}",
+            on_delete[0].problem
+        );
+        assert!(
+            on_delete[0].hint.starts_with(
+                "With updateStrategy OnDelete a pod is replaced only when it is deleted"
+            )
+        );
+        let mut partitioned = sts();
+        partitioned.update_strategy = "RollingUpdate".into();
+        partitioned.partition = Some(2);
+        assert!(
+            stalled(&partitioned, 3600)[0]
+                .hint
+                .starts_with("The RollingUpdate partition 2")
+        );
+        let mut ordered = partitioned.clone();
+        ordered.partition = Some(0);
+        assert!(
+            stalled(&ordered, 3600)[0]
+                .hint
+                .contains("the forced rollback")
+        );
+        assert!(
+            stalled(&ordered, 5400).is_empty(),
+            "not past the threshold yet"
+        );
+        let finished = StatefulSetState {
+            update_revision: Some("web-1".into()),
+            ..state.clone()
+        };
+        let mut out = Findings::default();
+        check_rollout_stalled(&ordered, &finished, created, now, Duration::ZERO, &mut out);
+        assert!(out.findings.is_empty());
+    }
+
+    #[test]
+    fn durations_read_as_config_writes_them() {
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_secs(3601)), "1h1s");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_age(Duration::from_secs(3661)), "1h1m");
+        assert_eq!(format_age(Duration::from_secs(90_061)), "1d1h");
     }
 }

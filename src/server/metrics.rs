@@ -1,13 +1,14 @@
 //! Prometheus metrics. Labels are bounded: endpoint, a fixed set of kinds, operation,
-//! decision and rule id — never a namespace or an object name.
+//! decision, rule id and action, an audit run's result — never a namespace or an object name.
 
-use crate::vocabulary::Kind;
+use crate::vocabulary::{Effect, Kind, RULES};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -34,6 +35,11 @@ pub struct RefusalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -56,7 +62,15 @@ pub struct Metrics {
     pub lookup_errors: Counter,
     pub watch_errors: Counter,
     pub refused: Family<RefusalLabels, Counter>,
+    /// Findings of the last completed background audit, by rule and action.
+    pub audit_findings: Family<RuleLabels, Gauge>,
+    pub audit_last_run: Gauge,
+    pub audit_duration: Gauge<f64, AtomicU64>,
+    pub audit_runs: Family<ResultLabels, Counter>,
 }
+
+/// The `rule` label of objects an audit could not read (as `audit`'s summary counts them).
+pub const INVALID_OBJECT: &str = "invalid-object";
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -123,7 +137,35 @@ impl Default for Metrics {
             "Connections and requests refused by a limit (reason: connection_limit, per_client_connection_limit, memory_budget, too_large_to_evaluate)",
             refused.clone(),
         );
+        let audit_findings = Family::<RuleLabels, Gauge>::default();
+        registry.register(
+            "audit_findings",
+            "Findings of the last completed background audit by rule id and action (deny, warn); objects that cannot be read count as rule invalid-object",
+            audit_findings.clone(),
+        );
+        let audit_last_run = Gauge::default();
+        registry.register(
+            "audit_last_run_timestamp_seconds",
+            "When the last completed background audit began to read the cluster, seconds since the epoch",
+            audit_last_run.clone(),
+        );
+        let audit_duration = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "audit_last_run_duration_seconds",
+            "How long the last completed background audit took",
+            audit_duration.clone(),
+        );
+        let audit_runs = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "audit_runs",
+            "Background audits run, by result (ok, error: the cluster could not be read)",
+            audit_runs.clone(),
+        );
         Metrics {
+            audit_findings,
+            audit_last_run,
+            audit_duration,
+            audit_runs,
             refused,
             watch_errors,
             registry,
@@ -140,6 +182,30 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Sets the audit gauges from one run's counts by (rule id, action): every validating rule
+    /// and action it may take, and `invalid-object`, gets a value, zero when nothing was found,
+    /// so a finding that was fixed goes to 0 instead of keeping its last value.
+    pub fn set_audit_findings(&self, counts: &std::collections::HashMap<(&str, &str), usize>) {
+        let mut labels: Vec<(&'static str, &'static str)> = vec![(INVALID_OBJECT, "deny")];
+        for rule in RULES {
+            if let Effect::Validating { choices, .. } = rule.effect {
+                labels.extend(
+                    choices
+                        .iter()
+                        .map(|a| a.as_str())
+                        .filter(|a| *a != "off")
+                        .map(|a| (rule.id, a)),
+                );
+            }
+        }
+        for (rule, action) in labels {
+            let n = counts.get(&(rule, action)).copied().unwrap_or(0);
+            self.audit_findings
+                .get_or_create(&RuleLabels { rule, action })
+                .set(n as i64);
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.

@@ -1,6 +1,7 @@
 //! The webhook server: axum routes over hyper, TLS by rustls (ring), HTTP/2 and HTTP/1.1 by
 //! ALPN. Evaluation lives in [`crate::admission`]; this module is transport only.
 
+pub mod audit_page;
 pub mod certs;
 pub mod client_auth;
 mod connection;
@@ -12,6 +13,7 @@ use crate::config::Config;
 use crate::engine::{Endpoint, Evaluator, NotDenied};
 use crate::rules::Action;
 use crate::vocabulary::Kind;
+use audit_page::AuditPage;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -37,7 +39,7 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Clone)]
 pub struct ServerOptions {
     pub addr: SocketAddr,
-    /// Also serve `/healthz`, `/readyz` and `/metrics` here, over TLS without client
+    /// Also serve `/healthz`, `/readyz`, `/metrics` and `/audit` here, over TLS without client
     /// authentication (`--admin-addr`): with `--client-ca` the kubelet's probes and Prometheus
     /// have no client certificate to get past the webhook port's handshake.
     pub admin_addr: Option<SocketAddr>,
@@ -111,10 +113,11 @@ struct AppState {
     request_timeout: Duration,
     budget: MemoryBudget,
     refusals: RefusalLog,
+    audit: Arc<AuditPage>,
 }
 
 /// The routes, without transport: the webhook port's (`/validate`, `/mutate`, and the admin
-/// routes) and the admin port's (`/healthz`, `/readyz`, `/metrics`), over one state.
+/// routes) and the admin port's (`/healthz`, `/readyz`, `/metrics`, `/audit`), over one state.
 pub struct Routes {
     pub webhook: Router,
     pub admin: Router,
@@ -126,8 +129,10 @@ pub fn routes(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     limits: RequestLimits,
+    audit: Arc<AuditPage>,
 ) -> Routes {
     let state = Arc::new(AppState {
+        audit,
         inventory,
         config,
         refusals: RefusalLog::new(metrics.clone()),
@@ -140,7 +145,20 @@ pub fn routes(
     let admin = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler));
+        .route("/metrics", get(metrics_handler))
+        .route(
+            "/audit",
+            get(
+                |State(state): State<Arc<AppState>>, headers: HeaderMap| async move {
+                    let gzip = headers
+                        .get_all(header::ACCEPT_ENCODING)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+                    state.audit.response(gzip)
+                },
+            ),
+        );
     let webhook = Router::new()
         .route(
             "/validate",
@@ -512,12 +530,27 @@ fn tls_config(
     Ok(config)
 }
 
-/// Validates the certificates, binds and serves the webhook routes in the background.
+/// Validates the certificates, binds and serves the webhook routes in the background, with
+/// no background audit (`/audit` answers 503).
 pub async fn start(
     options: ServerOptions,
     inventory: Arc<dyn Evaluator>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
+) -> Result<Running, ServeError> {
+    let audit = Arc::new(AuditPage::unavailable(
+        "this server runs no background audit",
+    ));
+    start_with_audit(options, inventory, config, metrics, audit).await
+}
+
+/// [`start`], with `/audit` showing what a background audit publishes to `audit`.
+pub async fn start_with_audit(
+    options: ServerOptions,
+    inventory: Arc<dyn Evaluator>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    audit: Arc<AuditPage>,
 ) -> Result<Running, ServeError> {
     let ready = Arc::new(AtomicBool::new(true));
     let routes = routes(
@@ -526,6 +559,7 @@ pub async fn start(
         metrics.clone(),
         ready.clone(),
         options.request_limits(),
+        audit,
     );
     start_router(options, routes.webhook, Some(routes.admin), metrics, ready).await
 }

@@ -332,16 +332,20 @@ def test_cert_manager_mode_issues_the_serving_secret():
     assert by_kind(docs, "Issuer") == []
 
 
-def test_rbac_is_read_only_on_the_three_kinds_lists_pods_and_gets_namespaces():
+def test_rbac_is_read_only_on_the_three_kinds_lists_pods_and_claims_and_gets_namespaces():
     docs = render({})
     role = one(docs, "ClusterRole")
     granted = sorted((g, r, tuple(sorted(rule["verbs"])))
                      for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"])
-    # Pods: get and list (no watch) for `sts-guard audit` run as this ServiceAccount.
+    # Pods and PersistentVolumeClaims: get and list (no watch) for the audit (`sts-guard audit`
+    # run as this ServiceAccount, and the background audit of `serve`).
+    # ControllerRevisions: get only, the update revision of a rollout under way (its age).
     # Namespaces: get only, asked before denying a governing Service's delete.
     assert granted == [("", "namespaces", ("get",)), ("", "nodes", ("get", "list", "watch")),
+                       ("", "persistentvolumeclaims", ("get", "list")),
                        ("", "pods", ("get", "list")),
                        ("", "services", ("get", "list", "watch")),
+                       ("apps", "controllerrevisions", ("get",)),
                        ("apps", "statefulsets", ("get", "list", "watch"))]
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]

@@ -49,6 +49,8 @@ fn plural_of(kind: &str) -> &'static str {
         "StatefulSet" => "statefulsets",
         "Node" => "nodes",
         "Pod" => "pods",
+        "PersistentVolumeClaim" => "persistentvolumeclaims",
+        "ControllerRevision" => "controllerrevisions",
         other => panic!("fake API server does not serve {other}"),
     }
 }
@@ -58,6 +60,8 @@ fn list_kind(plural: &str) -> &'static str {
         "services" => "ServiceList",
         "statefulsets" => "StatefulSetList",
         "pods" => "PodList",
+        "persistentvolumeclaims" => "PersistentVolumeClaimList",
+        "controllerrevisions" => "ControllerRevisionList",
         _ => "NodeList",
     }
 }
@@ -378,9 +382,12 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri) -> Response {
         .and_then(|l| l.parse().ok())
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
+    // The store is ordered by plural first: a list reads its own kind's range only.
+    let first = (plural.clone(), String::new(), String::new());
     let matching: Vec<&Value> = guard
         .objects
-        .iter()
+        .range(first..)
+        .take_while(|(key, _)| key.0 == plural)
         .filter(|(key, _)| in_scope(key))
         .map(|(_, obj)| obj)
         .filter(|obj| selector.as_deref().is_none_or(|s| selects(s, obj)))
