@@ -149,6 +149,8 @@ BAD_VALUES = [
     ({"replicaCount": 0}, "/replicaCount"),
     ({"maxConnections": 0}, "/maxConnections"),
     ({"maxConnections": "2048"}, "/maxConnections"),
+    ({"auditIntervalSeconds": -1}, "/auditIntervalSeconds"),
+    ({"auditIntervalSeconds": "5m"}, "/auditIntervalSeconds"),
     ({"config": {"rules": {"no-such-rule": "deny"}}}, "invalid propertyName 'no-such-rule'"),
     ({"typo": 1}, "'typo' not allowed"),
 ]
@@ -405,6 +407,21 @@ def test_client_auth_mounts_the_ca_and_names_the_accepted_clients():
     container = one(render({"tls": {"clientAuth": {"enabled": True, "caConfigMap": "ca", "names": []}}}),
                     "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert [a for a in container["args"] if a.startswith("--client")] == ["--client-ca=/etc/sts-guard/client-ca/ca.crt"]
+
+
+def test_the_background_audit_interval_reaches_the_args_and_turns_off_with_0():
+    def audit_args(values):
+        container = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        return [a for a in container["args"] if a.startswith("--audit-interval")]
+    assert audit_args({}) == ["--audit-interval=300"]
+    assert audit_args({"auditIntervalSeconds": 0}) == ["--audit-interval=0"]
+    # What the chart writes is what serve takes: its parser refuses anything else by name.
+    for values, arg in (({"auditIntervalSeconds": 0}, "--audit-interval=0"),
+                        ({"auditIntervalSeconds": 90.5}, "--audit-interval=90.5")):
+        assert audit_args(values) == [arg]
+        assert run_binary("serve", arg, "--help").returncode == 0, arg
+    refused = run_binary("serve", "--audit-interval=-1", "--help")
+    assert refused.returncode != 0 and b"--audit-interval" in refused.stderr, refused
 
 
 def config_file(values):
