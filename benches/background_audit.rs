@@ -226,7 +226,7 @@ struct AuditRun {
     kept: usize,
     rss_growth_kib: u64,
     findings: usize,
-    listed: audit::Listed,
+    listed: sts_guard::report::Listed,
 }
 
 fn measure(size: Size) -> Value {

@@ -15,17 +15,20 @@
 //!   ───────────────────────────────────────────────────────────────────────────────────────
 //!   admission     AdmissionReview bytes ⇄ request and response      server/  HTTPS, limits,
 //!   check         manifest files judged as CREATEs                  metrics  certificates
-//!   audit         a live cluster read once                          report   text/JSON/SARIF
-//!   log_writer    the server's batched log lines
+//!   audit         a live cluster read once                          report   what check and
+//!   log_writer    the server's batched log lines                             audit found;
+//!                                                                            text/JSON/SARIF
 //!   ───────────────────────────────────────────────────────────────────────────────────────
 //!   engine/       evaluate(request, inventory, config) → Decision: runs the rules for the
 //!                 request's kind and operation, applies config (actions, grandfathering,
-//!                 onLookupError); evaluator.rs confirms cache answers live (LiveLookup)
+//!                 onLookupError); evaluator.rs confirms cache answers live (LiveLookup);
+//!                 create_request.rs builds the CREATE `check` and `audit` judge objects as
 //!   config        the config file: rule actions and the rules' parameter structs
 //!   rules/        validating rules (statefulset, service, pod, live) and mutating rules
 //!                 (mutate): pure functions over views and the Inventory trait
-//!   inventory/    answers lookups: StaticInventory (files, audit's lists), ClusterInventory
-//!                 (watch caches, and LiveLookup answers straight from the API server)
+//!   inventory/    answers lookups: StaticInventory (index.rs: files, audit's lists),
+//!                 ClusterInventory (watch caches, and LiveLookup answers straight from the API
+//!                 server); manifests.rs loads manifest files into an inventory
 //!   model         typed views of objects (ServiceView, StatefulSetView, ...)
 //!   manifest      files and stdin to objects with their positions
 //!   request       the shaped decoder: an AdmissionReview's envelope, and of objects (under

@@ -4,9 +4,11 @@
 //! applies to the request and returns a [`Decision`]: all violations (not only the first), the
 //! warnings, and the JSON Patch of the mutations. It does no I/O of its own.
 
+mod create_request;
 mod evaluator;
 
 pub use crate::vocabulary::Endpoint;
+pub use create_request::create_request;
 pub use evaluator::{Evaluator, decide_confirmed};
 
 use crate::config::{Config, Mode, OnLookupError};

@@ -1,4 +1,4 @@
-//! The cluster inventory: kube-rs watches of Services, StatefulSets and Nodes, kept as the lean
+//! The cluster inventory: kube-rs watches of Services, StatefulSets and Nodes, kept as the
 //! views the rules read (never whole objects), indexed like the static inventory.
 //!
 //! ```text
@@ -14,7 +14,7 @@
 //! every change until the watch resumes or relists, so [`LiveLookup::cache_trusted`] says no
 //! for that kind.
 
-use super::lean::{LeanNode, LeanService, LeanStatefulSet};
+use super::cluster_objects::{WatchedNode, WatchedService, WatchedStatefulSet};
 use super::{Inventory, LiveLookup, Lookup, LookupError, StaticInventory};
 use crate::model::{LabelSet, NodeView, ServiceView, StatefulSetView};
 use crate::vocabulary::Kind;
@@ -39,20 +39,20 @@ enum View {
     Node(Arc<NodeView>),
 }
 
-impl From<LeanService> for View {
-    fn from(s: LeanService) -> Self {
+impl From<WatchedService> for View {
+    fn from(s: WatchedService) -> Self {
         View::Service(Arc::new(s.into()))
     }
 }
 
-impl From<LeanStatefulSet> for View {
-    fn from(s: LeanStatefulSet) -> Self {
+impl From<WatchedStatefulSet> for View {
+    fn from(s: WatchedStatefulSet) -> Self {
         View::StatefulSet(Arc::new(s.into()))
     }
 }
 
-impl From<LeanNode> for View {
-    fn from(n: LeanNode) -> Self {
+impl From<WatchedNode> for View {
+    fn from(n: WatchedNode) -> Self {
         View::Node(Arc::new(n.into()))
     }
 }
@@ -150,18 +150,18 @@ impl ClusterInventory {
         for namespace in scoped {
             let ns = namespace.as_deref();
             tasks.push(tokio::spawn(watch(
-                scoped_api::<LeanService>(&client, ns),
+                scoped_api::<WatchedService>(&client, ns),
                 (Kind::Service, namespace.clone()),
                 shared(),
             )));
             tasks.push(tokio::spawn(watch(
-                scoped_api::<LeanStatefulSet>(&client, ns),
+                scoped_api::<WatchedStatefulSet>(&client, ns),
                 (Kind::StatefulSet, namespace),
                 shared(),
             )));
         }
         tasks.push(tokio::spawn(watch(
-            Api::<LeanNode>::all(client.clone()),
+            Api::<WatchedNode>::all(client.clone()),
             (Kind::Node, None),
             shared(),
         )));
@@ -215,7 +215,7 @@ impl ClusterInventory {
     }
 
     async fn get_service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
-        let api: Api<LeanService> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<WatchedService> = Api::namespaced(self.client.clone(), namespace);
         let found = self
             .timed(format!("Service {namespace}/{name}"), api.get_opt(name))
             .await?;
@@ -227,7 +227,7 @@ impl ClusterInventory {
         namespace: &str,
         service: &str,
     ) -> Lookup<Vec<Arc<StatefulSetView>>> {
-        let api: Api<LeanStatefulSet> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<WatchedStatefulSet> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("StatefulSets governed by {namespace}/{service}");
         let list = self.timed(what, api.list(&ListParams::default())).await?;
         let mut governed: Vec<Arc<StatefulSetView>> = list
@@ -253,7 +253,7 @@ impl ClusterInventory {
     }
 
     async fn get_node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
-        let api: Api<LeanNode> = Api::all(self.client.clone());
+        let api: Api<WatchedNode> = Api::all(self.client.clone());
         let found = self
             .timed(format!("Node {name}"), api.get_opt(name))
             .await?;
