@@ -45,13 +45,13 @@
 //!
 //! ```text
 //!   POST /validate ─► server::handle (size, memory budget)
-//!     ─► admission::decode: request::read_envelope, request::plan picks the handler's shapes,
+//!     ─► admission::decode: request::read_envelope, request::plan picks the Handler and its shapes,
 //!          objects decoded into those parts only (no handler: answered from the envelope)
 //!     ─► Evaluator::decide (engine::evaluator)
 //!          StaticInventory: engine::evaluate
 //!          ClusterInventory: engine::evaluate on the cache; lookups that would deny are asked
 //!                            again through LiveLookup and evaluated once more
-//!     ─► engine::evaluate: Kind::from_group_kind ─► e.g. rules::statefulset::check_statefulset
+//!     ─► engine::evaluate: match on the Handler ─► e.g. rules::statefulset::check_statefulset
 //!          (Findings) ─► apply_policy (config) ─► Decision
 //!     ─► admission::encode (allowed, message, warnings, patch) ─► metrics, log
 //! ```

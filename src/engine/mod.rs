@@ -14,6 +14,7 @@ pub use evaluator::{Evaluator, decide_confirmed};
 use crate::config::{Config, Mode, OnLookupError};
 use crate::inventory::Inventory;
 use crate::model::{FieldError, Ownership, ServiceView, StatefulSetView};
+use crate::request::{self, Handler};
 use crate::rules::Requester;
 use crate::rules::mutate;
 use crate::rules::pod::{PodDelete, check_pod_delete};
@@ -202,6 +203,15 @@ pub fn evaluate(
         decision.skipped = Some(Skip::ExcludedNamespace);
         return decision;
     }
+    let Some(plan) = request::plan(
+        endpoint,
+        &req.kind.group,
+        &req.kind.kind,
+        request::Operation::from_kube(&req.operation),
+    ) else {
+        decision.skipped = Some(Skip::NotHandled);
+        return decision;
+    };
     let evaluation = Evaluation {
         req,
         namespace,
@@ -209,30 +219,14 @@ pub fn evaluate(
         inventory,
         config,
     };
-    let result = match (endpoint, kind, &req.operation) {
-        (Endpoint::Validate, Kind::StatefulSet, Operation::Create | Operation::Update) => {
-            evaluation.validate_statefulset(&mut decision)
-        }
-        (Endpoint::Validate, Kind::StatefulSet, Operation::Delete) => {
-            evaluation.validate_statefulset_delete(&mut decision)
-        }
-        (Endpoint::Validate, Kind::Service, Operation::Create | Operation::Update) => {
-            evaluation.validate_service(&mut decision)
-        }
-        (Endpoint::Validate, Kind::Service, Operation::Delete) => {
-            evaluation.validate_service_delete(&mut decision)
-        }
-        (Endpoint::Validate, Kind::Pod, Operation::Delete) => {
-            evaluation.validate_pod_delete(&mut decision)
-        }
-        (Endpoint::Mutate, Kind::Pod, Operation::Create) => evaluation.mutate_pod(&mut decision),
-        (Endpoint::Mutate, Kind::StatefulSet, Operation::Create | Operation::Update) => {
-            evaluation.mutate_statefulset(&mut decision)
-        }
-        _ => {
-            decision.skipped = Some(Skip::NotHandled);
-            Ok(())
-        }
+    let result = match plan.handler {
+        Handler::ValidateStatefulSet => evaluation.validate_statefulset(&mut decision),
+        Handler::ValidateStatefulSetDelete => evaluation.validate_statefulset_delete(&mut decision),
+        Handler::ValidateService => evaluation.validate_service(&mut decision),
+        Handler::ValidateServiceDelete => evaluation.validate_service_delete(&mut decision),
+        Handler::ValidatePodDelete => evaluation.validate_pod_delete(&mut decision),
+        Handler::MutatePod => evaluation.mutate_pod(&mut decision),
+        Handler::MutateStatefulSet => evaluation.mutate_statefulset(&mut decision),
     };
     if let Err(err) = result {
         decision.invalid = Some(format!("{kind} {namespace}/{name}: invalid object: {err}"));
