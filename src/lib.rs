@@ -45,19 +45,22 @@
 //!
 //! ```text
 //!   POST /validate ─► server::handle (size, memory budget)
-//!     ─► admission::decode: request::read_envelope, request::plan picks the Handler and its shapes,
-//!          objects decoded into those parts only (no handler: answered from the envelope)
-//!     ─► Evaluator::decide (engine::evaluator)
-//!          StaticInventory: engine::evaluate
-//!          ClusterInventory: engine::evaluate on the cache; lookups that would deny are asked
-//!                            again through LiveLookup and evaluated once more
-//!     ─► engine::evaluate: match on the Handler ─► e.g. rules::statefulset::check_statefulset
-//!          (Findings) ─► apply_policy (config) ─► Decision
+//!     ─► admission::decode: request::read_envelope, request::plan picks the Handler and its
+//!          shapes (once per request), objects decoded into those parts only (no handler:
+//!          answered from the envelope)
+//!     ─► Evaluator::decide_by_handler (engine::evaluator), with the Handler planned
+//!          StaticInventory: engine::evaluate_by_handler
+//!          ClusterInventory: engine::evaluate_by_handler on the cache; lookups that would deny
+//!                            are asked again through LiveLookup and evaluated once more
+//!     ─► engine::evaluate_by_handler: match on the Handler
+//!          ─► e.g. rules::statefulset::check_statefulset (Findings)
+//!          ─► apply_policy (config) ─► Decision
 //!     ─► admission::encode (allowed, message, warnings, patch) ─► metrics, log
 //! ```
 //!
-//! `sts-guard check` reaches the same `engine::evaluate` through `check::check_objects`, with
-//! a CREATE request built for each manifest object; `sts-guard review` through
+//! `sts-guard check` reaches the same engine through `engine::evaluate` (which plans the
+//! handler itself) from `check::check_objects`, with a CREATE request built for each manifest
+//! object (`engine::create_request`); `sts-guard review` through
 //! `admission::review`; `sts-guard audit` through `audit`, plus `rules::live` on live pods.
 
 pub mod admission;

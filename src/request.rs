@@ -218,7 +218,7 @@ const POD_CREATE_SPEC: Shape = Fields(&[
 ]);
 
 /// The handler that judges a request, and how much of its objects that handler reads.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub handler: Handler,
     pub object: &'static Shape,
@@ -436,6 +436,9 @@ pub struct RequestEnvelope<'a> {
     pub options: Option<Value>,
     /// Reading stopped at an object no handler reads (see [`read_envelope`]).
     pub answered_early: bool,
+    /// [`plan`]'s answer for the endpoint read for, once kind and operation were read: worked
+    /// out once per request, for both objects and for whoever evaluates the request.
+    planned: Option<Option<Plan>>,
 }
 
 impl Envelope<'_> {
@@ -456,10 +459,19 @@ impl RequestEnvelope<'_> {
     }
 
     /// The plan, once kind and operation are known.
-    fn plan(&self, endpoint: Option<Endpoint>) -> Option<Option<Plan>> {
-        let kind = self.kind.as_ref()?;
-        let operation = self.operation?;
-        Some(endpoint.and_then(|e| plan(e, &kind.group, &kind.name, operation)))
+    fn planned(&mut self, endpoint: Option<Endpoint>) -> Option<Option<Plan>> {
+        if self.planned.is_none() {
+            let kind = self.kind.as_ref()?;
+            let operation = self.operation?;
+            self.planned = Some(endpoint.and_then(|e| plan(e, &kind.group, &kind.name, operation)));
+        }
+        self.planned
+    }
+
+    /// The handler (and shapes) for the endpoint the envelope was read for; `None` when no
+    /// handler takes the request, or its kind or operation is missing.
+    pub fn plan(&self) -> Option<Plan> {
+        self.planned.flatten()
     }
 }
 
@@ -478,7 +490,13 @@ pub fn read_envelope(
         })
         .and_then(|()| de.end());
     match read {
-        Ok(()) => Ok(envelope),
+        Ok(()) => {
+            // Objects that came before kind and operation were kept raw, unplanned.
+            if let Some(request) = envelope.request.as_mut() {
+                request.planned(endpoint);
+            }
+            Ok(envelope)
+        }
         // Stopped on purpose at an object no handler reads: the envelope is complete.
         Err(_) if envelope.answered_early() => Ok(envelope),
         Err(e) => Err(EnvelopeError(format!(
@@ -612,7 +630,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_, 'de> {
                     }
                 }
                 field @ ("object" | "oldObject") => {
-                    let slot = match r.plan(self.endpoint) {
+                    let slot = match r.planned(self.endpoint) {
                         Some(Some(plan)) => {
                             let shape = if field == "object" {
                                 plan.object

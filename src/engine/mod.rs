@@ -170,12 +170,30 @@ impl Decision {
     }
 }
 
-/// Evaluates one admission request.
+/// Evaluates one admission request by the handler `endpoint` has for it.
 pub fn evaluate(
     req: &AdmissionRequest<DynamicObject>,
     inventory: &dyn Inventory,
     config: &Config,
     endpoint: Endpoint,
+) -> Decision {
+    evaluate_by_handler(req, handler_for(req, endpoint), inventory, config)
+}
+
+/// The handler [`request::plan`] picks for `req` at `endpoint`, for a request that did not come
+/// through the decoder (which plans as it reads): `check`, `audit`, tests.
+pub fn handler_for(req: &AdmissionRequest<DynamicObject>, endpoint: Endpoint) -> Option<Handler> {
+    let operation = request::Operation::from_kube(&req.operation);
+    request::plan(endpoint, &req.kind.group, &req.kind.kind, operation).map(|plan| plan.handler)
+}
+
+/// Evaluates one admission request by `handler` (`None`: no handler of the endpoint takes it),
+/// the one the decoder planned, so the plan is worked out once per request.
+pub fn evaluate_by_handler(
+    req: &AdmissionRequest<DynamicObject>,
+    handler: Option<Handler>,
+    inventory: &dyn Inventory,
+    config: &Config,
 ) -> Decision {
     let subject = req.object.as_ref().or(req.old_object.as_ref());
     let namespace = req
@@ -203,12 +221,7 @@ pub fn evaluate(
         decision.skipped = Some(Skip::ExcludedNamespace);
         return decision;
     }
-    let Some(plan) = request::plan(
-        endpoint,
-        &req.kind.group,
-        &req.kind.kind,
-        request::Operation::from_kube(&req.operation),
-    ) else {
+    let Some(handler) = handler else {
         decision.skipped = Some(Skip::NotHandled);
         return decision;
     };
@@ -219,7 +232,7 @@ pub fn evaluate(
         inventory,
         config,
     };
-    let result = match plan.handler {
+    let result = match handler {
         Handler::ValidateStatefulSet => evaluation.validate_statefulset(&mut decision),
         Handler::ValidateStatefulSetDelete => evaluation.validate_statefulset_delete(&mut decision),
         Handler::ValidateService => evaluation.validate_service(&mut decision),
