@@ -93,6 +93,7 @@ pub struct Listed {
     pub revisions: usize,
 }
 
+/// What one audit (`sts-guard audit`, or `serve`'s background audit) found in a live cluster.
 pub struct AuditReport {
     /// The objects with findings (others are counted in `unlisted_ok`/`unlisted_skipped`),
     /// in namespace, kind and name order.

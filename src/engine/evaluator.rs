@@ -32,7 +32,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Decides admission requests: the static inventory evaluates directly, the cluster one
-/// confirms cache answers that would deny. Both run the same rules through [`evaluate`].
+/// confirms cache answers that would deny. Both run the same rules through
+/// [`evaluate_by_handler`].
 pub trait Evaluator: Send + Sync {
     /// Decides `request` by `handler` (`None`: no handler takes it), as the decoder planned it.
     fn decide_by_handler<'a>(
