@@ -12,8 +12,9 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use sts_guard::check::{check_objects, load_objects};
+use sts_guard::check::check_objects;
 use sts_guard::config::Config;
+use sts_guard::inventory::load_objects;
 use sts_guard::manifest::read_paths;
 
 // The same allocator as the `sts-guard` binary.

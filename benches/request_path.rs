@@ -17,9 +17,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sts_guard::admission;
-use sts_guard::check::load_inventory_paths;
 use sts_guard::config::Config;
 use sts_guard::engine::Endpoint;
+use sts_guard::inventory::load_inventory_paths;
 
 #[path = "common/counting.rs"]
 mod counting;

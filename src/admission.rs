@@ -6,10 +6,11 @@
 //! The response is written straight from borrowed fields, without an intermediate tree.
 
 use crate::config::Config;
-use crate::engine::{Decision, Endpoint, Skip, evaluate};
+use crate::engine::{Decision, Endpoint, Skip, evaluate_by_handler};
 use crate::inventory::Inventory;
 use crate::request::{
-    self, Envelope, GroupVersion, ObjectSlot, Operation, Plan, RequestEnvelope, read_envelope,
+    self, Envelope, GroupVersion, Handler, ObjectSlot, Operation, Plan, RequestEnvelope,
+    read_envelope,
 };
 use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -45,6 +46,9 @@ pub struct Summary<'a> {
     pub namespace: Cow<'a, str>,
     pub name: Cow<'a, str>,
     pub user: Cow<'a, str>,
+    /// Who judges the request, as the decoder planned it (`None`: no handler of the endpoint
+    /// takes it, and it is answered from the envelope).
+    pub handler: Option<Handler>,
 }
 
 /// What the server logs and counts for one review.
@@ -72,7 +76,7 @@ pub fn review<'a>(
 ) -> Result<Reviewed<'a>, BadReview> {
     match decode(body, endpoint)? {
         Decoded::Evaluate(request, summary) => {
-            let decision = evaluate(&request, inventory, config, endpoint);
+            let decision = evaluate_by_handler(&request, summary.handler, inventory, config);
             encode(summary, decision.in_mode(config.mode))
         }
         Decoded::Answered(reviewed) => Ok(*reviewed),
@@ -87,7 +91,7 @@ pub fn decode(body: &[u8], endpoint: Endpoint) -> Result<Decoded<'_>, BadReview>
     let kind = request.kind.clone().unwrap_or_default();
     let operation = request.operation.unwrap_or(Operation::Connect);
     let summary = summary(&request, api_version, &kind, operation);
-    match request::plan(endpoint, &kind.group, &kind.name, operation) {
+    match request.plan() {
         Some(plan) => {
             let request = into_request(request, &summary, kind, operation, &plan)?;
             Ok(Decoded::Evaluate(Box::new(request), summary))
@@ -155,6 +159,7 @@ fn summary<'a>(
         namespace: request.namespace.clone().unwrap_or_default(),
         name: request.name.clone().unwrap_or_default(),
         user: request.username.clone().unwrap_or_default(),
+        handler: request.plan().map(|plan| plan.handler),
     }
 }
 

@@ -3,32 +3,32 @@
 //! orphaned or Pending and which rollouts stalled.
 //!
 //! ```text
-//!   LIST Nodes, Services (paged, lean) ─► StaticInventory (the same index `serve` keeps)
+//!   LIST Nodes, Services (paged, views) ─► StaticInventory (the same index `serve` keeps)
 //!     or, in `serve`, a copy of the watch cache's Nodes and Services (pointers, no request)
 //!   LIST StatefulSets (paged; spec kept per page only) ─► evaluate() as CREATE, like `check`
 //!   every Service in the index ─────────────────────────► evaluate() as CREATE, like `check`
-//!   LIST StatefulSet pods (paged, lean) ─► rules::live: governing Service selects the pods?
+//!   LIST StatefulSet pods (paged, views) ─► rules::live: governing Service selects the pods?
 //!                                                       Terminating on a gone Node?
 //!   GET the update revision of each rollout under way ─► rules::live: stalled?
-//!   LIST PersistentVolumeClaims (paged, lean) ─► rules::live: orphaned? Pending too long?
+//!   LIST PersistentVolumeClaims (paged, views) ─► rules::live: orphaned? Pending too long?
 //! ```
 //!
 //! The cluster is read once, with the same read-only identity as `serve` (plus `list` on pods
 //! and claims, `get` on ControllerRevisions). Every list is paged (`limit` + `continue`), and
-//! only what the rules read is decoded and kept: the lean views in the index, the results that
+//! only what the rules read is decoded and kept: the views in the index, the results that
 //! have something to say, a count per StatefulSet of its pods, and of the StatefulSets with
 //! claim templates or a rollout under way, those names. Clean objects are counted, not listed.
 
-use crate::check::{CheckReport, ObjectResult, create_request, drop_reported_twins};
 use crate::config::Config;
-use crate::engine::{Decision, Endpoint, Skip, apply_policy, evaluate};
-use crate::inventory::lean::{
-    AuditStatefulSet, LeanClaim, LeanNode, LeanPod, LeanRevision, LeanService,
+use crate::engine::{Decision, Endpoint, Skip, apply_policy, create_request, evaluate};
+use crate::inventory::cluster_objects::{
+    AuditClaim, AuditPod, AuditRevision, AuditStatefulSet, WatchedNode, WatchedService,
 };
 use crate::inventory::{ClusterInventory, Inventory, LiveLookup, StaticInventory};
 use crate::model::{
     LabelSet, ObjectRef, PodView, STATEFULSET_POD_NAME_LABEL, ServiceView, StatefulSetView,
 };
+use crate::report::{AuditReport, CheckReport, Listed, ObjectResult, drop_reported_twins};
 use crate::rules::live::{
     PodTally, StatefulSetClaim, StatefulSetState, check_claim_pending, check_claims_orphaned,
     check_rollout_stalled, check_service_selects_live_pods, check_stuck_terminating, claim_ordinal,
@@ -76,32 +76,6 @@ impl Default for AuditOptions {
             retry_delay: Duration::from_millis(500),
         }
     }
-}
-
-/// Objects read from the cluster, by kind.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Listed {
-    pub nodes: usize,
-    pub services: usize,
-    pub statefulsets: usize,
-    /// StatefulSet pods (those labelled `statefulset.kubernetes.io/pod-name`).
-    pub pods: usize,
-    /// PersistentVolumeClaims (listed only when a StatefulSet has claim templates).
-    pub claims: usize,
-    /// ControllerRevisions read (the update revision of each rollout under way).
-    pub revisions: usize,
-}
-
-pub struct AuditReport {
-    /// The objects with findings (others are counted in `unlisted_ok`/`unlisted_skipped`),
-    /// in namespace, kind and name order.
-    pub report: CheckReport,
-    pub listed: Listed,
-    /// When the read began; the time the rules judged ages against.
-    pub at: Timestamp,
-    /// The namespaces with a StatefulSet, Service or StatefulSet pod judged (not excluded),
-    /// findings or not: a report per namespace covers the clean ones too.
-    pub namespaces: BTreeSet<String>,
 }
 
 /// Why the audit could not read the cluster; one line.
@@ -222,7 +196,7 @@ pub async fn run_with(
     let mut phase = Phase::default();
     let pods = lister
         .list(
-            lister.namespaced::<LeanPod>(),
+            lister.namespaced::<AuditPod>(),
             Some(STATEFULSET_POD_NAME_LABEL),
             "Pods",
             progress,
@@ -477,7 +451,7 @@ impl Audit<'_> {
         let audit = self;
         let nodes = lister
             .list(
-                lister.cluster_scoped::<LeanNode>(),
+                lister.cluster_scoped::<WatchedNode>(),
                 None,
                 "Nodes",
                 progress,
@@ -491,7 +465,7 @@ impl Audit<'_> {
 
         let services = lister
             .list(
-                lister.namespaced::<LeanService>(),
+                lister.namespaced::<WatchedService>(),
                 None,
                 "Services",
                 progress,
@@ -662,7 +636,7 @@ impl Audit<'_> {
             let Some(sts) = self.inventory.statefulset(&key.0, &key.1).cloned() else {
                 continue;
             };
-            let found: Option<LeanRevision> = lister.get(&key.0, &revision).await?;
+            let found: Option<AuditRevision> = lister.get(&key.0, &revision).await?;
             self.listed.revisions += usize::from(found.is_some());
             // Gone already: the controller finished (or restarted) the rollout meanwhile.
             let Some(created) = found.and_then(|r| r.metadata.creation_timestamp) else {
@@ -708,7 +682,7 @@ impl Audit<'_> {
         let mut found: HashMap<(String, String), Vec<StatefulSetClaim>> = HashMap::new();
         let claims = lister
             .list(
-                lister.namespaced::<LeanClaim>(),
+                lister.namespaced::<AuditClaim>(),
                 None,
                 "PersistentVolumeClaims",
                 progress,
@@ -789,7 +763,7 @@ impl Audit<'_> {
     }
 }
 
-/// A Service as a request would carry it, rebuilt from its lean view (everything the rules
+/// A Service as a request would carry it, rebuilt from its view (everything the rules
 /// read of a Service is in the view).
 fn service_object(svc: &ServiceView) -> DynamicObject {
     let mut spec = json!({ "selector": svc.selector });

@@ -15,17 +15,20 @@
 //!   ───────────────────────────────────────────────────────────────────────────────────────
 //!   admission     AdmissionReview bytes ⇄ request and response      server/  HTTPS, limits,
 //!   check         manifest files judged as CREATEs                  metrics  certificates
-//!   audit         a live cluster read once                          report   text/JSON/SARIF
-//!   log_writer    the server's batched log lines
+//!   audit         a live cluster read once                          report   what check and
+//!   log_writer    the server's batched log lines                             audit found;
+//!                                                                            text/JSON/SARIF
 //!   ───────────────────────────────────────────────────────────────────────────────────────
 //!   engine/       evaluate(request, inventory, config) → Decision: runs the rules for the
 //!                 request's kind and operation, applies config (actions, grandfathering,
-//!                 onLookupError); evaluator.rs confirms cache answers live (LiveLookup)
+//!                 onLookupError); evaluator.rs confirms cache answers live (LiveLookup);
+//!                 create_request.rs builds the CREATE `check` and `audit` judge objects as
 //!   config        the config file: rule actions and the rules' parameter structs
 //!   rules/        validating rules (statefulset, service, pod, live) and mutating rules
 //!                 (mutate): pure functions over views and the Inventory trait
-//!   inventory/    answers lookups: StaticInventory (files, audit's lists), ClusterInventory
-//!                 (watch caches, and LiveLookup answers straight from the API server)
+//!   inventory/    answers lookups: StaticInventory (index.rs: files, audit's lists),
+//!                 ClusterInventory (watch caches, and LiveLookup answers straight from the API
+//!                 server); manifests.rs loads manifest files into an inventory
 //!   model         typed views of objects (ServiceView, StatefulSetView, ...)
 //!   manifest      files and stdin to objects with their positions
 //!   request       the shaped decoder: an AdmissionReview's envelope, and of objects (under
@@ -42,19 +45,22 @@
 //!
 //! ```text
 //!   POST /validate ─► server::handle (size, memory budget)
-//!     ─► admission::decode: request::read_envelope, request::plan picks the handler's shapes,
-//!          objects decoded into those parts only (no handler: answered from the envelope)
-//!     ─► Evaluator::decide (engine::evaluator)
-//!          StaticInventory: engine::evaluate
-//!          ClusterInventory: engine::evaluate on the cache; lookups that would deny are asked
-//!                            again through LiveLookup and evaluated once more
-//!     ─► engine::evaluate: Kind::from_group_kind ─► e.g. rules::statefulset::check_statefulset
-//!          (Findings) ─► apply_policy (config) ─► Decision
+//!     ─► admission::decode: request::read_envelope, request::plan picks the Handler and its
+//!          shapes (once per request), objects decoded into those parts only (no handler:
+//!          answered from the envelope)
+//!     ─► Evaluator::decide_by_handler (engine::evaluator), with the Handler planned
+//!          StaticInventory: engine::evaluate_by_handler
+//!          ClusterInventory: engine::evaluate_by_handler on the cache; lookups that would deny
+//!                            are asked again through LiveLookup and evaluated once more
+//!     ─► engine::evaluate_by_handler: match on the Handler
+//!          ─► e.g. rules::statefulset::check_statefulset (Findings)
+//!          ─► apply_policy (config) ─► Decision
 //!     ─► admission::encode (allowed, message, warnings, patch) ─► metrics, log
 //! ```
 //!
-//! `sts-guard check` reaches the same `engine::evaluate` through `check::check_objects`, with
-//! a CREATE request built for each manifest object; `sts-guard review` through
+//! `sts-guard check` reaches the same engine through `engine::evaluate` (which plans the
+//! handler itself) from `check::check_objects`, with a CREATE request built for each manifest
+//! object (`engine::create_request`); `sts-guard review` through
 //! `admission::review`; `sts-guard audit` through `audit`, plus `rules::live` on live pods.
 
 pub mod admission;

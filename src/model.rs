@@ -1,4 +1,4 @@
-//! Lean views of the objects the rules read.
+//! Typed views of the objects the rules read.
 //!
 //! Rules never walk raw JSON themselves: they read these views, which hold only the fields the
 //! policy needs (the cluster inventory keeps nothing else in memory). A view is built from a

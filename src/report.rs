@@ -1,14 +1,138 @@
-//! `check` and `audit` output: text for people, JSON for scripts, SARIF 2.1.0 for code
+//! What `check` and `audit` found (the report types both fill) and their output: text for people, JSON for scripts, SARIF 2.1.0 for code
 //! scanning, the per-namespace, per-rule summary of `audit`, and `audit`'s policy reports
 //! (`wgpolicyk8s.io` PolicyReports, `openreports.io` Reports).
 
-use crate::audit::AuditReport;
-use crate::check::{CheckReport, ObjectResult};
-use crate::vocabulary::{Action, Effect, Kind, RULES, RuleFacts, RuleId};
+use crate::engine::{Decision, Violation};
+use crate::manifest::SourcePos;
+use crate::vocabulary::{Action, Effect, Kind, ObjectRef, RULES, RuleFacts, RuleId};
+use k8s_openapi::jiff::Timestamp;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
+
+/// The verdict on one object.
+pub struct ObjectResult {
+    /// Where the object was read; `None` for objects read from a live cluster (`audit`).
+    pub pos: Option<SourcePos>,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// `None` when the object was checked; why not otherwise.
+    pub skipped: Option<&'static str>,
+    pub decision: Decision,
+}
+
+impl ObjectResult {
+    pub fn verdict(&self) -> &'static str {
+        if self.skipped.is_some() {
+            "skipped"
+        } else if !self.decision.allowed() {
+            "deny"
+        } else if self.decision.has_warnings() {
+            "warn"
+        } else {
+            "ok"
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct CheckReport {
+    pub objects: Vec<ObjectResult>,
+    /// Objects checked without any finding that are counted but not listed in `objects`
+    /// (`audit` lists only objects with something to say; `check` lists every object).
+    pub unlisted_ok: usize,
+    /// Objects skipped (excluded namespace) that are counted but not listed.
+    pub unlisted_skipped: usize,
+}
+
+impl CheckReport {
+    pub fn denied(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| o.verdict() == "deny")
+            .count()
+    }
+
+    /// Every object, listed or not.
+    pub fn total(&self) -> usize {
+        self.objects.len() + self.unlisted_ok + self.unlisted_skipped
+    }
+
+    /// Objects that were checked (not skipped), listed or not.
+    pub fn checked(&self) -> usize {
+        self.objects.iter().filter(|o| o.skipped.is_none()).count() + self.unlisted_ok
+    }
+
+    pub fn warned(&self) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| o.verdict() == "warn")
+            .count()
+    }
+
+    pub fn violations(&self) -> impl Iterator<Item = (&ObjectResult, &Violation)> {
+        self.objects
+            .iter()
+            .flat_map(|o| o.decision.violations.iter().map(move |v| (o, v)))
+    }
+}
+
+/// Objects read from the cluster, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub nodes: usize,
+    pub services: usize,
+    pub statefulsets: usize,
+    /// StatefulSet pods (those labelled `statefulset.kubernetes.io/pod-name`).
+    pub pods: usize,
+    /// PersistentVolumeClaims (listed only when a StatefulSet has claim templates).
+    pub claims: usize,
+    /// ControllerRevisions read (the update revision of each rollout under way).
+    pub revisions: usize,
+}
+
+/// What one audit (`sts-guard audit`, or `serve`'s background audit) found in a live cluster.
+pub struct AuditReport {
+    /// The objects with findings (others are counted in `unlisted_ok`/`unlisted_skipped`),
+    /// in namespace, kind and name order.
+    pub report: CheckReport,
+    pub listed: Listed,
+    /// When the read began; the time the rules judged ages against.
+    pub at: Timestamp,
+    /// The namespaces with a StatefulSet, Service or StatefulSet pod judged (not excluded),
+    /// findings or not: a report per namespace covers the clean ones too.
+    pub namespaces: BTreeSet<String>,
+}
+
+/// In a set of files the same broken pair would be reported twice: on the StatefulSet
+/// (`sts-service-headless`) and on its Service (`svc-governing-headless`). The finding belongs
+/// to the StatefulSet, whose promise breaks; the Service's twin is dropped when every
+/// StatefulSet it names already reports it. (The webhook has no such pair: it judges one
+/// request at a time.)
+pub(crate) fn drop_reported_twins(results: &mut [ObjectResult]) {
+    let reported: HashSet<(ObjectRef, RuleId)> = results
+        .iter()
+        .flat_map(|r| r.decision.violations.iter())
+        .map(|v| (v.object.clone(), v.rule))
+        .collect();
+    for result in results
+        .iter_mut()
+        .filter(|r| r.kind == Kind::Service.name())
+    {
+        result.decision.violations.retain(|v| {
+            let twin = match v.rule {
+                RuleId::SvcGoverningHeadless => RuleId::StsServiceHeadless,
+                RuleId::SvcGoverningSelector => RuleId::StsServiceSelectsPods,
+                _ => return true,
+            };
+            !v.related
+                .iter()
+                .all(|sts| reported.contains(&(sts.clone(), twin)))
+        });
+    }
+}
 
 pub fn text(report: &CheckReport) -> String {
     let mut out = findings_text(report);
@@ -436,7 +560,6 @@ pub fn policy_reports(audited: &AuditReport, format: PolicyReportFormat) -> Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Listed;
     use crate::engine::{Decision, Violation};
     use crate::vocabulary::{ObjectRef, RuleId};
 

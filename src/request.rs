@@ -217,11 +217,29 @@ const POD_CREATE_SPEC: Shape = Fields(&[
     ("initContainers", Each(&CONTAINER)),
 ]);
 
-/// How much of the objects of one kind of request a handler reads.
-#[derive(Debug)]
+/// The handler that judges a request, and how much of its objects that handler reads.
+#[derive(Debug, Clone, Copy)]
 pub struct Plan {
+    pub handler: Handler,
     pub object: &'static Shape,
     pub old_object: &'static Shape,
+}
+
+/// Who judges a request: the decoder reads of its objects what the handler's rules read, and
+/// the engine runs those rules ([`crate::engine::evaluate`] matches on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// /validate, StatefulSet CREATE or UPDATE.
+    ValidateStatefulSet,
+    ValidateStatefulSetDelete,
+    /// /validate, Service CREATE or UPDATE.
+    ValidateService,
+    ValidateServiceDelete,
+    ValidatePodDelete,
+    /// /mutate, Pod CREATE: identity env vars.
+    MutatePod,
+    /// /mutate, StatefulSet CREATE or UPDATE: the partition default.
+    MutateStatefulSet,
 }
 
 macro_rules! object_shape {
@@ -304,6 +322,16 @@ impl Operation {
         }
     }
 
+    pub fn from_kube(operation: &kube_core::admission::Operation) -> Operation {
+        use kube_core::admission::Operation as K;
+        match operation {
+            K::Create => Operation::Create,
+            K::Update => Operation::Update,
+            K::Delete => Operation::Delete,
+            K::Connect => Operation::Connect,
+        }
+    }
+
     pub fn to_kube(self) -> kube_core::admission::Operation {
         use kube_core::admission::Operation as K;
         match self {
@@ -316,27 +344,42 @@ impl Operation {
 }
 
 /// Which handler judges a request, and so how much of its objects to decode; `None` when no
-/// rule of this endpoint reads this kind of request (it is answered from the envelope).
-/// Kept in step with [`crate::engine::evaluate`] by a test over every combination.
+/// rule of this endpoint reads this kind of request (it is answered from the envelope). The
+/// one table of handlers: the engine runs the handler this picks.
 pub fn plan(endpoint: Endpoint, group: &str, kind: &str, operation: Operation) -> Option<Plan> {
     use Endpoint::{Mutate, Validate};
+    use Handler::*;
     use Kind::{Pod, Service, StatefulSet};
     use Operation::{Create, Delete, Update};
     let kind = Kind::from_group_kind(group, kind)?;
-    let (object, old_object) = match (endpoint, kind, operation) {
-        (Validate, StatefulSet, Create) => (STATEFULSET, IDENTITY_ONLY),
-        (Validate | Mutate, StatefulSet, Update) => {
-            (STATEFULSET_WHOLE_TEMPLATE, STATEFULSET_WHOLE_TEMPLATE)
-        }
-        (Validate, StatefulSet, Delete) => (IDENTITY_ONLY, STATEFULSET),
-        (Validate, Service, Create | Update) => (SERVICE, SERVICE),
-        (Validate, Service, Delete) => (IDENTITY_ONLY, SERVICE_DELETE),
-        (Validate, Pod, Delete) => (IDENTITY_ONLY, POD_DELETE),
-        (Mutate, Pod, Create) => (POD_CREATE, IDENTITY_ONLY),
-        (Mutate, StatefulSet, Create) => (STATEFULSET_VIEW, IDENTITY_ONLY),
+    let handler = match (endpoint, kind, operation) {
+        (Validate, StatefulSet, Create | Update) => ValidateStatefulSet,
+        (Validate, StatefulSet, Delete) => ValidateStatefulSetDelete,
+        (Validate, Service, Create | Update) => ValidateService,
+        (Validate, Service, Delete) => ValidateServiceDelete,
+        (Validate, Pod, Delete) => ValidatePodDelete,
+        (Mutate, Pod, Create) => MutatePod,
+        (Mutate, StatefulSet, Create | Update) => MutateStatefulSet,
         _ => return None,
     };
-    Some(Plan { object, old_object })
+    // An UPDATE compares the whole template (a change to it starts a rollout).
+    let (object, old_object) = match handler {
+        ValidateStatefulSet | MutateStatefulSet if operation == Update => {
+            (STATEFULSET_WHOLE_TEMPLATE, STATEFULSET_WHOLE_TEMPLATE)
+        }
+        ValidateStatefulSet => (STATEFULSET, IDENTITY_ONLY),
+        MutateStatefulSet => (STATEFULSET_VIEW, IDENTITY_ONLY),
+        ValidateStatefulSetDelete => (IDENTITY_ONLY, STATEFULSET),
+        ValidateService => (SERVICE, SERVICE),
+        ValidateServiceDelete => (IDENTITY_ONLY, SERVICE_DELETE),
+        ValidatePodDelete => (IDENTITY_ONLY, POD_DELETE),
+        MutatePod => (POD_CREATE, IDENTITY_ONLY),
+    };
+    Some(Plan {
+        handler,
+        object,
+        old_object,
+    })
 }
 
 /// A body that is not an AdmissionReview, with the reason.
@@ -393,6 +436,9 @@ pub struct RequestEnvelope<'a> {
     pub options: Option<Value>,
     /// Reading stopped at an object no handler reads (see [`read_envelope`]).
     pub answered_early: bool,
+    /// [`plan`]'s answer for the endpoint read for, once kind and operation were read: worked
+    /// out once per request, for both objects and for whoever evaluates the request.
+    planned: Option<Option<Plan>>,
 }
 
 impl Envelope<'_> {
@@ -413,10 +459,19 @@ impl RequestEnvelope<'_> {
     }
 
     /// The plan, once kind and operation are known.
-    fn plan(&self, endpoint: Option<Endpoint>) -> Option<Option<Plan>> {
-        let kind = self.kind.as_ref()?;
-        let operation = self.operation?;
-        Some(endpoint.and_then(|e| plan(e, &kind.group, &kind.name, operation)))
+    fn planned(&mut self, endpoint: Option<Endpoint>) -> Option<Option<Plan>> {
+        if self.planned.is_none() {
+            let kind = self.kind.as_ref()?;
+            let operation = self.operation?;
+            self.planned = Some(endpoint.and_then(|e| plan(e, &kind.group, &kind.name, operation)));
+        }
+        self.planned
+    }
+
+    /// The handler (and shapes) for the endpoint the envelope was read for; `None` when no
+    /// handler takes the request, or its kind or operation is missing.
+    pub fn plan(&self) -> Option<Plan> {
+        self.planned.flatten()
     }
 }
 
@@ -435,7 +490,13 @@ pub fn read_envelope(
         })
         .and_then(|()| de.end());
     match read {
-        Ok(()) => Ok(envelope),
+        Ok(()) => {
+            // Objects that came before kind and operation were kept raw, unplanned.
+            if let Some(request) = envelope.request.as_mut() {
+                request.planned(endpoint);
+            }
+            Ok(envelope)
+        }
         // Stopped on purpose at an object no handler reads: the envelope is complete.
         Err(_) if envelope.answered_early() => Ok(envelope),
         Err(e) => Err(EnvelopeError(format!(
@@ -569,7 +630,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_, 'de> {
                     }
                 }
                 field @ ("object" | "oldObject") => {
-                    let slot = match r.plan(self.endpoint) {
+                    let slot = match r.planned(self.endpoint) {
                         Some(Some(plan)) => {
                             let shape = if field == "object" {
                                 plan.object

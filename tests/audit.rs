@@ -9,9 +9,10 @@ use common::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::Output;
-use sts_guard::audit::{self, AuditOptions, AuditReport, Silent};
+use sts_guard::audit::{self, AuditOptions, Silent};
 use sts_guard::config::Config;
 use sts_guard::model::OUT_OF_SERVICE_TAINT;
+use sts_guard::report::AuditReport;
 
 const PAST: &str = "2024-01-01T00:00:00Z";
 const FUTURE: &str = "2999-01-01T00:00:00Z";

@@ -2,8 +2,9 @@
 
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use sts_guard::check::{check_objects, load_objects};
+use sts_guard::check::check_objects;
 use sts_guard::config::Config;
+use sts_guard::inventory::load_objects;
 use sts_guard::manifest::{Format, parse_bytes};
 use sts_guard::model::{Labels, selector_matches};
 

@@ -358,7 +358,7 @@ fn the_shaped_decoder_decides_as_the_whole_review_does() {
 
 /// The Services of a body directory's manifest, as `serve --manifests` loads them.
 fn services_of(manifest: &std::path::Path) -> StaticInventory {
-    sts_guard::check::load_inventory_paths(
+    sts_guard::inventory::load_inventory_paths(
         &[manifest.display().to_string()],
         &Default::default(),
         "default",

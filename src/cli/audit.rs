@@ -2,8 +2,9 @@
 //! stderr, and `check`'s exit codes.
 
 use super::{EXIT_UNREADABLE, load_config, positive_seconds, print_verdict};
-use crate::audit::{self, AuditOptions, AuditReport, Listed, Progress};
+use crate::audit::{self, AuditOptions, Progress};
 use crate::report::{self, PolicyReportFormat};
+use crate::report::{AuditReport, Listed};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

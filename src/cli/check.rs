@@ -1,7 +1,8 @@
 //! `sts-guard check`: manifests in, a report out, and an exit status CI can act on.
 
 use super::{EXIT_UNREADABLE, InputLimitArgs, OutputFormat, load_config, print_verdict};
-use crate::check::{check_objects, load_paths};
+use crate::check::check_objects;
+use crate::inventory::load_paths;
 use crate::report;
 use std::path::PathBuf;
 use std::process::ExitCode;

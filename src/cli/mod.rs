@@ -8,8 +8,8 @@ pub mod check;
 pub mod review;
 pub mod serve;
 
-use crate::check::load_inventory_paths;
 use crate::config::Config;
+use crate::inventory::load_inventory_paths;
 use crate::manifest::InputLimits;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;

@@ -19,10 +19,11 @@
 //!   evaluate(request, Overlay) ──► Decision
 //! ```
 
-use super::{Decision, Endpoint, evaluate};
+use super::{Decision, Endpoint, evaluate_by_handler, handler_for};
 use crate::config::Config;
 use crate::inventory::{ClusterInventory, Inventory, LiveLookup, Lookup, StaticInventory};
 use crate::model::{LabelSet, NodeView, ServiceView, StatefulSetView};
+use crate::request::Handler;
 use crate::vocabulary::Kind;
 use futures::future::BoxFuture;
 use kube_core::DynamicObject;
@@ -31,14 +32,26 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Decides admission requests: the static inventory evaluates directly, the cluster one
-/// confirms cache answers that would deny. Both run the same rules through [`evaluate`].
+/// confirms cache answers that would deny. Both run the same rules through
+/// [`evaluate_by_handler`].
 pub trait Evaluator: Send + Sync {
+    /// Decides `request` by `handler` (`None`: no handler takes it), as the decoder planned it.
+    fn decide_by_handler<'a>(
+        &'a self,
+        request: &'a AdmissionRequest<DynamicObject>,
+        handler: Option<Handler>,
+        config: &'a Config,
+    ) -> BoxFuture<'a, Decision>;
+
+    /// [`Evaluator::decide_by_handler`] with the handler `endpoint` has for `request`.
     fn decide<'a>(
         &'a self,
         request: &'a AdmissionRequest<DynamicObject>,
         config: &'a Config,
         endpoint: Endpoint,
-    ) -> BoxFuture<'a, Decision>;
+    ) -> BoxFuture<'a, Decision> {
+        self.decide_by_handler(request, handler_for(request, endpoint), config)
+    }
 
     /// Whether the inventory has everything it needs to answer (`/readyz`).
     fn synced(&self) -> bool {
@@ -47,26 +60,26 @@ pub trait Evaluator: Send + Sync {
 }
 
 impl Evaluator for StaticInventory {
-    fn decide<'a>(
+    fn decide_by_handler<'a>(
         &'a self,
         request: &'a AdmissionRequest<DynamicObject>,
+        handler: Option<Handler>,
         config: &'a Config,
-        endpoint: Endpoint,
     ) -> BoxFuture<'a, Decision> {
-        Box::pin(std::future::ready(evaluate(
-            request, self, config, endpoint,
+        Box::pin(std::future::ready(evaluate_by_handler(
+            request, handler, self, config,
         )))
     }
 }
 
 impl Evaluator for ClusterInventory {
-    fn decide<'a>(
+    fn decide_by_handler<'a>(
         &'a self,
         request: &'a AdmissionRequest<DynamicObject>,
+        handler: Option<Handler>,
         config: &'a Config,
-        endpoint: Endpoint,
     ) -> BoxFuture<'a, Decision> {
-        Box::pin(decide_confirmed(self, request, config, endpoint))
+        Box::pin(decide_confirmed(self, request, handler, config))
     }
 
     fn synced(&self) -> bool {
@@ -79,14 +92,14 @@ impl Evaluator for ClusterInventory {
 pub async fn decide_confirmed<L: LiveLookup>(
     live: &L,
     request: &AdmissionRequest<DynamicObject>,
+    handler: Option<Handler>,
     config: &Config,
-    endpoint: Endpoint,
 ) -> Decision {
     let recorder = Recorder {
         base: live,
         calls: Mutex::new(Vec::new()),
     };
-    let decision = evaluate(request, &recorder, config, endpoint);
+    let decision = evaluate_by_handler(request, handler, &recorder, config);
     let calls = recorder
         .calls
         .into_inner()
@@ -152,7 +165,7 @@ pub async fn decide_confirmed<L: LiveLookup>(
             Answer::None => {}
         }
     }
-    evaluate(request, &overlay, config, endpoint)
+    evaluate_by_handler(request, handler, &overlay, config)
 }
 
 /// A lookup the rules made, and whether the cache found something.

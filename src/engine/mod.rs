@@ -4,14 +4,17 @@
 //! applies to the request and returns a [`Decision`]: all violations (not only the first), the
 //! warnings, and the JSON Patch of the mutations. It does no I/O of its own.
 
+mod create_request;
 mod evaluator;
 
 pub use crate::vocabulary::Endpoint;
+pub use create_request::create_request;
 pub use evaluator::{Evaluator, decide_confirmed};
 
 use crate::config::{Config, Mode, OnLookupError};
 use crate::inventory::Inventory;
 use crate::model::{FieldError, Ownership, ServiceView, StatefulSetView};
+use crate::request::{self, Handler};
 use crate::rules::Requester;
 use crate::rules::mutate;
 use crate::rules::pod::{PodDelete, check_pod_delete};
@@ -167,12 +170,30 @@ impl Decision {
     }
 }
 
-/// Evaluates one admission request.
+/// Evaluates one admission request by the handler `endpoint` has for it.
 pub fn evaluate(
     req: &AdmissionRequest<DynamicObject>,
     inventory: &dyn Inventory,
     config: &Config,
     endpoint: Endpoint,
+) -> Decision {
+    evaluate_by_handler(req, handler_for(req, endpoint), inventory, config)
+}
+
+/// The handler [`request::plan`] picks for `req` at `endpoint`, for a request that did not come
+/// through the decoder (which plans as it reads): `check`, `audit`, tests.
+pub fn handler_for(req: &AdmissionRequest<DynamicObject>, endpoint: Endpoint) -> Option<Handler> {
+    let operation = request::Operation::from_kube(&req.operation);
+    request::plan(endpoint, &req.kind.group, &req.kind.kind, operation).map(|plan| plan.handler)
+}
+
+/// Evaluates one admission request by `handler` (`None`: no handler of the endpoint takes it),
+/// the one the decoder planned, so the plan is worked out once per request.
+pub fn evaluate_by_handler(
+    req: &AdmissionRequest<DynamicObject>,
+    handler: Option<Handler>,
+    inventory: &dyn Inventory,
+    config: &Config,
 ) -> Decision {
     let subject = req.object.as_ref().or(req.old_object.as_ref());
     let namespace = req
@@ -200,6 +221,10 @@ pub fn evaluate(
         decision.skipped = Some(Skip::ExcludedNamespace);
         return decision;
     }
+    let Some(handler) = handler else {
+        decision.skipped = Some(Skip::NotHandled);
+        return decision;
+    };
     let evaluation = Evaluation {
         req,
         namespace,
@@ -207,30 +232,14 @@ pub fn evaluate(
         inventory,
         config,
     };
-    let result = match (endpoint, kind, &req.operation) {
-        (Endpoint::Validate, Kind::StatefulSet, Operation::Create | Operation::Update) => {
-            evaluation.validate_statefulset(&mut decision)
-        }
-        (Endpoint::Validate, Kind::StatefulSet, Operation::Delete) => {
-            evaluation.validate_statefulset_delete(&mut decision)
-        }
-        (Endpoint::Validate, Kind::Service, Operation::Create | Operation::Update) => {
-            evaluation.validate_service(&mut decision)
-        }
-        (Endpoint::Validate, Kind::Service, Operation::Delete) => {
-            evaluation.validate_service_delete(&mut decision)
-        }
-        (Endpoint::Validate, Kind::Pod, Operation::Delete) => {
-            evaluation.validate_pod_delete(&mut decision)
-        }
-        (Endpoint::Mutate, Kind::Pod, Operation::Create) => evaluation.mutate_pod(&mut decision),
-        (Endpoint::Mutate, Kind::StatefulSet, Operation::Create | Operation::Update) => {
-            evaluation.mutate_statefulset(&mut decision)
-        }
-        _ => {
-            decision.skipped = Some(Skip::NotHandled);
-            Ok(())
-        }
+    let result = match handler {
+        Handler::ValidateStatefulSet => evaluation.validate_statefulset(&mut decision),
+        Handler::ValidateStatefulSetDelete => evaluation.validate_statefulset_delete(&mut decision),
+        Handler::ValidateService => evaluation.validate_service(&mut decision),
+        Handler::ValidateServiceDelete => evaluation.validate_service_delete(&mut decision),
+        Handler::ValidatePodDelete => evaluation.validate_pod_delete(&mut decision),
+        Handler::MutatePod => evaluation.mutate_pod(&mut decision),
+        Handler::MutateStatefulSet => evaluation.mutate_statefulset(&mut decision),
     };
     if let Err(err) = result {
         decision.invalid = Some(format!("{kind} {namespace}/{name}: invalid object: {err}"));

@@ -1,4 +1,4 @@
-//! The cluster inventory: kube-rs watches of Services, StatefulSets and Nodes, kept as the lean
+//! The cluster inventory: kube-rs watches of Services, StatefulSets and Nodes, kept as the
 //! views the rules read (never whole objects), indexed like the static inventory.
 //!
 //! ```text
@@ -14,7 +14,7 @@
 //! every change until the watch resumes or relists, so [`LiveLookup::cache_trusted`] says no
 //! for that kind.
 
-use super::lean::{LeanNode, LeanService, LeanStatefulSet};
+use super::cluster_objects::{WatchedNode, WatchedService, WatchedStatefulSet};
 use super::{Inventory, LiveLookup, Lookup, LookupError, StaticInventory};
 use crate::model::{LabelSet, NodeView, ServiceView, StatefulSetView};
 use crate::vocabulary::Kind;
@@ -26,7 +26,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// What one watch covers: a kind, in one namespace or (None) in all.
@@ -39,20 +39,20 @@ enum View {
     Node(Arc<NodeView>),
 }
 
-impl From<LeanService> for View {
-    fn from(s: LeanService) -> Self {
+impl From<WatchedService> for View {
+    fn from(s: WatchedService) -> Self {
         View::Service(Arc::new(s.into()))
     }
 }
 
-impl From<LeanStatefulSet> for View {
-    fn from(s: LeanStatefulSet) -> Self {
+impl From<WatchedStatefulSet> for View {
+    fn from(s: WatchedStatefulSet) -> Self {
         View::StatefulSet(Arc::new(s.into()))
     }
 }
 
-impl From<LeanNode> for View {
-    fn from(n: LeanNode) -> Self {
+impl From<WatchedNode> for View {
+    fn from(n: WatchedNode) -> Self {
         View::Node(Arc::new(n.into()))
     }
 }
@@ -150,18 +150,18 @@ impl ClusterInventory {
         for namespace in scoped {
             let ns = namespace.as_deref();
             tasks.push(tokio::spawn(watch(
-                scoped_api::<LeanService>(&client, ns),
+                scoped_api::<WatchedService>(&client, ns),
                 (Kind::Service, namespace.clone()),
                 shared(),
             )));
             tasks.push(tokio::spawn(watch(
-                scoped_api::<LeanStatefulSet>(&client, ns),
+                scoped_api::<WatchedStatefulSet>(&client, ns),
                 (Kind::StatefulSet, namespace),
                 shared(),
             )));
         }
         tasks.push(tokio::spawn(watch(
-            Api::<LeanNode>::all(client.clone()),
+            Api::<WatchedNode>::all(client.clone()),
             (Kind::Node, None),
             shared(),
         )));
@@ -187,8 +187,8 @@ impl ClusterInventory {
         self.read().sizes()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, StaticInventory> {
-        self.index.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, StaticInventory> {
+        read(&self.index)
     }
 
     async fn timed<T>(
@@ -215,7 +215,7 @@ impl ClusterInventory {
     }
 
     async fn get_service(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<ServiceView>>> {
-        let api: Api<LeanService> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<WatchedService> = Api::namespaced(self.client.clone(), namespace);
         let found = self
             .timed(format!("Service {namespace}/{name}"), api.get_opt(name))
             .await?;
@@ -227,7 +227,7 @@ impl ClusterInventory {
         namespace: &str,
         service: &str,
     ) -> Lookup<Vec<Arc<StatefulSetView>>> {
-        let api: Api<LeanStatefulSet> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<WatchedStatefulSet> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("StatefulSets governed by {namespace}/{service}");
         let list = self.timed(what, api.list(&ListParams::default())).await?;
         let mut governed: Vec<Arc<StatefulSetView>> = list
@@ -253,7 +253,7 @@ impl ClusterInventory {
     }
 
     async fn get_node(&self, name: &str) -> Lookup<Option<Arc<NodeView>>> {
-        let api: Api<LeanNode> = Api::all(self.client.clone());
+        let api: Api<WatchedNode> = Api::all(self.client.clone());
         let found = self
             .timed(format!("Node {name}"), api.get_opt(name))
             .await?;
@@ -362,16 +362,6 @@ struct Shared {
     stats: Arc<ClusterStats>,
 }
 
-impl Shared {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, StaticInventory> {
-        self.index.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, StaticInventory> {
-        self.index.write().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// Keeps one scope of the index in step with the API server. Errors back off and retry
 /// (kube-runtime's default backoff); a relist replaces the scope's contents atomically.
 async fn watch<K>(api: Api<K>, scope: Scope, shared: Shared)
@@ -389,10 +379,8 @@ where
     let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
     let mut progress = ScopeProgress {
-        scope,
+        cache: ScopeCache::new(scope),
         shared,
-        relist: None,
-        listed_once: false,
         failed: false,
     };
     while let Some(event) = stream.next().await {
@@ -403,21 +391,89 @@ where
     }
 }
 
-/// Where one watch scope stands between events.
-struct ScopeProgress {
+/// One watch scope's part of the index, and where its list stands between events: what
+/// kube-runtime's `Writer::apply_watcher_event` does for its store, over the shared index. A
+/// plain state machine (no atomics, no logging), so tests feed it events directly.
+struct ScopeCache {
     scope: Scope,
-    shared: Shared,
     /// The first list goes straight into the (not yet trusted) cache page by page; a later
     /// relist is gathered here and swapped in whole when it completes.
     relist: Option<Vec<View>>,
     listed_once: bool,
+}
+
+impl ScopeCache {
+    fn new(scope: Scope) -> Self {
+        ScopeCache {
+            scope,
+            relist: None,
+            listed_once: false,
+        }
+    }
+
+    /// Applies one event of this scope to `index`; the number of objects listed when the event
+    /// completes a list. Takes the lock itself, for as little as it can: a relist is gathered
+    /// under the read lock and built outside any lock, so lookups never wait for a whole list.
+    fn apply<K>(&mut self, index: &RwLock<StaticInventory>, event: Event<K>) -> Option<usize>
+    where
+        K: kube::Resource<DynamicType = ()>,
+        View: From<K>,
+    {
+        let (kind, namespace) = (self.scope.0, self.scope.1.as_deref());
+        match event {
+            Event::Init if self.listed_once => self.relist = Some(Vec::new()),
+            // A first list that restarts drops what an interrupted attempt left behind.
+            Event::Init => write(index).swap_kind(kind, namespace, &mut StaticInventory::new()),
+            Event::InitApply(obj) => match self.relist.as_mut() {
+                Some(views) => views.push(View::from(obj).reuse_cached(&read(index))),
+                None => apply(&mut write(index), View::from(obj)),
+            },
+            Event::InitDone => return Some(self.listed(index)),
+            Event::Apply(obj) => apply(&mut write(index), View::from(obj)),
+            Event::Delete(obj) => {
+                let meta = obj.meta();
+                let name = meta.name.as_deref().unwrap_or("");
+                let ns = meta.namespace.as_deref().unwrap_or("");
+                write(index).remove(kind, ns, name);
+            }
+        }
+        None
+    }
+
+    /// A list completed: a relist replaces the scope. The number of objects listed.
+    fn listed(&mut self, index: &RwLock<StaticInventory>) -> usize {
+        let (kind, namespace) = (self.scope.0, self.scope.1.as_deref());
+        let count = match self.relist.take() {
+            Some(views) => {
+                let count = views.len();
+                // Built outside the lock; what it replaces is dropped outside it too.
+                let mut fresh = StaticInventory::new();
+                for view in views {
+                    apply(&mut fresh, view);
+                }
+                write(index).swap_kind(kind, namespace, &mut fresh);
+                drop(fresh);
+                count
+            }
+            None => read(index).count(kind),
+        };
+        self.listed_once = true;
+        count
+    }
+}
+
+/// Where one watch scope stands between events: its part of the index, and the health and
+/// sync state it shares with the inventory.
+struct ScopeProgress {
+    cache: ScopeCache,
+    shared: Shared,
     /// Counted in `failing_watches` until the scope delivers again.
     failed: bool,
 }
 
 impl ScopeProgress {
     fn failing(&self) -> &AtomicUsize {
-        &self.shared.stats.failing_watches[self.scope.0 as usize]
+        &self.shared.stats.failing_watches[self.cache.scope.0 as usize]
     }
 
     fn failed(&mut self, err: &watcher::Error) {
@@ -429,7 +485,7 @@ impl ScopeProgress {
             self.failed = true;
             self.failing().fetch_add(1, Ordering::AcqRel);
         }
-        let (kind, namespace) = &self.scope;
+        let (kind, namespace) = &self.cache.scope;
         tracing::warn!(kind = kind.name(), ?namespace, %err, "watch failed; retrying with backoff");
     }
 
@@ -438,65 +494,30 @@ impl ScopeProgress {
         K: kube::Resource<DynamicType = ()>,
         View: From<K>,
     {
-        let kind = self.scope.0;
         // A relist that completed, or an event of a resumed watch (which delivers what was
         // missed first), ends the failure once it is in the cache.
         let recovers =
             self.failed && matches!(event, Event::InitDone | Event::Apply(_) | Event::Delete(_));
-        match event {
-            Event::Init if self.listed_once => self.relist = Some(Vec::new()),
-            // A first list that restarts drops what an interrupted attempt left behind.
-            Event::Init => {
-                let namespace = self.scope.1.as_deref();
-                self.shared
-                    .write()
-                    .swap_kind(kind, namespace, &mut StaticInventory::new())
-            }
-            Event::InitApply(obj) => match self.relist.as_mut() {
-                Some(views) => views.push(View::from(obj).reuse_cached(&self.shared.read())),
-                None => apply(&mut self.shared.write(), View::from(obj)),
-            },
-            Event::InitDone => self.listed(),
-            Event::Apply(obj) => apply(&mut self.shared.write(), View::from(obj)),
-            Event::Delete(obj) => {
-                let meta = obj.meta();
-                let name = meta.name.as_deref().unwrap_or("");
-                let ns = meta.namespace.as_deref().unwrap_or("");
-                self.shared.write().remove(kind, ns, name);
-            }
+        if let Some(count) = self.cache.apply(&self.shared.index, event) {
+            self.synced(count);
         }
         if recovers {
             self.failed = false;
             self.failing().fetch_sub(1, Ordering::AcqRel);
-            let namespace = &self.scope.1;
+            let (kind, namespace) = &self.cache.scope;
             tracing::info!(kind = kind.name(), ?namespace, "watch recovered");
         }
     }
 
-    /// A list completed: a relist replaces the scope, and the scope counts as synced.
-    fn listed(&mut self) {
-        let (kind, namespace) = (self.scope.0, self.scope.1.as_deref());
-        let count = match self.relist.take() {
-            Some(views) => {
-                let count = views.len();
-                // Built outside the lock; what it replaces is dropped outside it too.
-                let mut fresh = StaticInventory::new();
-                for view in views {
-                    apply(&mut fresh, view);
-                }
-                self.shared.write().swap_kind(kind, namespace, &mut fresh);
-                drop(fresh);
-                count
-            }
-            None => self.shared.read().count(kind),
-        };
-        self.listed_once = true;
+    /// A list of `count` objects completed: the scope counts as synced.
+    fn synced(&self, count: usize) {
+        let (kind, namespace) = (self.cache.scope.0, self.cache.scope.1.as_deref());
         let mut scopes = self
             .shared
             .synced_scopes
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        scopes.insert(self.scope.clone());
+        scopes.insert(self.cache.scope.clone());
         if scopes.len() == self.shared.expected_scopes
             && !self.shared.all_synced.swap(true, Ordering::AcqRel)
         {
@@ -511,5 +532,184 @@ fn apply(index: &mut StaticInventory, view: View) {
         View::Service(v) => index.insert_service(v),
         View::StatefulSet(v) => index.insert_statefulset(v),
         View::Node(v) => index.insert_node(v),
+    }
+}
+
+/// The index for reading; a panic elsewhere while it was held leaves it usable.
+fn read(index: &RwLock<StaticInventory>) -> RwLockReadGuard<'_, StaticInventory> {
+    index.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(index: &RwLock<StaticInventory>) -> RwLockWriteGuard<'_, StaticInventory> {
+    index.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::cluster_objects::{WatchedService, WatchedStatefulSet};
+    use serde_json::json;
+
+    fn service(namespace: &str, name: &str, cluster_ip: &str) -> WatchedService {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"clusterIP": cluster_ip, "selector": {"app": name}}}))
+        .unwrap()
+    }
+
+    fn statefulset(namespace: &str, name: &str) -> WatchedStatefulSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"serviceName": "s"}}))
+        .unwrap()
+    }
+
+    fn services_in(namespace: &str) -> ScopeCache {
+        ScopeCache::new((Kind::Service, Some(namespace.to_string())))
+    }
+
+    fn cached(
+        index: &RwLock<StaticInventory>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<ServiceView>> {
+        read(index).service(namespace, name).unwrap()
+    }
+
+    /// Applies a whole list (Init, InitApply each, InitDone); the count it reports.
+    fn list(
+        cache: &mut ScopeCache,
+        index: &RwLock<StaticInventory>,
+        objects: Vec<WatchedService>,
+    ) -> Option<usize> {
+        assert_eq!(cache.apply(index, Event::<WatchedService>::Init), None);
+        for obj in objects {
+            assert_eq!(cache.apply(index, Event::InitApply(obj)), None);
+        }
+        cache.apply(index, Event::<WatchedService>::InitDone)
+    }
+
+    #[test]
+    fn apply_adds_an_object_and_replaces_it_when_it_changes() {
+        let index = RwLock::new(StaticInventory::new());
+        let mut cache = services_in("d");
+        assert_eq!(
+            cache.apply(&index, Event::Apply(service("d", "a", "None"))),
+            None
+        );
+        assert!(cached(&index, "d", "a").unwrap().is_headless());
+        assert!(
+            cached(&index, "d", "b").is_none(),
+            "only what was applied is cached"
+        );
+
+        cache.apply(&index, Event::Apply(service("d", "a", "10.0.0.1")));
+        assert!(!cached(&index, "d", "a").unwrap().is_headless());
+        assert_eq!(read(&index).count(Kind::Service), 1);
+    }
+
+    #[test]
+    fn delete_removes_that_object_only() {
+        let index = RwLock::new(StaticInventory::new());
+        let mut cache = services_in("d");
+        cache.apply(&index, Event::Apply(service("d", "a", "None")));
+        cache.apply(&index, Event::Apply(service("d", "b", "None")));
+        assert_eq!(
+            cache.apply(&index, Event::Delete(service("d", "a", "None"))),
+            None
+        );
+        assert!(cached(&index, "d", "a").is_none());
+        assert!(cached(&index, "d", "b").is_some());
+        // Deleting what is not cached changes nothing.
+        cache.apply(&index, Event::Delete(service("d", "gone", "None")));
+        assert!(cached(&index, "d", "b").is_some());
+    }
+
+    #[test]
+    fn a_relist_drops_objects_absent_from_it_and_keeps_those_that_stayed() {
+        let index = RwLock::new(StaticInventory::new());
+        let mut cache = services_in("d");
+        let first = vec![service("d", "a", "None"), service("d", "b", "None")];
+        assert_eq!(list(&mut cache, &index, first), Some(2));
+        let b_before = cached(&index, "d", "b").unwrap();
+
+        // Until the relist completes the cache answers from the last list.
+        assert_eq!(cache.apply(&index, Event::<WatchedService>::Init), None);
+        cache.apply(&index, Event::InitApply(service("d", "b", "None")));
+        cache.apply(&index, Event::InitApply(service("d", "c", "None")));
+        assert!(cached(&index, "d", "a").is_some());
+        assert!(cached(&index, "d", "c").is_none());
+
+        assert_eq!(
+            cache.apply(&index, Event::<WatchedService>::InitDone),
+            Some(2)
+        );
+        assert!(cached(&index, "d", "a").is_none(), "absent from the relist");
+        assert!(cached(&index, "d", "c").is_some(), "new in the relist");
+        let b_after = cached(&index, "d", "b").unwrap();
+        assert!(
+            Arc::ptr_eq(&b_before, &b_after),
+            "an unchanged object keeps its view"
+        );
+        // A changed one gets a new view.
+        list(&mut cache, &index, vec![service("d", "b", "10.0.0.1")]);
+        assert!(!Arc::ptr_eq(&b_before, &cached(&index, "d", "b").unwrap()));
+    }
+
+    #[test]
+    fn a_first_list_that_restarts_drops_what_the_interrupted_attempt_left() {
+        let index = RwLock::new(StaticInventory::new());
+        let mut cache = services_in("d");
+        cache.apply(&index, Event::<WatchedService>::Init);
+        cache.apply(&index, Event::InitApply(service("d", "a", "None")));
+        // The first list goes into the cache page by page.
+        assert!(cached(&index, "d", "a").is_some());
+        assert_eq!(
+            list(&mut cache, &index, vec![service("d", "b", "None")]),
+            Some(1)
+        );
+        assert!(cached(&index, "d", "a").is_none());
+        assert!(cached(&index, "d", "b").is_some());
+    }
+
+    #[test]
+    fn a_relist_of_one_scope_leaves_other_namespaces_and_kinds_alone() {
+        let index = RwLock::new(StaticInventory::new());
+        let mut in_d = services_in("d");
+        let mut in_e = services_in("e");
+        let mut statefulsets_in_d = ScopeCache::new((Kind::StatefulSet, Some("d".to_string())));
+        list(&mut in_d, &index, vec![service("d", "a", "None")]);
+        list(&mut in_e, &index, vec![service("e", "a", "None")]);
+        statefulsets_in_d.apply(&index, Event::<WatchedStatefulSet>::Init);
+        statefulsets_in_d.apply(&index, Event::InitApply(statefulset("d", "w")));
+        statefulsets_in_d.apply(&index, Event::<WatchedStatefulSet>::InitDone);
+
+        assert_eq!(list(&mut in_d, &index, Vec::new()), Some(0));
+        assert!(
+            cached(&index, "d", "a").is_none(),
+            "its own scope is relisted"
+        );
+        assert!(
+            cached(&index, "e", "a").is_some(),
+            "another namespace stays"
+        );
+        assert!(
+            read(&index).statefulset("d", "w").is_some(),
+            "another kind stays"
+        );
+    }
+
+    #[test]
+    fn a_relist_of_all_namespaces_replaces_every_namespace() {
+        let index = RwLock::new(StaticInventory::new());
+        let mut all = ScopeCache::new((Kind::Service, None));
+        let first = vec![service("d", "a", "None"), service("e", "a", "None")];
+        list(&mut all, &index, first);
+        assert_eq!(
+            list(&mut all, &index, vec![service("e", "a", "None")]),
+            Some(1)
+        );
+        assert!(cached(&index, "d", "a").is_none());
+        assert!(cached(&index, "e", "a").is_some());
     }
 }

@@ -6,11 +6,13 @@
 //! the engine applies `onLookupError` to it.
 
 mod cluster;
-pub(crate) mod lean;
-mod static_files;
+pub(crate) mod cluster_objects;
+mod index;
+mod manifests;
 
 pub use cluster::{ClusterInventory, ClusterStats, client_config};
-pub use static_files::StaticInventory;
+pub use index::StaticInventory;
+pub use manifests::{LoadedObject, load_inventory_paths, load_objects, load_paths};
 
 pub use crate::vocabulary::LookupError;
 

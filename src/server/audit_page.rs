@@ -7,8 +7,9 @@
 //! to the next. A client that accepts gzip gets it as it is; another gets it inflated.
 
 use super::metrics::{Metrics, ResultLabels};
-use crate::audit::{AuditError, AuditReport};
+use crate::audit::AuditError;
 use crate::report;
+use crate::report::AuditReport;
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -152,8 +153,7 @@ fn gzipped_json(audited: &AuditReport, scope: &str) -> std::io::Result<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Listed;
-    use crate::check::CheckReport;
+    use crate::report::{CheckReport, Listed};
 
     async fn body(response: Response) -> (StatusCode, Option<String>, Vec<u8>) {
         let status = response.status();

@@ -289,7 +289,7 @@ async fn handle(
             Decoded::Evaluate(request, summary) => {
                 let decision = state
                     .inventory
-                    .decide(&request, &state.config, endpoint)
+                    .decide_by_handler(&request, summary.handler, &state.config)
                     .await;
                 admission::encode(summary, decision.in_mode(state.config.mode))
             }

@@ -9,10 +9,10 @@ use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use sts_guard::check::load_objects;
 use sts_guard::config::Config;
 use sts_guard::engine::{Decision, Endpoint, evaluate};
 use sts_guard::inventory::StaticInventory;
+use sts_guard::inventory::load_objects;
 use sts_guard::manifest::{Manifest, SourcePos};
 
 /// Polls `check` every `every` until it holds, and fails the test naming `what` when it still

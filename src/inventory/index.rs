@@ -1,5 +1,5 @@
-//! An inventory held in memory: objects read from files (`check`, `serve --manifests`), and
-//! the index behind the cluster inventory's watch caches.
+//! The index every inventory shares, held in memory: objects read from files (`check`,
+//! `serve --manifests`), audit's lists, and the cluster inventory's watch caches.
 
 use super::{Inventory, Lookup};
 use crate::model::{LabelSet, NodeView, ServiceView, StatefulSetView, selector_matches};

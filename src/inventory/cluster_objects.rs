@@ -1,10 +1,11 @@
-//! The objects the cluster inventory reads from the API server. Services, StatefulSets and
-//! Nodes decode through the request path's shaped decoder ([`crate::request`]) straight into
-//! the views the rules read: everything else in a watched object (managedFields, annotations,
-//! the pod template's containers, a Node's status and image list) is skipped by the JSON
-//! decoder without being allocated, which keeps both the cache and the transient memory of a
-//! 10,000-object list small. `sts-guard audit`'s pods, whole StatefulSets, claims and
-//! ControllerRevisions have shapes of their own below.
+//! The objects read from a cluster, each decoded into only what it is read for. Services,
+//! StatefulSets and Nodes (watched by the cluster inventory, listed by `audit`) decode through
+//! the request path's shaped decoder ([`crate::request`]) straight into the views the rules
+//! read: everything else in a watched object (managedFields, annotations, the pod template's
+//! containers, a Node's status and image list) is skipped by the JSON decoder without being
+//! allocated, which keeps both the cache and the transient memory of a 10,000-object list
+//! small. `sts-guard audit`'s pods, whole StatefulSets, claims and ControllerRevisions have
+//! shapes of their own below.
 
 use crate::model::{
     Labels, NodeView, PodView, ServiceView, StatefulSetView, controlling_statefulset,
@@ -19,7 +20,7 @@ use std::borrow::Cow;
 
 /// Decodes only name, namespace, uid and resourceVersion of `metadata` (the watcher needs the
 /// resourceVersion to resume).
-fn lean_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+fn identity_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Meta {
@@ -44,9 +45,9 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-macro_rules! lean_resource {
+macro_rules! resource_with_spec {
     ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty) => {
-        lean_resource!(
+        resource_with_spec!(
             $ty,
             $spec,
             $kind,
@@ -54,7 +55,7 @@ macro_rules! lean_resource {
             $version,
             $plural,
             $scope,
-            "lean_meta"
+            "identity_meta"
         );
     };
     ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty, $meta:literal) => {
@@ -160,7 +161,7 @@ fn watched_object(
 }
 
 watched_view!(
-    LeanService,
+    WatchedService,
     ServiceView,
     request::WATCHED_SERVICE,
     Kind::Service,
@@ -168,7 +169,7 @@ watched_view!(
     |object| ServiceView::from_object(&object, "")
 );
 watched_view!(
-    LeanStatefulSet,
+    WatchedStatefulSet,
     StatefulSetView,
     request::WATCHED_STATEFULSET,
     Kind::StatefulSet,
@@ -176,7 +177,7 @@ watched_view!(
     |object| StatefulSetView::from_object(&object, "")
 );
 watched_view!(
-    LeanNode,
+    WatchedNode,
     NodeView,
     request::WATCHED_NODE,
     Kind::Node,
@@ -242,8 +243,8 @@ fn pod_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
 // A pod as `sts-guard audit` reads it: name, namespace, labels, deletionTimestamp and the
 // controlling owner of `metadata`; `spec.nodeName`. Containers, volumes and status are skipped
 // by the decoder.
-lean_resource!(
-    LeanPod,
+resource_with_spec!(
+    AuditPod,
     PodSpec,
     "Pod",
     "",
@@ -253,8 +254,8 @@ lean_resource!(
     "pod_meta"
 );
 
-impl From<LeanPod> for PodView {
-    fn from(p: LeanPod) -> Self {
+impl From<AuditPod> for PodView {
+    fn from(p: AuditPod) -> Self {
         let statefulset = controlling_statefulset(&p.metadata).map(str::to_string);
         let m = p.metadata;
         PodView {
@@ -268,12 +269,12 @@ impl From<LeanPod> for PodView {
     }
 }
 
-/// A StatefulSet as `sts-guard audit` checks it: the lean metadata, the whole `spec` (the
-/// storage rules read volumes and claim templates) and the rollout's revisions of `status`,
+/// A StatefulSet as `sts-guard audit` checks it: name, namespace, uid and resourceVersion of
+/// `metadata`, the whole `spec` (the storage rules read volumes and claim templates) and the rollout's revisions of `status`,
 /// without the rest of `status` or `managedFields`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuditStatefulSet {
-    #[serde(deserialize_with = "lean_meta", default)]
+    #[serde(deserialize_with = "identity_meta", default)]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub spec: serde_json::Value,
@@ -364,7 +365,7 @@ fn dated_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
 /// A PersistentVolumeClaim as `sts-guard audit` reads it: name, namespace, creationTimestamp
 /// and `status.phase`; its spec (and anything else) is skipped by the decoder.
 #[derive(Debug, Clone, Deserialize)]
-pub struct LeanClaim {
+pub struct AuditClaim {
     #[serde(deserialize_with = "dated_meta", default)]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -379,7 +380,7 @@ pub struct ClaimStatus {
 /// A ControllerRevision as `sts-guard audit` reads it: name, namespace and creationTimestamp
 /// (its `data`, a copy of the template, is skipped).
 #[derive(Debug, Clone, Deserialize)]
-pub struct LeanRevision {
+pub struct AuditRevision {
     #[serde(deserialize_with = "dated_meta", default)]
     pub metadata: ObjectMeta,
 }
@@ -412,13 +413,13 @@ macro_rules! namespaced_resource {
 }
 
 namespaced_resource!(
-    LeanClaim,
+    AuditClaim,
     "PersistentVolumeClaim",
     "",
     "persistentvolumeclaims"
 );
 namespaced_resource!(
-    LeanRevision,
+    AuditRevision,
     "ControllerRevision",
     "apps",
     "controllerrevisions"
@@ -431,16 +432,16 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn lean_decoding_matches_the_full_views() {
+    fn watched_decoding_matches_the_full_views() {
         let svc = json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "s", "namespace": "d", "resourceVersion": "7", "managedFields": [{"manager": "x"}],
                          "annotations": {"a": "b"}},
             "spec": {"clusterIP": "None", "selector": {"app": "x"}, "ports": [{"port": 80}]}});
-        let lean: LeanService = serde_json::from_value(svc.clone()).unwrap();
-        assert_eq!(lean.metadata.resource_version.as_deref(), Some("7"));
+        let watched: WatchedService = serde_json::from_value(svc.clone()).unwrap();
+        assert_eq!(watched.metadata.resource_version.as_deref(), Some("7"));
         let full =
             ServiceView::from_object(&crate::manifest::to_dynamic(svc).unwrap(), "d").unwrap();
-        assert_eq!(ServiceView::from(lean), full);
+        assert_eq!(ServiceView::from(watched), full);
 
         let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": "d",
                 "labels": {"app.kubernetes.io/instance": "w", "app.kubernetes.io/managed-by": "Helm", "app": "x"},
@@ -450,17 +451,17 @@ mod tests {
             "spec": {"serviceName": "s", "replicas": 2, "selector": {"matchLabels": {"app": "x"}}, "ordinals": {"start": 3}, "podManagementPolicy": "Parallel",
                      "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
                      "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}});
-        let lean: LeanStatefulSet = serde_json::from_value(sts.clone()).unwrap();
+        let watched: WatchedStatefulSet = serde_json::from_value(sts.clone()).unwrap();
         let full =
             StatefulSetView::from_object(&crate::manifest::to_dynamic(sts).unwrap(), "d").unwrap();
         assert_eq!(full.ownership.owners().len(), 3, "{:?}", full.ownership);
-        assert_eq!(StatefulSetView::from(lean), full);
+        assert_eq!(StatefulSetView::from(watched), full);
 
         let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},
             "spec": {"taints": [{"key": OUT_OF_SERVICE_TAINT, "effect": "NoExecute"}]}, "status": {"images": []}});
-        let lean: LeanNode = serde_json::from_value(node).unwrap();
-        assert!(NodeView::from(lean).out_of_service);
-        let bare: LeanStatefulSet =
+        let watched: WatchedNode = serde_json::from_value(node).unwrap();
+        assert!(NodeView::from(watched).out_of_service);
+        let bare: WatchedStatefulSet =
             serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": null})).unwrap();
         assert_eq!(StatefulSetView::from(bare).replicas, 1);
     }
@@ -478,7 +479,7 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "w"}, "status": null})).unwrap();
         assert!(bare.claim_templates().is_empty() && bare.status.update_revision.is_none());
 
-        let claim: LeanClaim =
+        let claim: AuditClaim =
             serde_json::from_value(json!({"metadata": {"name": "data-w-0", "namespace": "d",
             "creationTimestamp": "2025-06-01T12:00:00Z", "managedFields": [{"manager": "x"}]},
             "spec": {"accessModes": ["ReadWriteOnce"]}, "status": {"phase": "Pending"}}))
@@ -492,14 +493,14 @@ mod tests {
                 .as_deref(),
             Some("2025-06-01T12:00:00Z")
         );
-        let revision: LeanRevision = serde_json::from_value(json!({"metadata": {"name": "w-2",
+        let revision: AuditRevision = serde_json::from_value(json!({"metadata": {"name": "w-2",
             "creationTimestamp": "2025-06-01T12:00:00Z"}, "data": {"spec": {}}, "revision": 2}))
         .unwrap();
         assert!(revision.metadata.creation_timestamp.is_some());
     }
 
     #[test]
-    fn a_lean_pod_keeps_labels_deletion_and_its_controlling_statefulset() {
+    fn an_audit_pod_keeps_labels_deletion_and_its_controlling_statefulset() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web-1", "namespace": "d", "labels": {"app": "web"},
                 "deletionTimestamp": "2025-06-01T12:00:00Z", "managedFields": [{"manager": "x"}],
@@ -508,7 +509,7 @@ mod tests {
                     {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "2", "controller": true}]},
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
             "status": {"phase": "Running"}});
-        let view = PodView::from(serde_json::from_value::<LeanPod>(pod).unwrap());
+        let view = PodView::from(serde_json::from_value::<AuditPod>(pod).unwrap());
         assert_eq!(view.name, "web-1");
         assert_eq!(view.labels.get("app").map(String::as_str), Some("web"));
         assert_eq!(view.statefulset.as_deref(), Some("web"));
@@ -517,7 +518,7 @@ mod tests {
             view.deletion_timestamp.map(|t| t.to_string()).as_deref(),
             Some("2025-06-01T12:00:00Z")
         );
-        let bare: LeanPod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        let bare: AuditPod = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
         let view = PodView::from(bare);
         assert!(view.statefulset.is_none() && view.node_name.is_none() && view.labels.is_empty());
     }
