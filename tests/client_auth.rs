@@ -30,21 +30,10 @@ async fn start(client_ca: &str, names: &[&str]) -> Mtls {
     let ca_path = dir.path().join("client-ca.crt");
     std::fs::write(&ca_path, client_ca).unwrap();
     let options = ServerOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        admin_addr: None,
-        cert_path: dir.path().join("tls.crt"),
-        key_path: dir.path().join("tls.key"),
-        body_limit: 512 * 1024,
-        header_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(5),
-        max_connections: 64,
-        max_pending_connections_per_client: 64,
-        memory_budget: 48 << 20,
-        drain_timeout: Duration::from_secs(2),
         cert_reload_interval: Duration::from_millis(100),
         client_ca: Some(ca_path),
         client_names: names.iter().map(|n| n.to_string()).collect(),
+        ..common::server_options(dir.path())
     };
     let inventory: Arc<dyn Evaluator> = Arc::new(inventory(&[svc("nginx"), sts("web")]));
     let metrics = Arc::new(Metrics::default());
@@ -215,21 +204,9 @@ async fn the_admin_address_serves_probes_and_metrics_without_a_client_certificat
     let client_ca = ClientCa::new("client CA");
     std::fs::write(dir.path().join("client-ca.crt"), &client_ca.pem).unwrap();
     let options = ServerOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
         admin_addr: Some("127.0.0.1:0".parse().unwrap()),
-        cert_path: dir.path().join("tls.crt"),
-        key_path: dir.path().join("tls.key"),
-        body_limit: 512 * 1024,
-        header_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(5),
-        max_connections: 64,
-        max_pending_connections_per_client: 64,
-        memory_budget: 48 << 20,
-        drain_timeout: Duration::from_secs(2),
-        cert_reload_interval: Duration::from_secs(60),
         client_ca: Some(dir.path().join("client-ca.crt")),
-        client_names: vec![],
+        ..common::server_options(dir.path())
     };
     let inventory: Arc<dyn Evaluator> = Arc::new(inventory(&[svc("nginx")]));
     let running = server::start(

@@ -389,21 +389,12 @@ async fn readyz_waits_for_the_first_list_and_the_server_decides_from_the_cluster
     let dir = tempfile::tempdir().unwrap();
     let ca = write_certs(dir.path());
     let options = ServerOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        admin_addr: None,
-        cert_path: dir.path().join("tls.crt"),
-        key_path: dir.path().join("tls.key"),
         body_limit: 1 << 20,
-        header_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(5),
         max_connections: 16,
         idle_timeout: Duration::from_secs(120),
         max_pending_connections_per_client: 16,
-        memory_budget: 48 << 20,
-        drain_timeout: Duration::from_secs(2),
         cert_reload_interval: Duration::from_secs(10),
-        client_ca: None,
-        client_names: Vec::new(),
+        ..common::server_options(dir.path())
     };
     let running = server::start(
         options,

@@ -33,21 +33,9 @@ async fn start(adjust: impl FnOnce(&mut ServerOptions)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let ca = write_certs(dir.path());
     let mut options = ServerOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        admin_addr: None,
-        cert_path: dir.path().join("tls.crt"),
-        key_path: dir.path().join("tls.key"),
-        body_limit: 512 * 1024,
         header_timeout: Duration::from_secs(1),
-        request_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(1),
-        max_connections: 64,
-        max_pending_connections_per_client: 64,
-        memory_budget: 48 << 20,
-        drain_timeout: Duration::from_secs(2),
-        cert_reload_interval: Duration::from_secs(60),
-        client_ca: None,
-        client_names: Vec::new(),
+        ..common::server_options(dir.path())
     };
     adjust(&mut options);
     let inventory: Arc<dyn Evaluator> = Arc::new(inventory(&[svc("nginx"), sts("web")]));

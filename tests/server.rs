@@ -33,21 +33,13 @@ impl TestServer {
 
 fn options(dir: &Path) -> ServerOptions {
     ServerOptions {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        admin_addr: None,
-        cert_path: dir.join("tls.crt"),
-        key_path: dir.join("tls.key"),
         body_limit: 64 * 1024,
         header_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_millis(500),
-        max_connections: 64,
         idle_timeout: Duration::from_secs(2),
-        max_pending_connections_per_client: 64,
-        memory_budget: 48 << 20,
         drain_timeout: Duration::from_secs(5),
         cert_reload_interval: Duration::from_millis(100),
-        client_ca: None,
-        client_names: Vec::new(),
+        ..common::server_options(dir)
     }
 }
 

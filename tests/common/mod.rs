@@ -8,12 +8,14 @@ pub mod fake_apiserver;
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::{Value, json};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use sts_guard::config::Config;
 use sts_guard::engine::{Decision, Endpoint, evaluate};
 use sts_guard::inventory::StaticInventory;
 use sts_guard::inventory::load_objects;
 use sts_guard::manifest::{Manifest, SourcePos};
+use sts_guard::server::ServerOptions;
 
 /// Polls `check` every `every` until it holds, and fails the test naming `what` when it still
 /// does not after `within`: tests wait for a condition, never for a fixed time.
@@ -30,6 +32,29 @@ where
         tokio::time::sleep(every).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// A test server's options: an ephemeral loopback port, the serving pair `write_certs` left in
+/// `dir`, and limits that no test reaches unless it sets them (tests override what they test
+/// with struct update syntax).
+pub fn server_options(dir: &Path) -> ServerOptions {
+    ServerOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: None,
+        cert_path: dir.join("tls.crt"),
+        key_path: dir.join("tls.key"),
+        body_limit: 512 * 1024,
+        header_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        max_connections: 64,
+        max_pending_connections_per_client: 64,
+        memory_budget: 48 << 20,
+        drain_timeout: Duration::from_secs(2),
+        cert_reload_interval: Duration::from_secs(60),
+        client_ca: None,
+        client_names: Vec::new(),
+    }
 }
 
 /// The first of an AdmissionResponse's warnings.
