@@ -836,7 +836,7 @@ pub struct BackgroundOptions {
 const BACKGROUND_NICENESS: libc::c_int = 10;
 
 /// Audits the cluster every `options.every` on a thread of its own (its own async runtime and
-/// API client, in the idle scheduling class: see [`lower_thread_priority`]), the first time as soon
+/// API client, in the idle scheduling class: see `lower_thread_priority`), the first time as soon
 /// as `inventory` has synced, and hands every outcome to `publish` with the time it took; a
 /// `Break` from `publish` ends the loop. Each run is [`run_with`] — the code path of `sts-guard
 /// audit` — on the watch cache's Services and Nodes while their watches are healthy, and

@@ -3,7 +3,7 @@
 //! The files given together are one inventory, loaded by
 //! [`inventory::load_paths`](crate::inventory::load_paths) (a Service in one file satisfies a
 //! StatefulSet in another). Each StatefulSet and Service is judged as a CREATE through the same
-//! [`evaluate`](crate::engine::evaluate) the webhook uses; DELETE-only rules do not apply.
+//! [`evaluate`] the webhook uses; DELETE-only rules do not apply.
 
 use crate::config::Config;
 use crate::engine::{Decision, Endpoint, Skip, create_request, evaluate};

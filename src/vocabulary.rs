@@ -4,7 +4,8 @@
 //!
 //! This module imports nothing of the crate. Config parsing, `check`'s SARIF rule list, the
 //! metrics and the chart's values schema test all read [`RULES`]; adding a rule means a row
-//! here and its function in `rules/`.
+//! here, its function in `rules/` and its test rows beside it (`ROWS`: a case where it fires
+//! and one where it stays quiet, or `rules::rows` fails).
 
 use std::fmt;
 

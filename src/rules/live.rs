@@ -402,12 +402,139 @@ pub fn check_stuck_terminating(
 }
 
 #[cfg(test)]
+pub(super) const ROWS: &[super::rows::Row] = {
+    use super::rows::Row;
+    use crate::inventory::StaticInventory;
+    use crate::model::{NodeView, labels};
+    use RuleId::*;
+    use tests::{claim, pod, sts, svc};
+
+    const NOW: &str = "2025-06-01T12:00:00Z";
+    fn now() -> Timestamp {
+        NOW.parse().unwrap()
+    }
+    fn reported(run: impl FnOnce(&mut Findings)) -> Vec<RuleId> {
+        let mut out = Findings::default();
+        run(&mut out);
+        out.findings.iter().map(|f| f.rule).collect()
+    }
+    /// Two live pods labelled `pod_labels`, judged against a Service selecting tier=db (which
+    /// the template carries).
+    fn live_pods(pod_labels: &[(&str, &str)]) -> Vec<RuleId> {
+        let svc = svc(labels(&[("tier", "db")]));
+        let mut tally = PodTally::default();
+        for name in ["web-0", "web-1"] {
+            tally.count(&pod(name, labels(pod_labels)), &svc.selector);
+        }
+        reported(|out| check_service_selects_live_pods(&sts(), &svc, &tally, out))
+    }
+    /// Pod web-1, its grace period over a minute ago, on a Node the inventory holds or not.
+    fn terminating(node_exists: bool) -> Vec<RuleId> {
+        let mut inventory = StaticInventory::new();
+        if node_exists {
+            inventory.add_node(NodeView {
+                name: "n1".into(),
+                out_of_service: false,
+            });
+        }
+        let mut p = pod("web-1", labels(&[]));
+        p.deletion_timestamp = Some("2025-06-01T11:59:00Z".parse().unwrap());
+        reported(|out| check_stuck_terminating(&p, now(), &inventory, out))
+    }
+    /// The claim of `ordinal` of StatefulSet web (3 replicas).
+    fn claim_of(ordinal: i64) -> Vec<RuleId> {
+        let claims = [claim(&format!("data-web-{ordinal}"), ordinal, None)];
+        reported(|out| check_claims_orphaned(&sts(), &claims, out))
+    }
+    /// A claim of web Pending since `since`.
+    fn pending_since(since: &str) -> Vec<RuleId> {
+        let claims = [claim("data-web-0", 0, Some(since))];
+        let after = AuditThresholds::default().claim_pending_after;
+        reported(|out| check_claim_pending(&sts(), &claims, now(), after, out))
+    }
+    /// A rollout from revision a to b whose update revision was created at `created`.
+    fn rollout_since(created: &str) -> Vec<RuleId> {
+        let state = StatefulSetState {
+            claim_templates: vec!["data".into()],
+            current_revision: Some("web-a".into()),
+            update_revision: Some("web-b".into()),
+        };
+        let after = AuditThresholds::default().rollout_stalled_after;
+        let created = created.parse().unwrap();
+        reported(|out| check_rollout_stalled(&sts(), &state, created, now(), after, out))
+    }
+
+    &[
+        Row {
+            rule: StsServiceSelectsLivePods,
+            case: "the pods lost the label the Service selects",
+            fires: true,
+            run: || live_pods(&[("app", "web")]),
+        },
+        Row {
+            rule: StsServiceSelectsLivePods,
+            case: "the pods carry the label the Service selects",
+            fires: false,
+            run: || live_pods(&[("app", "web"), ("tier", "db")]),
+        },
+        Row {
+            rule: PodStuckTerminating,
+            case: "grace period over on a Node that is gone",
+            fires: true,
+            run: || terminating(false),
+        },
+        Row {
+            rule: PodStuckTerminating,
+            case: "grace period over on a Node that is up",
+            fires: false,
+            run: || terminating(true),
+        },
+        Row {
+            rule: StsClaimsOrphaned,
+            case: "a claim of ordinal 3 of 3 replicas",
+            fires: true,
+            run: || claim_of(3),
+        },
+        Row {
+            rule: StsClaimsOrphaned,
+            case: "a claim of ordinal 2 of 3 replicas",
+            fires: false,
+            run: || claim_of(2),
+        },
+        Row {
+            rule: StsClaimPending,
+            case: "Pending for an hour",
+            fires: true,
+            run: || pending_since("2025-06-01T11:00:00Z"),
+        },
+        Row {
+            rule: StsClaimPending,
+            case: "Pending for a minute",
+            fires: false,
+            run: || pending_since("2025-06-01T11:59:00Z"),
+        },
+        Row {
+            rule: StsRolloutStalled,
+            case: "a rollout under way for two hours",
+            fires: true,
+            run: || rollout_since("2025-06-01T10:00:00Z"),
+        },
+        Row {
+            rule: StsRolloutStalled,
+            case: "a rollout under way for ten minutes",
+            fires: false,
+            run: || rollout_since("2025-06-01T11:50:00Z"),
+        },
+    ]
+};
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::inventory::StaticInventory;
     use crate::model::{NodeView, labels};
 
-    fn pod(name: &str, pod_labels: Labels) -> PodView {
+    pub(super) fn pod(name: &str, pod_labels: Labels) -> PodView {
         PodView {
             namespace: "d".into(),
             name: name.into(),
@@ -418,7 +545,7 @@ mod tests {
         }
     }
 
-    fn sts() -> StatefulSetView {
+    pub(super) fn sts() -> StatefulSetView {
         StatefulSetView {
             namespace: "d".into(),
             name: "web".into(),
@@ -434,7 +561,7 @@ mod tests {
         }
     }
 
-    fn svc(selector: Labels) -> ServiceView {
+    pub(super) fn svc(selector: Labels) -> ServiceView {
         ServiceView {
             namespace: "d".into(),
             name: "web".into(),
@@ -542,7 +669,7 @@ mod tests {
         assert!(stuck("gone", "2025-06-01T12:00:30Z").is_empty());
     }
 
-    fn claim(name: &str, ordinal: i64, pending_since: Option<&str>) -> StatefulSetClaim {
+    pub(super) fn claim(name: &str, ordinal: i64, pending_since: Option<&str>) -> StatefulSetClaim {
         StatefulSetClaim {
             name: name.into(),
             ordinal,

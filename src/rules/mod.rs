@@ -7,6 +7,8 @@
 pub mod live;
 pub mod mutate;
 pub mod pod;
+#[cfg(test)]
+mod rows;
 pub mod service;
 pub mod statefulset;
 

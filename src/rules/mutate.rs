@@ -534,6 +534,75 @@ fn partition_operations(data: &Value, partition: i64) -> Vec<PatchOperation> {
 }
 
 #[cfg(test)]
+pub(super) const ROWS: &[super::rows::Row] = {
+    use super::rows::{Row, created, pod, reported, service, statefulset, updated, with};
+    use crate::engine::Endpoint::Mutate;
+    use RuleId::*;
+    use serde_json::{Value, json};
+
+    fn governed() -> [Value; 2] {
+        [statefulset(3), service("web", "None")]
+    }
+    /// StatefulSet web, RollingUpdate at partition 0, a canary of one pod when `canary`, with
+    /// its image at `image`.
+    fn rolling(canary: bool, image: &str) -> Value {
+        let sts = with(
+            statefulset(3),
+            "spec.updateStrategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+        );
+        let sts = with(
+            sts,
+            "spec.template.spec.containers",
+            json!([{"name": "web", "image": image}]),
+        );
+        if canary {
+            with(
+                sts,
+                "metadata.annotations",
+                json!({"sts-guard.io/canary": "1"}),
+            )
+        } else {
+            sts
+        }
+    }
+    fn template_change(canary: bool) -> Vec<RuleId> {
+        let request = updated(rolling(canary, "web:1"), rolling(canary, "web:2"));
+        reported(Mutate, request, &governed())
+    }
+
+    &[
+        Row {
+            rule: PodIdentityEnv,
+            case: "a pod of a StatefulSet is created",
+            fires: true,
+            run: || reported(Mutate, created(pod(0)), &governed()),
+        },
+        Row {
+            rule: PodIdentityEnv,
+            case: "a pod no StatefulSet controls is created",
+            fires: false,
+            run: || {
+                let plain = with(pod(0), "metadata.ownerReferences", Value::Null);
+                reported(Mutate, created(plain), &governed())
+            },
+        },
+        Row {
+            rule: StsPartitionDefault,
+            case: "a canary's template changes",
+            fires: true,
+            run: || template_change(true),
+        },
+        Row {
+            rule: StsPartitionDefault,
+            case: "the template of a StatefulSet without a canary changes",
+            fires: false,
+            run: || template_change(false),
+        },
+    ]
+};
+
+#[cfg(test)]
 mod tests {
     //! The operations built directly must do exactly what mutating a copy of the object and
     //! diffing it (the simple, always-right way) does, and a second pass must add nothing.

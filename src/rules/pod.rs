@@ -133,3 +133,41 @@ pub fn check_pod_delete(
     ));
     Ok(())
 }
+
+#[cfg(test)]
+pub(super) const ROWS: &[super::rows::Row] = {
+    use super::rows::{Row, deleted, node, pod, reported};
+    use crate::engine::Endpoint::Validate;
+    use RuleId::*;
+
+    /// A DELETE of pod web-0, running on a Node that is up.
+    fn delete(grace: Option<i64>, user: &str) -> Vec<RuleId> {
+        reported(Validate, deleted(pod(0), grace, user), &[node("n1")])
+    }
+
+    &[
+        Row {
+            rule: PodForceDelete,
+            case: "a user's delete with grace 0 of a pod on a Node that is up",
+            fires: true,
+            run: || delete(Some(0), "alice"),
+        },
+        Row {
+            rule: PodForceDelete,
+            case: "a user's graceful delete",
+            fires: false,
+            run: || delete(Some(30), "alice"),
+        },
+        Row {
+            rule: PodForceDelete,
+            case: "the StatefulSet controller's delete with grace 0",
+            fires: false,
+            run: || {
+                delete(
+                    Some(0),
+                    "system:serviceaccount:kube-system:statefulset-controller",
+                )
+            },
+        },
+    ]
+};

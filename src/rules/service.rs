@@ -227,3 +227,79 @@ pub fn check_service_delete(
         out.push(with_excuse(finding, &excuse));
     }
 }
+
+#[cfg(test)]
+pub(super) const ROWS: &[super::rows::Row] = {
+    use super::rows::{Row, deleted, reported, service, statefulset, updated, with};
+    use crate::engine::Endpoint::Validate;
+    use RuleId::*;
+    use serde_json::{Value, json};
+
+    fn headless() -> Value {
+        service("web", "None")
+    }
+    /// An UPDATE of the governing Service of a StatefulSet of `replicas` pods.
+    fn update(new: Value, replicas: i64) -> Vec<RuleId> {
+        reported(Validate, updated(headless(), new), &[statefulset(replicas)])
+    }
+
+    &[
+        Row {
+            rule: SvcGoverningHeadless,
+            case: "the governing Service gets a cluster IP",
+            fires: true,
+            run: || update(service("web", "10.0.0.9"), 3),
+        },
+        Row {
+            rule: SvcGoverningHeadless,
+            case: "the governing Service gets a label",
+            fires: false,
+            run: || {
+                update(
+                    with(headless(), "metadata.labels", json!({"tier": "db"})),
+                    3,
+                )
+            },
+        },
+        Row {
+            rule: SvcGoverningSelector,
+            case: "the selector no longer matches the pods",
+            fires: true,
+            run: || update(with(headless(), "spec.selector", json!({"app": "db"})), 3),
+        },
+        Row {
+            rule: SvcGoverningSelector,
+            case: "a Service no StatefulSet names changes its selector",
+            fires: false,
+            run: || {
+                let other = with(statefulset(3), "spec.serviceName", json!("other"));
+                let new = with(headless(), "spec.selector", json!({"app": "db"}));
+                reported(Validate, updated(headless(), new), &[other])
+            },
+        },
+        Row {
+            rule: SvcGoverningDelete,
+            case: "the governing Service of a running StatefulSet deleted by a user",
+            fires: true,
+            run: || {
+                reported(
+                    Validate,
+                    deleted(headless(), None, "alice"),
+                    &[statefulset(3)],
+                )
+            },
+        },
+        Row {
+            rule: SvcGoverningDelete,
+            case: "the governing Service of a StatefulSet scaled to 0 deleted",
+            fires: false,
+            run: || {
+                reported(
+                    Validate,
+                    deleted(headless(), None, "alice"),
+                    &[statefulset(0)],
+                )
+            },
+        },
+    ]
+};

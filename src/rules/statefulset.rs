@@ -470,6 +470,253 @@ pub fn check_statefulset_delete(
 }
 
 #[cfg(test)]
+pub(super) const ROWS: &[super::rows::Row] = {
+    use super::rows::{Row, created, deleted, reported, service, statefulset, updated, with};
+    use crate::engine::Endpoint::Validate;
+    use RuleId::*;
+    use serde_json::{Value, json};
+
+    fn governed() -> [Value; 1] {
+        [service("web", "None")]
+    }
+    fn create(sts: Value) -> Vec<RuleId> {
+        reported(Validate, created(sts), &governed())
+    }
+    fn rolling(partition: i64) -> Value {
+        with(
+            statefulset(3),
+            "spec.updateStrategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}),
+        )
+    }
+    fn new_image(sts: Value) -> Value {
+        with(
+            sts,
+            "spec.template.spec.containers",
+            json!([{"name": "web", "image": "web:2",
+                "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}]),
+        )
+    }
+    fn canary(partition: i64) -> Value {
+        with(
+            rolling(partition),
+            "metadata.annotations",
+            json!({"sts-guard.io/canary": "1"}),
+        )
+    }
+    fn shared_claim(replicas: i64) -> Value {
+        with(
+            statefulset(replicas),
+            "spec.template.spec.volumes",
+            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]),
+        )
+    }
+    fn retention(when: &str) -> Value {
+        with(
+            statefulset(3),
+            "spec.persistentVolumeClaimRetentionPolicy",
+            json!({"whenDeleted": when, "whenScaled": "Retain"}),
+        )
+    }
+    fn delete(sts: Value) -> Vec<RuleId> {
+        reported(Validate, deleted(sts, None, "alice"), &governed())
+    }
+    fn grace(seconds: i64) -> Value {
+        with(
+            statefulset(3),
+            "spec.template.spec.terminationGracePeriodSeconds",
+            json!(seconds),
+        )
+    }
+    fn probes_removed(sts: Value) -> Value {
+        with(
+            sts,
+            "spec.template.spec.containers",
+            json!([{"name": "web", "image": "web:1"}]),
+        )
+    }
+
+    &[
+        Row {
+            rule: StsServiceName,
+            case: "no spec.serviceName",
+            fires: true,
+            run: || create(with(statefulset(3), "spec.serviceName", Value::Null)),
+        },
+        Row {
+            rule: StsServiceName,
+            case: "spec.serviceName set",
+            fires: false,
+            run: || create(statefulset(3)),
+        },
+        Row {
+            rule: StsServiceExists,
+            case: "no Service of that name",
+            fires: true,
+            run: || reported(Validate, created(statefulset(3)), &[]),
+        },
+        Row {
+            rule: StsServiceExists,
+            case: "the Service exists",
+            fires: false,
+            run: || create(statefulset(3)),
+        },
+        Row {
+            rule: StsServiceHeadless,
+            case: "the Service has a cluster IP",
+            fires: true,
+            run: || {
+                reported(
+                    Validate,
+                    created(statefulset(3)),
+                    &[service("web", "10.0.0.5")],
+                )
+            },
+        },
+        Row {
+            rule: StsServiceHeadless,
+            case: "the Service is headless",
+            fires: false,
+            run: || create(statefulset(3)),
+        },
+        Row {
+            rule: StsServiceSelectsPods,
+            case: "the Service selects other pods",
+            fires: true,
+            run: || {
+                let other = with(
+                    service("web", "None"),
+                    "spec.selector",
+                    json!({"app": "db"}),
+                );
+                reported(Validate, created(statefulset(3)), &[other])
+            },
+        },
+        Row {
+            rule: StsServiceSelectsPods,
+            case: "the Service selects the template's labels",
+            fires: false,
+            run: || create(statefulset(3)),
+        },
+        Row {
+            rule: StsPartitionRange,
+            case: "a template change held by a partition above the last ordinal",
+            fires: true,
+            run: || {
+                reported(
+                    Validate,
+                    updated(rolling(5), new_image(rolling(5))),
+                    &governed(),
+                )
+            },
+        },
+        Row {
+            rule: StsPartitionRange,
+            case: "a template change with the partition in range",
+            fires: false,
+            run: || {
+                reported(
+                    Validate,
+                    updated(rolling(2), new_image(rolling(2))),
+                    &governed(),
+                )
+            },
+        },
+        Row {
+            rule: StsSharedClaim,
+            case: "three replicas mount one claim",
+            fires: true,
+            run: || create(shared_claim(3)),
+        },
+        Row {
+            rule: StsSharedClaim,
+            case: "one replica mounts the claim",
+            fires: false,
+            run: || create(shared_claim(1)),
+        },
+        Row {
+            rule: StsPvcRetention,
+            case: "whenDeleted: Delete",
+            fires: true,
+            run: || create(retention("Delete")),
+        },
+        Row {
+            rule: StsPvcRetention,
+            case: "whenDeleted: Retain",
+            fires: false,
+            run: || create(retention("Retain")),
+        },
+        Row {
+            rule: StsOrderedDelete,
+            case: "an OrderedReady StatefulSet deleted with replicas",
+            fires: true,
+            run: || delete(statefulset(3)),
+        },
+        Row {
+            rule: StsOrderedDelete,
+            case: "deleted once scaled to 0",
+            fires: false,
+            run: || delete(statefulset(0)),
+        },
+        Row {
+            rule: StsZeroGrace,
+            case: "terminationGracePeriodSeconds: 0",
+            fires: true,
+            run: || create(grace(0)),
+        },
+        Row {
+            rule: StsZeroGrace,
+            case: "terminationGracePeriodSeconds: 30",
+            fires: false,
+            run: || create(grace(30)),
+        },
+        Row {
+            rule: StsReadyOrdering,
+            case: "OrderedReady with no readinessProbe",
+            fires: true,
+            run: || create(probes_removed(statefulset(3))),
+        },
+        Row {
+            rule: StsReadyOrdering,
+            case: "Parallel with no readinessProbe",
+            fires: false,
+            run: || {
+                let parallel = with(
+                    statefulset(3),
+                    "spec.podManagementPolicy",
+                    json!("Parallel"),
+                );
+                create(probes_removed(parallel))
+            },
+        },
+        Row {
+            rule: StsCanaryPartition,
+            case: "a canary's template change arrives with partition 0",
+            fires: true,
+            run: || {
+                reported(
+                    Validate,
+                    updated(canary(0), new_image(canary(0))),
+                    &governed(),
+                )
+            },
+        },
+        Row {
+            rule: StsCanaryPartition,
+            case: "a canary's template change arrives staged",
+            fires: false,
+            run: || {
+                reported(
+                    Validate,
+                    updated(canary(0), new_image(canary(2))),
+                    &governed(),
+                )
+            },
+        },
+    ]
+};
+
+#[cfg(test)]
 mod tests {
     use super::edit_distance;
 
