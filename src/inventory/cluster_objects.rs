@@ -45,28 +45,10 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-macro_rules! resource_with_spec {
-    ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty) => {
-        resource_with_spec!(
-            $ty,
-            $spec,
-            $kind,
-            $group,
-            $version,
-            $plural,
-            $scope,
-            "identity_meta"
-        );
-    };
-    ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty, $meta:literal) => {
-        #[derive(Debug, Clone, Deserialize)]
-        pub struct $ty {
-            #[serde(deserialize_with = $meta, default)]
-            pub metadata: ObjectMeta,
-            #[serde(default, deserialize_with = "null_as_default")]
-            pub spec: $spec,
-        }
-
+/// `kube::Resource` for a type of this file with a `metadata` field: the API coordinates the
+/// watches and lists ask for it by.
+macro_rules! impl_resource {
+    ($ty:ident, $scope:ty, $kind:expr, $group:expr, $version:expr, $plural:expr) => {
         impl Resource for $ty {
             type DynamicType = ();
             type Scope = $scope;
@@ -89,6 +71,32 @@ macro_rules! resource_with_spec {
                 &mut self.metadata
             }
         }
+    };
+}
+
+macro_rules! resource_with_spec {
+    ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty) => {
+        resource_with_spec!(
+            $ty,
+            $spec,
+            $kind,
+            $group,
+            $version,
+            $plural,
+            $scope,
+            "identity_meta"
+        );
+    };
+    ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty, $meta:literal) => {
+        #[derive(Debug, Clone, Deserialize)]
+        pub struct $ty {
+            #[serde(deserialize_with = $meta, default)]
+            pub metadata: ObjectMeta,
+            #[serde(default, deserialize_with = "null_as_default")]
+            pub spec: $spec,
+        }
+
+        impl_resource!($ty, $scope, $kind, $group, $version, $plural);
     };
 }
 
@@ -115,28 +123,14 @@ macro_rules! watched_view {
             }
         }
 
-        impl Resource for $ty {
-            type DynamicType = ();
-            type Scope = $scope;
-            fn kind(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($kind.name())
-            }
-            fn group(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($kind.group())
-            }
-            fn version(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($kind.version())
-            }
-            fn plural(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($kind.plural())
-            }
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
+        impl_resource!(
+            $ty,
+            $scope,
+            $kind.name(),
+            $kind.group(),
+            $kind.version(),
+            $kind.plural()
+        );
 
         impl From<$ty> for $view {
             fn from(watched: $ty) -> Self {
@@ -290,28 +284,14 @@ pub struct RolloutStatus {
     pub update_revision: Option<String>,
 }
 
-impl Resource for AuditStatefulSet {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("StatefulSet")
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("apps")
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("statefulsets")
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+impl_resource!(
+    AuditStatefulSet,
+    NamespaceResourceScope,
+    Kind::StatefulSet.name(),
+    Kind::StatefulSet.group(),
+    Kind::StatefulSet.version(),
+    Kind::StatefulSet.plural()
+);
 
 impl AuditStatefulSet {
     /// The names of `spec.volumeClaimTemplates`.
@@ -385,43 +365,20 @@ pub struct AuditRevision {
     pub metadata: ObjectMeta,
 }
 
-macro_rules! namespaced_resource {
-    ($ty:ident, $kind:literal, $group:literal, $plural:literal) => {
-        impl Resource for $ty {
-            type DynamicType = ();
-            type Scope = NamespaceResourceScope;
-            fn kind(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($kind)
-            }
-            fn group(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($group)
-            }
-            fn version(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed("v1")
-            }
-            fn plural(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($plural)
-            }
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
-}
-
-namespaced_resource!(
+impl_resource!(
     AuditClaim,
+    NamespaceResourceScope,
     "PersistentVolumeClaim",
     "",
+    "v1",
     "persistentvolumeclaims"
 );
-namespaced_resource!(
+impl_resource!(
     AuditRevision,
+    NamespaceResourceScope,
     "ControllerRevision",
     "apps",
+    "v1",
     "controllerrevisions"
 );
 
