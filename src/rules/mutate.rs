@@ -535,39 +535,22 @@ fn partition_operations(data: &Value, partition: i64) -> Vec<PatchOperation> {
 
 #[cfg(test)]
 pub(super) const ROWS: &[super::rows::Row] = {
-    use super::rows::{Row, created, pod, reported, service, statefulset, updated, with};
+    use super::rows::{
+        Row, canary, created, new_image, pod, reported, rolling, service, statefulset, updated,
+        with,
+    };
     use crate::engine::Endpoint::Mutate;
     use RuleId::*;
-    use serde_json::{Value, json};
+    use serde_json::Value;
 
     fn governed() -> [Value; 2] {
         [statefulset(3), service("web", "None")]
     }
-    /// StatefulSet web, RollingUpdate at partition 0, a canary of one pod when `canary`, with
-    /// its image at `image`.
-    fn rolling(canary: bool, image: &str) -> Value {
-        let sts = with(
-            statefulset(3),
-            "spec.updateStrategy",
-            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-        );
-        let sts = with(
-            sts,
-            "spec.template.spec.containers",
-            json!([{"name": "web", "image": image}]),
-        );
-        if canary {
-            with(
-                sts,
-                "metadata.annotations",
-                json!({"sts-guard.io/canary": "1"}),
-            )
-        } else {
-            sts
-        }
-    }
-    fn template_change(canary: bool) -> Vec<RuleId> {
-        let request = updated(rolling(canary, "web:1"), rolling(canary, "web:2"));
+    /// The template change of a RollingUpdate StatefulSet at partition 0, a canary of one pod
+    /// or not.
+    fn template_change(is_canary: bool) -> Vec<RuleId> {
+        let old = if is_canary { canary(0) } else { rolling(0) };
+        let request = updated(old.clone(), new_image(old));
         reported(Mutate, request, &governed())
     }
 

@@ -97,6 +97,34 @@ pub(crate) fn with(mut object: Value, path: &str, value: Value) -> Value {
     object
 }
 
+/// StatefulSet web (3 replicas), RollingUpdate at `partition`.
+pub(crate) fn rolling(partition: i64) -> Value {
+    with(
+        statefulset(3),
+        "spec.updateStrategy",
+        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}),
+    )
+}
+
+/// `rolling(partition)` marked a canary of one pod (`sts-guard.io/canary`).
+pub(crate) fn canary(partition: i64) -> Value {
+    with(
+        rolling(partition),
+        "metadata.annotations",
+        json!({"sts-guard.io/canary": "1"}),
+    )
+}
+
+/// `sts` with a new image in its pod template: a template change, which starts a rollout.
+pub(crate) fn new_image(sts: Value) -> Value {
+    with(
+        sts,
+        "spec.template.spec.containers",
+        json!([{"name": "web", "image": "web:2",
+            "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}]),
+    )
+}
+
 fn dynamic(object: Value) -> DynamicObject {
     serde_json::from_value(object).expect("a Kubernetes object")
 }

@@ -471,7 +471,10 @@ pub fn check_statefulset_delete(
 
 #[cfg(test)]
 pub(super) const ROWS: &[super::rows::Row] = {
-    use super::rows::{Row, created, deleted, reported, service, statefulset, updated, with};
+    use super::rows::{
+        Row, canary, created, deleted, new_image, reported, rolling, service, statefulset, updated,
+        with,
+    };
     use crate::engine::Endpoint::Validate;
     use RuleId::*;
     use serde_json::{Value, json};
@@ -481,28 +484,6 @@ pub(super) const ROWS: &[super::rows::Row] = {
     }
     fn create(sts: Value) -> Vec<RuleId> {
         reported(Validate, created(sts), &governed())
-    }
-    fn rolling(partition: i64) -> Value {
-        with(
-            statefulset(3),
-            "spec.updateStrategy",
-            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}),
-        )
-    }
-    fn new_image(sts: Value) -> Value {
-        with(
-            sts,
-            "spec.template.spec.containers",
-            json!([{"name": "web", "image": "web:2",
-                "readinessProbe": {"httpGet": {"path": "/", "port": 80}}}]),
-        )
-    }
-    fn canary(partition: i64) -> Value {
-        with(
-            rolling(partition),
-            "metadata.annotations",
-            json!({"sts-guard.io/canary": "1"}),
-        )
     }
     fn shared_claim(replicas: i64) -> Value {
         with(
