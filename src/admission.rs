@@ -219,7 +219,7 @@ fn object(
     };
     match value {
         serde_json::Value::Null => Ok(None),
-        value => crate::manifest::to_dynamic(value)
+        value => crate::request::into_object(value)
             .map(Some)
             .map_err(|e| BadReview::new(format!("{field}: {e}"))),
     }

@@ -5,8 +5,8 @@
 //! ```text
 //!   LIST Nodes, Services (paged, views) ─► StaticInventory (the same index `serve` keeps)
 //!     or, in `serve`, a copy of the watch cache's Nodes and Services (pointers, no request)
-//!   LIST StatefulSets (paged; spec kept per page only) ─► evaluate() as CREATE, like `check`
-//!   every Service in the index ─────────────────────────► evaluate() as CREATE, like `check`
+//!   LIST StatefulSets (paged; spec kept per page only) ─► judged as CREATE, like `check`
+//!   every Service in the index ─────────────────────────► judged as CREATE, like `check`
 //!   LIST StatefulSet pods (paged, views) ─► rules::live: governing Service selects the pods?
 //!                                                       Terminating on a gone Node?
 //!   GET the update revision of each rollout under way ─► rules::live: stalled?
@@ -20,13 +20,13 @@
 //! claim templates or a rollout under way, those names. Clean objects are counted, not listed.
 
 use crate::config::Config;
-use crate::engine::{Decision, Endpoint, Skip, apply_policy, create_request, evaluate};
+use crate::engine::{Decision, Skip, apply_policy, evaluate_created};
 use crate::inventory::cluster_objects::{
     AuditClaim, AuditPod, AuditRevision, AuditStatefulSet, WatchedNode, WatchedService,
 };
 use crate::inventory::{ClusterInventory, Inventory, LiveLookup, StaticInventory};
 use crate::model::{
-    LabelSet, ObjectRef, PodView, STATEFULSET_POD_NAME_LABEL, ServiceView, StatefulSetView,
+    LabelSet, ObjectRef, PodView, STATEFULSET_POD_NAME_LABEL, ServiceView, StatefulSetView, Viewed,
 };
 use crate::report::{AuditReport, CheckReport, Listed, ObjectResult, drop_reported_twins};
 use crate::rules::live::{
@@ -39,9 +39,7 @@ use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
-use kube_core::{DynamicObject, TypeMeta};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::ops::ControlFlow;
@@ -181,13 +179,14 @@ pub async fn run_with(
         if !config.is_excluded(&svc.namespace) {
             audit.namespaces.insert(svc.namespace.to_string());
         }
-        let decision = evaluate(
-            &create_request(service_object(&svc), &svc.namespace),
+        let object = svc.object_ref();
+        let decision = evaluate_created(
+            &object,
+            Ok(&Viewed::Service(ServiceView::clone(&svc))),
             &audit.inventory,
             config,
-            Endpoint::Validate,
         );
-        phase.record(svc.object_ref(), decision);
+        phase.record(object, decision);
     }
     audit.absorb(phase);
 
@@ -495,20 +494,22 @@ impl Audit<'_> {
                 self.states.insert((namespace.clone(), name.clone()), state);
             }
         }
-        // A malformed object is reported by evaluate() below; it just is not indexed.
-        if let Ok(view) = StatefulSetView::from_object(&object, &namespace) {
-            self.inventory.add_statefulset(view);
-        }
-        let decision = evaluate(
-            &create_request(object, &namespace),
+        // A malformed object is not indexed; the engine reports it invalid.
+        let viewed = StatefulSetView::from_object(&object, &namespace).map(|view| {
+            self.inventory.add_statefulset(view.clone());
+            Viewed::StatefulSet {
+                view,
+                data: object.data,
+            }
+        });
+        let object = ObjectRef::new(Kind::StatefulSet, &namespace, &name);
+        let decision = evaluate_created(
+            &object,
+            viewed.as_ref().map_err(Clone::clone),
             &self.inventory,
             self.config,
-            Endpoint::Validate,
         );
-        phase.record(
-            ObjectRef::new(Kind::StatefulSet, &namespace, &name),
-            decision,
-        );
+        phase.record(object, decision);
     }
 
     /// The StatefulSets whose governing Service's selector matches their template: their pods
@@ -765,27 +766,6 @@ impl Audit<'_> {
 
 /// A Service as a request would carry it, rebuilt from its view (everything the rules
 /// read of a Service is in the view).
-fn service_object(svc: &ServiceView) -> DynamicObject {
-    let mut spec = json!({ "selector": svc.selector });
-    if let Some(ip) = &svc.cluster_ip {
-        spec["clusterIP"] = json!(ip);
-    }
-    if let Some(t) = &svc.service_type {
-        spec["type"] = json!(&**t);
-    }
-    let mut object = DynamicObject {
-        types: Some(TypeMeta {
-            api_version: Kind::Service.api_version().into(),
-            kind: Kind::Service.name().into(),
-        }),
-        metadata: Default::default(),
-        data: json!({ "spec": spec }),
-    };
-    object.metadata.name = Some(svc.name.to_string());
-    object.metadata.namespace = Some(svc.namespace.to_string());
-    object
-}
-
 /// An API error in one line: what the server said, or why it could not be reached.
 fn describe(err: &kube::Error) -> String {
     let one_line = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -2,11 +2,11 @@
 //!
 //! The files given together are one inventory, loaded by
 //! [`inventory::load_paths`](crate::inventory::load_paths) (a Service in one file satisfies a
-//! StatefulSet in another). Each StatefulSet and Service is judged as a CREATE through the same
-//! [`evaluate`] the webhook uses; DELETE-only rules do not apply.
+//! StatefulSet in another). Each StatefulSet and Service is judged as a CREATE by the rules the
+//! webhook runs on one, from the views built as it was loaded; DELETE-only rules do not apply.
 
 use crate::config::Config;
-use crate::engine::{Decision, Endpoint, Skip, create_request, evaluate};
+use crate::engine::{Decision, Skip, evaluate_created};
 use crate::inventory::{LoadedObject, StaticInventory};
 use crate::report::{CheckReport, ObjectResult, drop_reported_twins};
 use crate::vocabulary::Kind;
@@ -22,9 +22,9 @@ pub fn check_objects(
         .map(|o| {
             let (skipped, decision) = match o.known_kind {
                 Some(Kind::StatefulSet | Kind::Service) => {
-                    let object = o.judged().expect("StatefulSets and Services are kept");
-                    let request = create_request(object, &o.namespace);
-                    let decision = evaluate(&request, inventory, config, Endpoint::Validate);
+                    let viewed = o.judged().expect("StatefulSets and Services are kept");
+                    let decision =
+                        evaluate_created(&viewed.object_ref(), Ok(viewed), inventory, config);
                     let skipped = (decision.skipped == Some(Skip::ExcludedNamespace))
                         .then_some("excluded namespace");
                     (skipped, decision)

@@ -21,8 +21,9 @@
 //!   ───────────────────────────────────────────────────────────────────────────────────────
 //!   engine/       evaluate(request, inventory, config) → Decision: runs the rules for the
 //!                 request's kind and operation, applies config (actions, grandfathering,
-//!                 onLookupError); evaluator.rs confirms cache answers live (LiveLookup);
-//!                 create_request.rs builds the CREATE `check` and `audit` judge objects as
+//!                 onLookupError); evaluate_created judges the views `check` and `audit`
+//!                 built as they loaded objects, as CREATEs; evaluator.rs confirms cache
+//!                 answers live (LiveLookup)
 //!   config        the config file: rule actions and the rules' parameter structs
 //!   rules/        validating rules (statefulset, service, pod, live) and mutating rules
 //!                 (mutate): pure functions over views and the Inventory trait
@@ -58,10 +59,10 @@
 //!     ─► admission::encode (allowed, message, warnings, patch) ─► metrics, log
 //! ```
 //!
-//! `sts-guard check` reaches the same engine through `engine::evaluate` (which plans the
-//! handler itself) from `check::check_objects`, with a CREATE request built for each manifest
-//! object (`engine::create_request`); `sts-guard review` through
-//! `admission::review`; `sts-guard audit` through `audit`, plus `rules::live` on live pods.
+//! `sts-guard check` reaches the same rules through `engine::evaluate_created` from
+//! `check::check_objects`, with the views (`model::Viewed`) built once as each manifest object
+//! was loaded and indexed (`inventory::manifests`); `sts-guard audit` the same way, plus
+//! `rules::live` on live pods; `sts-guard review` through `admission::review`.
 
 pub mod admission;
 pub mod allocator;

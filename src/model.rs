@@ -651,6 +651,27 @@ impl StatefulSetView {
     }
 }
 
+/// A StatefulSet or a Service as its validating rules read it, viewed once: how `check` and
+/// `audit` hand the engine objects they have already viewed for their inventory.
+#[derive(Debug, Clone)]
+pub enum Viewed {
+    StatefulSet {
+        view: StatefulSetView,
+        /// The object but its metadata, as far as the rules read it.
+        data: Value,
+    },
+    Service(ServiceView),
+}
+
+impl Viewed {
+    pub fn object_ref(&self) -> ObjectRef {
+        match self {
+            Viewed::StatefulSet { view, .. } => view.object_ref(),
+            Viewed::Service(view) => view.object_ref(),
+        }
+    }
+}
+
 /// What the force-delete rule needs to know of a Node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {

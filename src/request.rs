@@ -13,7 +13,9 @@
 //! so the views still report it with its path, exactly as over the whole object.
 //!
 //! The cluster watches decode through the same shapes ([`decode_object`]), so a watched
-//! Service and a Service under review become the same view through the same code.
+//! Service and a Service under review become the same view through the same code; so does
+//! `check`, of the manifests it judges. [`into_object`] makes any decoded object (of a
+//! request, a watch or a manifest) the `DynamicObject` the views read.
 
 use crate::model::{
     ARGOCD_TRACKING_ANNOTATION, FLUX_HELMRELEASE_NAME_LABEL, FLUX_HELMRELEASE_NAMESPACE_LABEL,
@@ -22,6 +24,9 @@ use crate::model::{
     MANAGED_BY_LABEL,
 };
 use crate::vocabulary::{Endpoint, Kind};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube_core::{DynamicObject, TypeMeta};
+use serde::Deserialize as _;
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -519,6 +524,41 @@ pub fn decode_object<'de, D: serde::Deserializer<'de>>(
     Shaped(shape).deserialize(deserializer)
 }
 
+/// A decoded object (of a request, a watch or a manifest) as the `DynamicObject` the views
+/// read. Errors name the field path.
+pub fn into_object(value: Value) -> Result<DynamicObject, String> {
+    let Value::Object(mut map) = value else {
+        return Err("not an object".into());
+    };
+    let mut take_string = |key: &str| match map.remove(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) | Some(Value::Null) | None => Err(format!("{key} is missing")),
+        Some(_) => Err(format!("{key}: expected a string")),
+    };
+    let api_version = take_string("apiVersion")?;
+    let kind = take_string("kind")?;
+    let metadata: ObjectMeta = match map.remove("metadata") {
+        None | Some(Value::Null) => ObjectMeta::default(),
+        Some(mut meta) => {
+            // managedFields can be most of an object's metadata and no rule reads them.
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("managedFields");
+            }
+            // The fast path; on failure decode again, slowly, for an error naming the field.
+            match ObjectMeta::deserialize(&meta) {
+                Ok(meta) => meta,
+                Err(_) => serde_path_to_error::deserialize(&meta)
+                    .map_err(|e| format!("metadata.{}: {}", e.path(), e.inner()))?,
+            }
+        }
+    };
+    Ok(DynamicObject {
+        types: Some(TypeMeta { api_version, kind }),
+        metadata,
+        data: Value::Object(map),
+    })
+}
+
 struct ReviewVisitor<'s, 'de> {
     endpoint: Option<Endpoint>,
     out: &'s mut Envelope<'de>,
@@ -977,6 +1017,23 @@ mod tests {
         let envelope = read_envelope(first.as_bytes(), Some(Endpoint::Mutate)).unwrap();
         assert!(
             matches!(envelope.request.unwrap().object, ObjectSlot::Raw(raw) if raw.get() == r#"{"a":1}"#)
+        );
+    }
+
+    #[test]
+    fn dynamic_object_keeps_metadata_out_of_data() {
+        let v: Value = serde_json::from_str(r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"w","labels":{"a":"b"}},"spec":{"replicas":2}}"#).unwrap();
+        let d = into_object(v).unwrap();
+        assert_eq!(d.metadata.name.as_deref(), Some("w"));
+        assert_eq!(d.data, serde_json::json!({"spec": {"replicas": 2}}));
+        let bad: Value = serde_json::from_str(
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"labels":{"a":1}}}"#,
+        )
+        .unwrap();
+        assert!(
+            into_object(bad)
+                .unwrap_err()
+                .starts_with("metadata.labels.a: ")
         );
     }
 

@@ -4,16 +4,14 @@
 //! applies to the request and returns a [`Decision`]: all violations (not only the first), the
 //! warnings, and the JSON Patch of the mutations. It does no I/O of its own.
 
-mod create_request;
 mod evaluator;
 
 pub use crate::vocabulary::Endpoint;
-pub use create_request::create_request;
 pub use evaluator::{Evaluator, decide_confirmed};
 
 use crate::config::{Config, Mode, OnLookupError};
 use crate::inventory::Inventory;
-use crate::model::{FieldError, Ownership, ServiceView, StatefulSetView};
+use crate::model::{FieldError, Ownership, ServiceView, StatefulSetView, Viewed};
 use crate::request::{self, Handler};
 use crate::rules::Requester;
 use crate::rules::mutate;
@@ -23,6 +21,7 @@ use crate::rules::statefulset::{
     StatefulSetSubject, check_canary_partition, check_statefulset, check_statefulset_delete,
 };
 use crate::vocabulary::{Action, Findings, Kind, ObjectRef, RuleId};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::DynamicObject;
 use kube_core::admission::{AdmissionRequest, Operation};
 use serde_json::Value;
@@ -241,13 +240,76 @@ pub fn evaluate_by_handler(
         Handler::MutatePod => evaluation.mutate_pod(&mut decision),
         Handler::MutateStatefulSet => evaluation.mutate_statefulset(&mut decision),
     };
+    finish(&format_args!("{kind} {namespace}/{name}"), result, decision)
+}
+
+/// Judges `object` as the webhook judges its CREATE, from the views its loader built
+/// (`check`, `audit`): `viewed` is those, or why they could not be built (an invalid object, as
+/// the webhook answers it).
+pub fn evaluate_created(
+    object: &ObjectRef,
+    viewed: Result<&Viewed, FieldError>,
+    inventory: &dyn Inventory,
+    config: &Config,
+) -> Decision {
+    let mut decision = Decision::default();
+    if config.is_excluded(&object.namespace) {
+        decision.skipped = Some(Skip::ExcludedNamespace);
+        return decision;
+    }
+    let result = viewed.and_then(|viewed| {
+        let findings = match viewed {
+            Viewed::StatefulSet { view, data } => {
+                let subject = StatefulSetSubject {
+                    view,
+                    data,
+                    template_changed: false,
+                };
+                statefulset_findings(&subject, None, inventory, config)?
+            }
+            Viewed::Service(view) => {
+                let mut findings = Findings::default();
+                check_service(view, None, inventory, &mut findings);
+                findings
+            }
+        };
+        apply_policy(object, findings, &HashSet::new(), config, &mut decision);
+        Ok(())
+    });
+    finish(object, result, decision)
+}
+
+/// The decision, or, when `object` could not be read, that alone.
+fn finish(
+    object: &dyn fmt::Display,
+    result: Result<(), FieldError>,
+    mut decision: Decision,
+) -> Decision {
     if let Err(err) = result {
-        decision.invalid = Some(format!("{kind} {namespace}/{name}: invalid object: {err}"));
+        decision.invalid = Some(format!("{object}: invalid object: {err}"));
         decision.violations.clear();
         decision.patch = None;
         decision.mutated_by.clear();
     }
     decision
+}
+
+/// The StatefulSet rules' findings on `subject`; `canary`, on UPDATE, is the new object's
+/// metadata and the old object's view and data, which stage a canary's rollout.
+fn statefulset_findings(
+    subject: &StatefulSetSubject<'_>,
+    canary: Option<(&ObjectMeta, (&StatefulSetView, &Value))>,
+    inventory: &dyn Inventory,
+    config: &Config,
+) -> Result<Findings, FieldError> {
+    let mut findings = Findings::default();
+    check_statefulset(subject, inventory, &mut findings)?;
+    if let Some((meta, old)) = canary
+        && config.mutation_enabled(RuleId::StsPartitionDefault)
+    {
+        check_canary_partition(meta, subject, old, &config.partition, &mut findings);
+    }
+    Ok(findings)
 }
 
 /// Turns rule findings about `object` into the decision's violations: the configured action of
@@ -360,49 +422,34 @@ impl<'a> Evaluation<'a> {
         );
     }
 
-    fn statefulset_findings(
-        &self,
-        obj: &DynamicObject,
-        old: Option<&DynamicObject>,
-    ) -> Result<Findings, FieldError> {
+    fn validate_statefulset(&self, decision: &mut Decision) -> Result<(), FieldError> {
+        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
         let view = StatefulSetView::from_object(obj, self.namespace)?;
-        let template_changed = old.is_some_and(|old| {
-            obj.data.get("spec").and_then(|s| s.get("template"))
-                != old.data.get("spec").and_then(|s| s.get("template"))
-        });
+        let old = self.req.old_object.as_ref();
+        // A malformed old object grandfathers and stages nothing.
+        let old_view = old.and_then(|old| StatefulSetView::from_object(old, self.namespace).ok());
+        let template = |o: &'a DynamicObject| o.data.get("spec").and_then(|s| s.get("template"));
         let subject = StatefulSetSubject {
             view: &view,
             data: &obj.data,
-            template_changed,
+            template_changed: old.is_some_and(|old| template(obj) != template(old)),
         };
-        let mut findings = Findings::default();
-        check_statefulset(&subject, self.inventory, &mut findings)?;
-        // A malformed old object stages nothing (as it grandfathers nothing).
-        if let Some(old) = old
-            && self.config.mutation_enabled(RuleId::StsPartitionDefault)
-            && let Ok(old_view) = StatefulSetView::from_object(old, self.namespace)
-        {
-            check_canary_partition(
-                &obj.metadata,
-                &subject,
-                (&old_view, &old.data),
-                &self.config.partition,
-                &mut findings,
-            );
-        }
-        Ok(findings)
-    }
-
-    fn validate_statefulset(&self, decision: &mut Decision) -> Result<(), FieldError> {
-        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
-        let findings = self.statefulset_findings(obj, self.req.old_object.as_ref())?;
-        let already_broken = match (&self.req.operation, &self.req.old_object) {
-            // The old object is judged on its own (no "old of old"): a malformed old object
-            // grandfathers nothing.
-            (Operation::Update, Some(old)) => self
-                .statefulset_findings(old, None)
-                .map(|f| f.findings.iter().map(|f| f.rule).collect())
-                .unwrap_or_default(),
+        let canary = old
+            .zip(old_view.as_ref())
+            .map(|(old, old_view)| (&obj.metadata, (old_view, &old.data)));
+        let findings = statefulset_findings(&subject, canary, self.inventory, self.config)?;
+        let already_broken = match (&self.req.operation, old, &old_view) {
+            // The old object is judged on its own (no "old of old").
+            (Operation::Update, Some(old), Some(old_view)) => {
+                let old_subject = StatefulSetSubject {
+                    view: old_view,
+                    data: &old.data,
+                    template_changed: false,
+                };
+                statefulset_findings(&old_subject, None, self.inventory, self.config)
+                    .map(|f| f.findings.iter().map(|f| f.rule).collect())
+                    .unwrap_or_default()
+            }
             _ => HashSet::new(),
         };
         self.apply_policy(Kind::StatefulSet, findings, &already_broken, decision);

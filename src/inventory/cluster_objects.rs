@@ -151,7 +151,7 @@ fn watched_object(
         map.entry("apiVersion").or_insert(kind.api_version().into());
         map.entry("kind").or_insert(kind.name().into());
     }
-    crate::manifest::to_dynamic(value)
+    crate::request::into_object(value)
 }
 
 watched_view!(
@@ -397,7 +397,7 @@ mod tests {
         let watched: WatchedService = serde_json::from_value(svc.clone()).unwrap();
         assert_eq!(watched.metadata.resource_version.as_deref(), Some("7"));
         let full =
-            ServiceView::from_object(&crate::manifest::to_dynamic(svc).unwrap(), "d").unwrap();
+            ServiceView::from_object(&crate::request::into_object(svc).unwrap(), "d").unwrap();
         assert_eq!(ServiceView::from(watched), full);
 
         let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": "d",
@@ -410,7 +410,7 @@ mod tests {
                      "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}});
         let watched: WatchedStatefulSet = serde_json::from_value(sts.clone()).unwrap();
         let full =
-            StatefulSetView::from_object(&crate::manifest::to_dynamic(sts).unwrap(), "d").unwrap();
+            StatefulSetView::from_object(&crate::request::into_object(sts).unwrap(), "d").unwrap();
         assert_eq!(full.ownership.owners().len(), 3, "{:?}", full.ownership);
         assert_eq!(StatefulSetView::from(watched), full);
 

@@ -3,10 +3,12 @@
 //! together are one inventory (a Service in one file satisfies a StatefulSet in another).
 
 use super::StaticInventory;
-use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, read_paths_with, to_dynamic};
-use crate::model::{NodeView, ServiceView, StatefulSetView};
+use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, read_paths_with};
+use crate::model::{NodeView, ServiceView, StatefulSetView, Viewed};
+use crate::request::{Operation, decode_object, into_object, plan};
+use crate::vocabulary::Endpoint;
 use crate::vocabulary::Kind;
-use kube_core::DynamicObject;
+use serde_json::Value;
 
 /// An object read from input and interpreted.
 pub struct LoadedObject {
@@ -16,9 +18,9 @@ pub struct LoadedObject {
     pub(crate) kind: String,
     pub(crate) name: String,
     pub namespace: String,
-    /// A StatefulSet or Service as compact JSON until it is checked: an object parsed takes
-    /// many times its text in memory, so the objects of a large input wait in this form.
-    json: Option<Box<[u8]>>,
+    /// A StatefulSet or Service as the rules judge it, viewed once as it is loaded and kept
+    /// until it is checked.
+    judged: Option<Viewed>,
 }
 
 impl LoadedObject {
@@ -30,11 +32,9 @@ impl LoadedObject {
         &self.name
     }
 
-    /// The object the rules judge: a StatefulSet or a Service.
-    pub(crate) fn judged(&self) -> Option<DynamicObject> {
-        let json = self.json.as_ref()?;
-        let value = serde_json::from_slice(json).expect("JSON written by serde_json reads back");
-        Some(to_dynamic(value).expect("an object read once reads again"))
+    /// The object as the rules judge it: a StatefulSet or a Service.
+    pub(crate) fn judged(&self) -> Option<&Viewed> {
+        self.judged.as_ref()
     }
 }
 
@@ -56,21 +56,8 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
         line: Some(pos.line),
         message,
     };
-    let field = |name: &str| manifest.value.get(name).and_then(|v| v.as_str());
-    let judged = matches!(
-        Kind::from_manifest(
-            field("apiVersion").unwrap_or(""),
-            field("kind").unwrap_or("")
-        ),
-        Some(Kind::StatefulSet | Kind::Service)
-    );
-    let json = (keep && judged).then(|| {
-        serde_json::to_vec(&manifest.value)
-            .expect("a JSON value serializes")
-            .into_boxed_slice()
-    });
-    let object = to_dynamic(manifest.value).map_err(&at)?;
-    let types = object.types.as_ref().expect("to_dynamic sets types");
+    let object = into_object(manifest.value).map_err(&at)?;
+    let types = object.types.as_ref().expect("into_object sets types");
     let known_kind = Kind::from_manifest(&types.api_version, &types.kind);
     let kind = types.kind.clone();
     let name = object.metadata.name.clone().unwrap_or_default();
@@ -90,6 +77,15 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
     if indexed.is_some() && name.is_empty() {
         return Err(at(format!("{kind}: metadata.name is missing")));
     }
+    let judged = match &indexed {
+        Some(Indexed::StatefulSet(view)) if keep => Some(Viewed::StatefulSet {
+            view: view.clone(),
+            data: statefulset_data(&object.data)
+                .map_err(|e| at(format!("{kind} {name:?}: {e}")))?,
+        }),
+        Some(Indexed::Service(view)) if keep => Some(Viewed::Service(view.clone())),
+        _ => None,
+    };
     let namespace = object.metadata.namespace.clone();
     let loaded_object = loaded(
         pos,
@@ -98,9 +94,22 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
         name,
         namespace,
         default_namespace,
-        json,
+        judged,
     );
     Ok((loaded_object, indexed))
+}
+
+/// Of a StatefulSet's `data`, what its validating rules read, as the webhook decodes it.
+fn statefulset_data(data: &Value) -> Result<Value, serde_json::Error> {
+    let shape = plan(
+        Endpoint::Validate,
+        Kind::StatefulSet.group(),
+        Kind::StatefulSet.name(),
+        Operation::Create,
+    )
+    .expect("the validating webhook judges StatefulSet creates")
+    .object;
+    decode_object(data, shape)
 }
 
 fn loaded(
@@ -110,7 +119,7 @@ fn loaded(
     name: String,
     namespace: Option<String>,
     default_namespace: &str,
-    json: Option<Box<[u8]>>,
+    judged: Option<Viewed>,
 ) -> LoadedObject {
     let namespace = namespace
         .filter(|ns| !ns.is_empty())
@@ -121,7 +130,7 @@ fn loaded(
         kind,
         name,
         namespace,
-        json,
+        judged,
     }
 }
 

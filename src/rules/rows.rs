@@ -5,12 +5,13 @@
 #![cfg(test)]
 
 use crate::config::Config;
-use crate::engine::{Endpoint, create_request, evaluate};
+use crate::engine::{Endpoint, evaluate};
 use crate::inventory::{StaticInventory, load_objects};
 use crate::manifest::{Manifest, SourcePos};
-use crate::vocabulary::RuleId;
-use kube_core::DynamicObject;
+use crate::vocabulary::{Kind, RuleId};
+use k8s_openapi::api::authentication::v1::UserInfo;
 use kube_core::admission::{AdmissionRequest, Operation};
+use kube_core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
 use serde_json::{Value, json};
 
 /// One case of one rule: whether `rule` is among the rules `run` reports.
@@ -129,9 +130,36 @@ fn dynamic(object: Value) -> DynamicObject {
     serde_json::from_value(object).expect("a Kubernetes object")
 }
 
-/// The CREATE of `object` by a user.
+/// The CREATE of `object` by a user, as kube-apiserver would send it.
 pub(crate) fn created(object: Value) -> AdmissionRequest<DynamicObject> {
-    create_request(dynamic(object), NAMESPACE)
+    let object = dynamic(object);
+    let types = object.types.clone().unwrap_or_default();
+    let (group, version) = match types.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), types.api_version.clone()),
+    };
+    let resource = Kind::from_manifest(&types.api_version, &types.kind).map_or("", Kind::plural);
+    AdmissionRequest {
+        types: TypeMeta {
+            api_version: "admission.k8s.io/v1".into(),
+            kind: "AdmissionReview".into(),
+        },
+        uid: String::new(),
+        kind: GroupVersionKind::gvk(&group, &version, &types.kind),
+        resource: GroupVersionResource::gvr(&group, &version, resource),
+        sub_resource: None,
+        request_kind: None,
+        request_resource: None,
+        request_sub_resource: None,
+        name: object.metadata.name.clone().unwrap_or_default(),
+        namespace: Some(NAMESPACE.to_string()),
+        operation: Operation::Create,
+        user_info: UserInfo::default(),
+        object: Some(object),
+        old_object: None,
+        dry_run: true,
+        options: None,
+    }
 }
 
 /// The UPDATE of `old` to `new` by a user.
