@@ -26,7 +26,7 @@ use crate::inventory::cluster_objects::{
 };
 use crate::inventory::{ClusterInventory, Inventory, LiveLookup, StaticInventory};
 use crate::model::{
-    LabelSet, ObjectRef, PodView, STATEFULSET_POD_NAME_LABEL, ServiceView, StatefulSetView, Viewed,
+    LabelSet, ObjectRef, PodView, STATEFULSET_POD_NAME_LABEL, StatefulSetView, Viewed,
 };
 use crate::report::{AuditReport, CheckReport, Listed, ObjectResult, drop_reported_twins};
 use crate::rules::live::{
@@ -180,12 +180,8 @@ pub async fn run_with(
             audit.namespaces.insert(svc.namespace.to_string());
         }
         let object = svc.object_ref();
-        let decision = evaluate_created(
-            &object,
-            Ok(&Viewed::Service(ServiceView::clone(&svc))),
-            &audit.inventory,
-            config,
-        );
+        let decision =
+            evaluate_created(&object, Ok(Viewed::Service(&svc)), &audit.inventory, config);
         phase.record(object, decision);
     }
     audit.absorb(phase);
@@ -495,21 +491,20 @@ impl Audit<'_> {
             }
         }
         // A malformed object is not indexed; the engine reports it invalid.
-        let viewed = StatefulSetView::from_object(&object, &namespace).map(|view| {
+        let view = StatefulSetView::from_object(&object, &namespace);
+        if let Ok(view) = &view {
             self.inventory.add_statefulset(view.clone());
-            Viewed::StatefulSet {
+        }
+        let viewed = match &view {
+            Ok(view) => Ok(Viewed::StatefulSet {
                 view,
-                data: object.data,
-            }
-        });
-        let object = ObjectRef::new(Kind::StatefulSet, &namespace, &name);
-        let decision = evaluate_created(
-            &object,
-            viewed.as_ref().map_err(Clone::clone),
-            &self.inventory,
-            self.config,
-        );
-        phase.record(object, decision);
+                data: &object.data,
+            }),
+            Err(err) => Err(err.clone()),
+        };
+        let object_ref = ObjectRef::new(Kind::StatefulSet, &namespace, &name);
+        let decision = evaluate_created(&object_ref, viewed, &self.inventory, self.config);
+        phase.record(object_ref, decision);
     }
 
     /// The StatefulSets whose governing Service's selector matches their template: their pods

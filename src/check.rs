@@ -22,9 +22,11 @@ pub fn check_objects(
         .map(|o| {
             let (skipped, decision) = match o.known_kind {
                 Some(Kind::StatefulSet | Kind::Service) => {
-                    let viewed = o.judged().expect("StatefulSets and Services are kept");
-                    let decision =
-                        evaluate_created(&viewed.object_ref(), Ok(viewed), inventory, config);
+                    let decision = o
+                        .judged(|viewed| {
+                            evaluate_created(&viewed.object_ref(), Ok(viewed), inventory, config)
+                        })
+                        .expect("StatefulSets and Services are kept");
                     let skipped = (decision.skipped == Some(Skip::ExcludedNamespace))
                         .then_some("excluded namespace");
                     (skipped, decision)

@@ -651,19 +651,19 @@ impl StatefulSetView {
     }
 }
 
-/// A StatefulSet or a Service as its validating rules read it, viewed once: how `check` and
-/// `audit` hand the engine objects they have already viewed for their inventory.
-#[derive(Debug, Clone)]
-pub enum Viewed {
+/// A StatefulSet or a Service as its validating rules read it: how `check` and `audit` hand
+/// the engine the views they already built for their inventory.
+#[derive(Debug, Clone, Copy)]
+pub enum Viewed<'a> {
     StatefulSet {
-        view: StatefulSetView,
+        view: &'a StatefulSetView,
         /// The object but its metadata, as far as the rules read it.
-        data: Value,
+        data: &'a Value,
     },
-    Service(ServiceView),
+    Service(&'a ServiceView),
 }
 
-impl Viewed {
+impl Viewed<'_> {
     pub fn object_ref(&self) -> ObjectRef {
         match self {
             Viewed::StatefulSet { view, .. } => view.object_ref(),

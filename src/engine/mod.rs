@@ -248,7 +248,7 @@ pub fn evaluate_by_handler(
 /// the webhook answers it).
 pub fn evaluate_created(
     object: &ObjectRef,
-    viewed: Result<&Viewed, FieldError>,
+    viewed: Result<Viewed<'_>, FieldError>,
     inventory: &dyn Inventory,
     config: &Config,
 ) -> Decision {
