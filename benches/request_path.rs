@@ -9,9 +9,10 @@
 //! of allocations and the bytes allocated per review, and the peak growth of live heap during
 //! one review. The bodies are the project's own (`tests/fixtures/bodies`, shaped as
 //! kube-apiserver sends them; `STS_GUARD_BENCH_BODIES=../shared/bench/bodies` takes the
-//! side-by-side kit's, which have the same names), and two generated hostile pods: 7,000 and
-//! 47,000 containers with one env var each. The inventory is that directory's
-//! `services.manifest.json`, as `serve --manifests` loads it.
+//! side-by-side kit's, which have the same names), `sts-create-ok` made the UPDATE of a
+//! rollout (`sts-update-rollout`), and two generated hostile pods: 7,000 and 47,000 containers
+//! with one env var each. The inventory is that directory's `services.manifest.json`, as
+//! `serve --manifests` loads it.
 //! Allocation counts are deterministic; times vary with the machine.
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,35 @@ fn wide_pod(containers: usize) -> Vec<u8> {
         r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{"uid":"wide","kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"name":"web-3","namespace":"default","operation":"CREATE","userInfo":{{"username":"system:serviceaccount:kube-system:statefulset-controller"}},"object":{object},"oldObject":null,"dryRun":false,"options":{{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1"}}}}}}"#
     )
     .into_bytes()
+}
+
+/// `create` (a StatefulSet CREATE) as the UPDATE of that StatefulSet from an older image: a
+/// rollout, the old object viewed and judged (grandfathering) beside the new. `None` when the
+/// body is not shaped so (operation CREATE, `oldObject: null`, a container image).
+fn statefulset_update(create: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(create).ok()?;
+    let review: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut old = review["request"]["object"].clone();
+    let image = old.pointer_mut("/spec/template/spec/containers/0/image")?;
+    *image = format!("{}-previous", image.as_str()?).into();
+    // Only the two values change: the body keeps kube-apiserver's field order.
+    let text = replace_value(text, "operation", "\"CREATE\"", "\"UPDATE\"")?;
+    let text = replace_value(&text, "oldObject", "null", &old.to_string())?;
+    Some(text.into_bytes())
+}
+
+/// `text` with the first `"key": value` whose value is `old` given the value `new`.
+fn replace_value(text: &str, key: &str, old: &str, new: &str) -> Option<String> {
+    let key_at = text.find(&format!("\"{key}\""))? + key.len() + 2;
+    let rest = &text[key_at..];
+    let value_at = key_at + rest.find(|c: char| c != ':' && !c.is_whitespace())?;
+    text[value_at..].starts_with(old).then(|| {
+        format!(
+            "{}{new}{}",
+            &text[..value_at],
+            &text[value_at + old.len()..]
+        )
+    })
 }
 
 struct Measured {
@@ -116,6 +146,11 @@ fn main() {
     ] {
         let path = kit.join(format!("{name}.json"));
         let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if name == "sts-create-ok"
+            && let Some(update) = statefulset_update(&body)
+        {
+            bodies.push(("sts-update-rollout".to_string(), update));
+        }
         bodies.push((name.to_string(), body));
     }
     let only = std::env::var("STS_GUARD_BENCH_ONLY").unwrap_or_default();
