@@ -187,6 +187,11 @@ struct RawForceDelete {
     allowed_groups: Option<Vec<String>>,
 }
 
+/// A namespace name is a DNS label: a subdomain of one label.
+pub fn valid_namespace_name(s: &str) -> bool {
+    valid_dns_subdomain(s) && !s.contains('.')
+}
+
 fn valid_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
@@ -356,7 +361,7 @@ fn set_rule(config: &mut Config, id: &str, raw: serde_json::Value) -> Result<(),
 
 fn excluded_namespaces(namespaces: Vec<String>) -> Result<HashSet<String>, Invalid> {
     for (i, ns) in namespaces.iter().enumerate() {
-        if !valid_dns_subdomain(ns) || ns.contains('.') {
+        if !valid_namespace_name(ns) {
             return Err((
                 format!("excludedNamespaces[{i}]"),
                 format!("{ns:?} is not a valid namespace name"),

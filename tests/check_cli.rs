@@ -269,6 +269,24 @@ fn unreadable_input_exits_2_naming_file_and_line() {
 }
 
 #[test]
+fn a_namespace_flag_that_names_no_namespace_exits_2_naming_the_flag() {
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: None}\n";
+    for bad in ["", "Team-A", "team.a", "-team"] {
+        let out = run_check(&[&format!("--namespace={bad}"), "-"], Some(service));
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--namespace") && err.contains("not a namespace name"),
+            "{bad:?}: {err}"
+        );
+    }
+    let out = run_check(&["--namespace", "team-a", "-o", "json", "-"], Some(service));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["objects"][0]["namespace"], "team-a", "{report}");
+}
+
+#[test]
 fn kubectl_list_and_other_kinds() {
     let list = r#"{"apiVersion":"v1","kind":"List","items":[
         {"apiVersion":"v1","kind":"Service","metadata":{"name":"nginx"},"spec":{"clusterIP":"None","selector":{"app":"nginx"}}},

@@ -1,6 +1,8 @@
 //! `sts-guard check`: manifests in, a report out, and an exit status CI can act on.
 
-use super::{EXIT_UNREADABLE, InputLimitArgs, OutputFormat, load_config, print_verdict};
+use super::{
+    EXIT_UNREADABLE, InputLimitArgs, OutputFormat, load_config, namespace_name, print_verdict,
+};
 use crate::check::check_objects;
 use crate::inventory::load_paths;
 use crate::report;
@@ -13,7 +15,7 @@ pub struct CheckArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<String>,
     /// Namespace of objects that do not name one.
-    #[arg(short, long, default_value = "default", env = "STS_GUARD_NAMESPACE")]
+    #[arg(short, long, default_value = "default", env = "STS_GUARD_NAMESPACE", value_parser = namespace_name)]
     pub namespace: String,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]

@@ -44,6 +44,17 @@ pub enum Command {
     Certs(certs::CertsArgs),
 }
 
+/// `--namespace`: a name the API server accepts for a namespace.
+pub(crate) fn namespace_name(s: &str) -> Result<String, String> {
+    if crate::config::valid_namespace_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a namespace name (a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit)"
+        ))
+    }
+}
+
 pub(crate) fn positive_count(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(v) if v > 0 => Ok(v),

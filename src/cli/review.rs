@@ -1,6 +1,6 @@
 //! `sts-guard review`: one AdmissionReview answered exactly as the server would.
 
-use super::{EXIT_UNREADABLE, InputLimitArgs, load_config, load_inventory};
+use super::{EXIT_UNREADABLE, InputLimitArgs, load_config, load_inventory, namespace_name};
 use crate::engine::Endpoint;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +19,7 @@ pub struct ReviewArgs {
     #[command(flatten)]
     pub limits: InputLimitArgs,
     /// Namespace of manifest objects that do not name one.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = namespace_name)]
     pub namespace: String,
     /// Config file.
     #[arg(long, env = "STS_GUARD_CONFIG")]

@@ -1,6 +1,8 @@
 //! `sts-guard serve`: flags to a running server, signals to a drain.
 
-use super::{InputLimitArgs, load_config, load_inventory, positive_count, positive_seconds};
+use super::{
+    InputLimitArgs, load_config, load_inventory, namespace_name, positive_count, positive_seconds,
+};
 use crate::audit::BackgroundOptions;
 use crate::engine::Evaluator;
 use crate::inventory::ClusterInventory;
@@ -58,7 +60,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
     pub lookup_timeout: f64,
     /// Namespace of manifest objects that do not name one.
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = namespace_name)]
     pub namespace: String,
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = 8 * 1024 * 1024, env = "STS_GUARD_BODY_LIMIT")]
