@@ -759,8 +759,6 @@ impl Audit<'_> {
     }
 }
 
-/// A Service as a request would carry it, rebuilt from its view (everything the rules
-/// read of a Service is in the view).
 /// An API error in one line: what the server said, or why it could not be reached.
 fn describe(err: &kube::Error) -> String {
     let one_line = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -9,7 +9,6 @@ use crate::config::Config;
 use crate::engine::{Decision, Skip, evaluate_created};
 use crate::inventory::{LoadedObject, StaticInventory};
 use crate::report::{CheckReport, ObjectResult, drop_reported_twins};
-use crate::vocabulary::Kind;
 
 /// Checks every StatefulSet and Service among `objects` against `inventory`.
 pub fn check_objects(
@@ -20,18 +19,17 @@ pub fn check_objects(
     let mut results: Vec<ObjectResult> = objects
         .into_iter()
         .map(|o| {
-            let (skipped, decision) = match o.known_kind {
-                Some(Kind::StatefulSet | Kind::Service) => {
-                    let decision = o
-                        .judged(|viewed| {
-                            evaluate_created(&viewed.object_ref(), Ok(viewed), inventory, config)
-                        })
-                        .expect("StatefulSets and Services are kept");
+            let judged = o.judged(|viewed| {
+                evaluate_created(&viewed.object_ref(), Ok(viewed), inventory, config)
+            });
+            let (skipped, decision) = match judged {
+                Some(decision) => {
                     let skipped = (decision.skipped == Some(Skip::ExcludedNamespace))
                         .then_some("excluded namespace");
                     (skipped, decision)
                 }
-                Some(Kind::Node | Kind::Pod) | None => (Some("not checked"), Decision::default()),
+                // Nodes, pods and kinds sts-guard does not read.
+                None => (Some("not checked"), Decision::default()),
             };
             ObjectResult {
                 pos: Some(o.pos),
