@@ -30,7 +30,9 @@
 //!   inventory/    answers lookups: StaticInventory (index.rs: files, audit's lists),
 //!                 ClusterInventory (watch caches, and LiveLookup answers straight from the API
 //!                 server); manifests.rs loads manifest files into an inventory
-//!   model         typed views of objects (ServiceView, StatefulSetView, ...)
+//!   model         typed views of objects (ServiceView, StatefulSetView, ...), each built from
+//!                 a `shaped!` struct that also declares what the decoder keeps for it
+//!   shape         Shape (what a decoder keeps), Checked fields, the `shaped!` declaration
 //!   manifest      files and stdin to objects with their positions
 //!   request       the shaped decoder: an AdmissionReview's envelope, and of objects (under
 //!                 review or watched) only the parts a handler reads
@@ -80,5 +82,6 @@ pub mod report;
 pub mod request;
 pub mod rules;
 pub mod server;
+pub mod shape;
 pub mod vocabulary;
 pub mod yaml;

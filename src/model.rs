@@ -5,11 +5,14 @@
 //! `DynamicObject`; a field of the wrong type is a [`FieldError`] naming its path, never a
 //! silent default.
 
+use crate::shape::{Checked, Found, Shape, StrMap, checked, shaped};
+pub use crate::shape::{FieldError, clip};
 use crate::vocabulary::Kind;
 pub use crate::vocabulary::ObjectRef;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::DynamicObject;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -360,15 +363,6 @@ impl Ownership {
     }
 }
 
-/// A field that is present but not of the type Kubernetes defines for it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: expected {expected}, found {found}")]
-pub struct FieldError {
-    pub path: String,
-    pub expected: &'static str,
-    pub found: String,
-}
-
 /// True when every pair of `selector` is among `labels` (set inclusion).
 pub fn selector_matches(selector: &impl LabelMap, labels: &impl LabelMap) -> bool {
     selector.pairs().all(|(k, v)| labels.label(k) == Some(v))
@@ -443,51 +437,6 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An int32 field of the API (replicas, ordinals, partitions): a larger number is not one
-    /// the API server stores, and sums of int32 values cannot overflow.
-    pub fn int32(&self, path: &str) -> Result<Option<i64>, FieldError> {
-        match self.int(path)? {
-            Some(v) if i32::try_from(v).is_err() => Err(FieldError {
-                path: path.to_string(),
-                expected: "an integer that fits in 32 bits",
-                found: v.to_string(),
-            }),
-            other => Ok(other),
-        }
-    }
-
-    pub fn labels(&self, path: &str) -> Result<Labels, FieldError> {
-        match self.lookup(path)? {
-            None => Ok(Labels::new()),
-            Some(Value::Object(map)) => map
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => Ok((k.clone(), s.clone())),
-                    other => Err(wrong(&format!("{path}.{k}"), "a string", other)),
-                })
-                .collect(),
-            Some(other) => Err(wrong(path, "a map of strings", other)),
-        }
-    }
-
-    /// Like [`Fields::labels`], as the compact interned form views keep.
-    pub fn label_set(&self, path: &str) -> Result<LabelSet, FieldError> {
-        match self.lookup(path)? {
-            None => Ok(LabelSet::new()),
-            Some(Value::Object(map)) => {
-                let mut pairs = Vec::with_capacity(map.len());
-                for (k, v) in map {
-                    match v {
-                        Value::String(s) => pairs.push((k.as_str(), s.as_str())),
-                        other => return Err(wrong(&format!("{path}.{k}"), "a string", other)),
-                    }
-                }
-                Ok(LabelSet::from_pairs(pairs))
-            }
-            Some(other) => Err(wrong(path, "a map of strings", other)),
-        }
-    }
-
     pub fn array(&self, path: &str) -> Result<&'a [Value], FieldError> {
         match self.lookup(path)? {
             None => Ok(&[]),
@@ -497,28 +446,8 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// `text` cut to at most `max` characters, marked with an ellipsis where it was cut.
-pub fn clip(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_string(),
-        Some((end, _)) => format!("{}… ({} bytes in all)", &text[..end], text.len()),
-    }
-}
-
 fn wrong(path: &str, expected: &'static str, found: &Value) -> FieldError {
-    let found = match found {
-        Value::Null => "null".to_string(),
-        Value::Bool(b) => format!("boolean {b}"),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(s) => format!("string {:?}", clip(s, 100)),
-        Value::Array(_) => "a list".to_string(),
-        Value::Object(_) => "a map".to_string(),
-    };
-    FieldError {
-        path: path.to_string(),
-        expected,
-        found,
-    }
+    Found::of(found).at(path, expected)
 }
 
 fn name_and_namespace(meta: &ObjectMeta, default_namespace: &str) -> (Box<str>, Arc<str>) {
@@ -531,6 +460,112 @@ fn name_and_namespace(meta: &ObjectMeta, default_namespace: &str) -> (Box<str>, 
         meta.name.as_deref().unwrap_or_default().into(),
         intern(namespace),
     )
+}
+
+shaped! {
+    /// A Service's spec as [`ServiceView`] reads it.
+    pub struct ServiceViewSpec<'a> {
+        #[serde(borrow)]
+        "clusterIP" cluster_ip: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "type" service_type: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "selector" selector: Checked<StrMap<'a>> => Shape::All,
+    }
+}
+
+shaped! {
+    /// A StatefulSet's spec as [`StatefulSetView`] reads it.
+    pub struct StatefulSetViewSpec<'a> {
+        #[serde(borrow)]
+        "serviceName" service_name: Checked<Cow<'a, str>> => Shape::All,
+        "replicas" replicas: Checked<i64> => Shape::All,
+        #[serde(borrow)]
+        "selector" selector: Checked<LabelSelector<'a>> => LabelSelector::SHAPE,
+        #[serde(borrow)]
+        "template" template: Checked<TemplateLabels<'a>> => TemplateLabels::SHAPE,
+        #[serde(borrow)]
+        "ordinals" ordinals: Checked<Ordinals<'a>> => Ordinals::SHAPE,
+        #[serde(borrow)]
+        "podManagementPolicy" pod_management_policy: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "updateStrategy" update_strategy: Checked<UpdateStrategy<'a>> => UpdateStrategy::SHAPE,
+    }
+}
+
+shaped! {
+    pub struct LabelSelector<'a> {
+        #[serde(borrow)]
+        "matchLabels" match_labels: Checked<StrMap<'a>> => Shape::All,
+    }
+}
+
+shaped! {
+    /// The pod template as far as a view reads it: its labels.
+    pub struct TemplateLabels<'a> {
+        #[serde(borrow)]
+        "metadata" metadata: Checked<LabelsOnly<'a>> => LabelsOnly::SHAPE,
+    }
+}
+
+shaped! {
+    pub struct LabelsOnly<'a> {
+        #[serde(borrow)]
+        "labels" labels: Checked<StrMap<'a>> => Shape::All,
+    }
+}
+
+shaped! {
+    pub struct Ordinals<'a> {
+        "start" start: Checked<i64> => Shape::All,
+    }
+}
+
+shaped! {
+    pub struct UpdateStrategy<'a> {
+        #[serde(borrow)]
+        "type" kind: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "rollingUpdate" rolling_update: Checked<RollingUpdate<'a>> => RollingUpdate::SHAPE,
+    }
+}
+
+shaped! {
+    pub struct RollingUpdate<'a> {
+        "partition" partition: Checked<i64> => Shape::All,
+    }
+}
+
+shaped! {
+    /// A Node's spec as [`NodeView`] reads it.
+    pub struct NodeViewSpec<'a> {
+        #[serde(borrow)]
+        "taints" taints: Checked<Vec<Checked<Taint<'a>>>> => Shape::Each(&Taint::SHAPE),
+    }
+}
+
+shaped! {
+    pub struct Taint<'a> {
+        #[serde(borrow)]
+        "key" key: Checked<Cow<'a, str>> => Shape::All,
+    }
+}
+
+/// Labels or a selector read from a [`StrMap`], as the compact interned form views keep; a
+/// value that is not a string is named by its key.
+fn label_set(map: &Checked<StrMap>, path: &str) -> Result<LabelSet, FieldError> {
+    let Some(map) = map.get(path)? else {
+        return Ok(LabelSet::new());
+    };
+    let mut pairs = Vec::with_capacity(map.0.len());
+    for (key, value) in &map.0 {
+        match value {
+            Checked::Found(value) => pairs.push((&**key, &**value)),
+            Checked::Wrong(found) => return Err(found.at(&format!("{path}.{key}"), "a string")),
+            Checked::Absent => return Err(Found::Null.at(&format!("{path}.{key}"), "a string")),
+        }
+    }
+    Ok(LabelSet::from_pairs(pairs))
 }
 
 /// What the rules need to know of a Service.
@@ -548,13 +583,19 @@ pub struct ServiceView {
 impl ServiceView {
     pub fn from_object(obj: &DynamicObject, default_namespace: &str) -> Result<Self, FieldError> {
         let (name, namespace) = name_and_namespace(&obj.metadata, default_namespace);
-        let f = Fields::new(&obj.data);
+        let spec: Checked<ServiceViewSpec> = checked(obj.data.get("spec"));
         Ok(ServiceView {
             namespace,
             name,
-            cluster_ip: f.str("spec.clusterIP")?.map(Box::from),
-            service_type: f.str("spec.type")?.map(intern),
-            selector: f.label_set("spec.selector")?,
+            cluster_ip: spec
+                .field("spec", |s| &s.cluster_ip)?
+                .str("spec.clusterIP")?
+                .map(Box::from),
+            service_type: spec
+                .field("spec", |s| &s.service_type)?
+                .str("spec.type")?
+                .map(intern),
+            selector: label_set(spec.field("spec", |s| &s.selector)?, "spec.selector")?,
         })
     }
 
@@ -620,23 +661,51 @@ pub struct StatefulSetView {
 impl StatefulSetView {
     pub fn from_object(obj: &DynamicObject, default_namespace: &str) -> Result<Self, FieldError> {
         let (name, namespace) = name_and_namespace(&obj.metadata, default_namespace);
-        let f = Fields::new(&obj.data);
+        let spec: Checked<StatefulSetViewSpec> = checked(obj.data.get("spec"));
+        let selector = spec.field("spec", |s| &s.selector)?;
+        let template_meta = spec
+            .field("spec", |s| &s.template)?
+            .field("spec.template", |t| &t.metadata)?;
+        let strategy = spec.field("spec", |s| &s.update_strategy)?;
         Ok(StatefulSetView {
             namespace,
             name,
-            service_name: f.str("spec.serviceName")?.map(Arc::from),
-            replicas: f.int32("spec.replicas")?.unwrap_or(1),
-            selector: f.label_set("spec.selector.matchLabels")?,
-            template_labels: f.label_set("spec.template.metadata.labels")?,
-            ordinals_start: f.int32("spec.ordinals.start")?.unwrap_or(0),
+            service_name: spec
+                .field("spec", |s| &s.service_name)?
+                .str("spec.serviceName")?
+                .map(Arc::from),
+            replicas: spec
+                .field("spec", |s| &s.replicas)?
+                .int32("spec.replicas")?
+                .unwrap_or(1),
+            selector: label_set(
+                selector.field("spec.selector", |s| &s.match_labels)?,
+                "spec.selector.matchLabels",
+            )?,
+            template_labels: label_set(
+                template_meta.field("spec.template.metadata", |m| &m.labels)?,
+                "spec.template.metadata.labels",
+            )?,
+            ordinals_start: spec
+                .field("spec", |s| &s.ordinals)?
+                .field("spec.ordinals", |o| &o.start)?
+                .int32("spec.ordinals.start")?
+                .unwrap_or(0),
             pod_management_policy: intern(
-                f.str("spec.podManagementPolicy")?.unwrap_or("OrderedReady"),
+                spec.field("spec", |s| &s.pod_management_policy)?
+                    .str("spec.podManagementPolicy")?
+                    .unwrap_or("OrderedReady"),
             ),
             update_strategy: intern(
-                f.str("spec.updateStrategy.type")?
+                strategy
+                    .field("spec.updateStrategy", |u| &u.kind)?
+                    .str("spec.updateStrategy.type")?
                     .unwrap_or("RollingUpdate"),
             ),
-            partition: f.int32("spec.updateStrategy.rollingUpdate.partition")?,
+            partition: strategy
+                .field("spec.updateStrategy", |u| &u.rolling_update)?
+                .field("spec.updateStrategy.rollingUpdate", |r| &r.partition)?
+                .int32("spec.updateStrategy.rollingUpdate.partition")?,
             ownership: Ownership::from_meta(&obj.metadata),
         })
     }
@@ -681,13 +750,19 @@ pub struct NodeView {
 
 impl NodeView {
     pub fn from_object(obj: &DynamicObject) -> Result<Self, FieldError> {
-        let f = Fields::new(&obj.data);
+        let spec: Checked<NodeViewSpec> = checked(obj.data.get("spec"));
         let mut out_of_service = false;
-        for (i, taint) in f.array("spec.taints")?.iter().enumerate() {
-            let key = Fields::new(taint).str("key").map_err(|mut e| {
-                e.path = format!("spec.taints[{i}].{}", e.path);
-                e
-            })?;
+        let taints = spec.field("spec", |s| &s.taints)?.get("spec.taints")?;
+        for (i, taint) in taints.into_iter().flatten().enumerate() {
+            // Paths are written only for an error: a node has few taints, a cluster many nodes.
+            let key = match taint.field("", |t| &t.key).and_then(|key| key.str("key")) {
+                Ok(key) => key,
+                Err(mut e) => {
+                    let dot = if e.path.is_empty() { "" } else { "." };
+                    e.path = format!("spec.taints[{i}]{dot}{}", e.path);
+                    return Err(e);
+                }
+            };
             out_of_service |= key == Some(OUT_OF_SERVICE_TAINT);
         }
         Ok(NodeView {

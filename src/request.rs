@@ -23,6 +23,8 @@ use crate::model::{
     HELM_RELEASE_NAME_ANNOTATION, HELM_RELEASE_NAMESPACE_ANNOTATION, INSTANCE_LABEL,
     MANAGED_BY_LABEL,
 };
+use crate::model::{NodeViewSpec, ServiceViewSpec, StatefulSetViewSpec};
+pub use crate::shape::Shape;
 use crate::vocabulary::{Endpoint, Kind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::{DynamicObject, TypeMeta};
@@ -34,20 +36,7 @@ use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 use std::fmt;
 
-/// Which parts of a JSON value to keep.
-#[derive(Debug)]
-pub enum Shape {
-    /// The whole value.
-    All,
-    /// Of a map, these keys with their shapes; the others are skipped.
-    Fields(&'static [(&'static str, Shape)]),
-    /// Of a list, every item with this shape.
-    Each(&'static Shape),
-    /// Of a map, the keys that start with one of these prefixes, whole.
-    Prefixed(&'static [&'static str]),
-}
-
-use Shape::{All, Each, Fields, Prefixed};
+use Shape::{All, Both, Each, Fields, Prefixed};
 
 /// The annotations [`Ownership`](crate::model::Ownership) reads.
 const OWNERSHIP_ANNOTATIONS: &[&str] = &[
@@ -114,36 +103,17 @@ const WATCHED_STATEFULSET_METADATA: Shape = Fields(&[
     ),
 ]);
 
-/// The fields of a StatefulSet's spec that [`StatefulSetView`](crate::model::StatefulSetView)
-/// reads.
-macro_rules! statefulset_view_spec {
-    ($($more:tt)*) => {
-        Fields(&[
-            ("serviceName", All),
-            ("replicas", All),
-            ("selector", Fields(&[("matchLabels", All)])),
-            ("ordinals", Fields(&[("start", All)])),
-            ("podManagementPolicy", All),
-            (
-                "updateStrategy",
-                Fields(&[("type", All), ("rollingUpdate", Fields(&[("partition", All)]))]),
-            ),
-            $($more)*
-        ])
-    };
-}
-
 /// Whether a probe is there: present, it is kept as an empty map.
 const PRESENCE: Shape = Fields(&[]);
 
 /// A StatefulSet as the validating rules read it: the view, the pod template's grace period
 /// and probes, the storage rules' volumes and claim templates, and the retention policy.
-const STATEFULSET_SPEC: Shape = statefulset_view_spec!(
-    (
-        "template",
-        Fields(&[
-            ("metadata", Fields(&[("labels", All)])),
-            (
+const STATEFULSET_SPEC: Shape = Both(
+    &StatefulSetViewSpec::SHAPE,
+    &Fields(&[
+        (
+            "template",
+            Fields(&[(
                 "spec",
                 Fields(&[
                     (
@@ -170,35 +140,34 @@ const STATEFULSET_SPEC: Shape = statefulset_view_spec!(
                         ])),
                     ),
                 ]),
-            ),
-        ]),
-    ),
-    (
-        "volumeClaimTemplates",
-        Each(&Fields(&[("metadata", Fields(&[("name", All)]))]))
-    ),
-    ("persistentVolumeClaimRetentionPolicy", All),
+            )]),
+        ),
+        CLAIM_TEMPLATE_NAMES,
+        ("persistentVolumeClaimRetentionPolicy", All),
+    ]),
 );
 
 /// The same, with the whole pod template: an UPDATE compares the old template with the new.
-const STATEFULSET_SPEC_WHOLE_TEMPLATE: Shape = statefulset_view_spec!(
-    ("template", All),
-    (
-        "volumeClaimTemplates",
-        Each(&Fields(&[("metadata", Fields(&[("name", All)]))]))
-    ),
-    ("persistentVolumeClaimRetentionPolicy", All),
+const STATEFULSET_SPEC_WHOLE_TEMPLATE: Shape = Both(
+    &StatefulSetViewSpec::SHAPE,
+    &Fields(&[
+        ("template", All),
+        CLAIM_TEMPLATE_NAMES,
+        ("persistentVolumeClaimRetentionPolicy", All),
+    ]),
+);
+
+const CLAIM_TEMPLATE_NAMES: (&str, Shape) = (
+    "volumeClaimTemplates",
+    Each(&Fields(&[("metadata", Fields(&[("name", All)]))])),
 );
 
 /// A StatefulSet's view alone: as the watches keep it, and as the partition default reads it.
-const STATEFULSET_VIEW_SPEC: Shape = statefulset_view_spec!((
-    "template",
-    Fields(&[("metadata", Fields(&[("labels", All)]))])
-),);
+const STATEFULSET_VIEW_SPEC: Shape = StatefulSetViewSpec::SHAPE;
 
-const SERVICE_SPEC: Shape = Fields(&[("clusterIP", All), ("type", All), ("selector", All)]);
+const SERVICE_SPEC: Shape = ServiceViewSpec::SHAPE;
 
-const NODE_SPEC: Shape = Fields(&[("taints", Each(&Fields(&[("key", All)])))]);
+const NODE_SPEC: Shape = NodeViewSpec::SHAPE;
 
 /// What identity injection reads of a container: its name, the names it already defines and
 /// the envFrom sources that could define more.
@@ -513,7 +482,7 @@ pub fn read_envelope(
 /// Decodes `raw` (an object kept before its plan was known) with `shape`.
 pub fn decode_raw(raw: &RawValue, shape: &Shape) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    Shaped(shape).deserialize(&mut de)
+    Shaped::new(shape).deserialize(&mut de)
 }
 
 /// Decodes one object of the API with `shape`: the watches' list items and events.
@@ -521,7 +490,7 @@ pub fn decode_object<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
     shape: &Shape,
 ) -> Result<Value, D::Error> {
-    Shaped(shape).deserialize(deserializer)
+    Shaped::new(shape).deserialize(deserializer)
 }
 
 /// A decoded object (of a request, a watch or a manifest) as the `DynamicObject` the views
@@ -677,7 +646,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_, 'de> {
                             } else {
                                 plan.old_object
                             };
-                            ObjectSlot::Decoded(map.next_value_seed(Shaped(shape))?)
+                            ObjectSlot::Decoded(map.next_value_seed(Shaped::new(shape))?)
                         }
                         // No handler reads this request: once the envelope is complete, it is
                         // answered without reading further.
@@ -808,21 +777,94 @@ impl<'de> serde::Deserialize<'de> for UserInfoDe<'de> {
     }
 }
 
+/// A shape as the decoder walks it: one, or two merged where a [`Shape::Both`] was met.
+#[derive(Clone, Copy)]
+enum Keep<'s> {
+    One(&'s Shape),
+    Two(&'s Shape, &'s Shape),
+}
+
+impl<'s> Keep<'s> {
+    fn of(shape: &'s Shape) -> Keep<'s> {
+        match shape {
+            Both(a, b) => Keep::Two(a, b),
+            shape => Keep::One(shape),
+        }
+    }
+
+    /// Keeps the value as it is.
+    fn whole(self) -> bool {
+        match self {
+            Keep::One(shape) => matches!(shape, All),
+            Keep::Two(a, b) => Keep::of(a).whole() || Keep::of(b).whole(),
+        }
+    }
+
+    /// Two merged answers for a field or an item. Where both sides are merges themselves the
+    /// whole value is kept: more than either asks, never less.
+    fn merged(a: Option<Keep<'s>>, b: Option<Keep<'s>>) -> Option<Keep<'s>> {
+        match (a, b) {
+            (Some(x), None) | (None, Some(x)) => Some(x),
+            (None, None) => None,
+            (Some(Keep::One(x)), Some(Keep::One(y))) => Some(Keep::Two(x, y)),
+            (Some(_), Some(_)) => Some(Keep::One(&All)),
+        }
+    }
+
+    /// What to keep of the value under `key` of a map; `None`: skip it.
+    fn field(self, key: &str) -> Option<Keep<'s>> {
+        match self {
+            Keep::One(Fields(fields)) => fields
+                .iter()
+                .find(|(name, _)| *name == key)
+                .map(|(_, shape)| Keep::of(shape)),
+            Keep::One(Prefixed(prefixes)) => prefixes
+                .iter()
+                .any(|prefix| key.starts_with(prefix))
+                .then_some(Keep::One(&All)),
+            Keep::One(&Both(a, b)) | Keep::Two(a, b) => {
+                Keep::merged(Keep::of(a).field(key), Keep::of(b).field(key))
+            }
+            // A map where a list belongs: only its type is ever read.
+            Keep::One(All | Each(_)) => None,
+        }
+    }
+
+    /// What to keep of each item of a list; `None`: a list where a map belongs, whose items
+    /// are never read, only its type.
+    fn item(self) -> Option<Keep<'s>> {
+        match self {
+            Keep::One(Each(item)) => Some(Keep::of(item)),
+            Keep::One(&Both(a, b)) | Keep::Two(a, b) => {
+                Keep::merged(Keep::of(a).item(), Keep::of(b).item())
+            }
+            Keep::One(All | Fields(_) | Prefixed(_)) => None,
+        }
+    }
+}
+
 /// Decodes a value keeping only what `0` names.
-struct Shaped<'s>(&'s Shape);
+struct Shaped<'s>(Keep<'s>);
+
+impl<'s> Shaped<'s> {
+    fn new(shape: &'s Shape) -> Self {
+        Shaped(Keep::of(shape))
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for Shaped<'_> {
     type Value = Value;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        match self.0 {
-            All => serde::Deserialize::deserialize(d),
-            shape => d.deserialize_any(ShapedVisitor(shape)),
+        if self.0.whole() {
+            serde::Deserialize::deserialize(d)
+        } else {
+            d.deserialize_any(ShapedVisitor(self.0))
         }
     }
 }
 
-struct ShapedVisitor<'s>(&'s Shape);
+struct ShapedVisitor<'s>(Keep<'s>);
 
 impl<'de> Visitor<'de> for ShapedVisitor<'_> {
     type Value = Value;
@@ -857,16 +899,15 @@ impl<'de> Visitor<'de> for ShapedVisitor<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        match self.0 {
-            Each(item) => {
+        match self.0.item() {
+            Some(item) => {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
                 while let Some(v) = seq.next_element_seed(Shaped(item))? {
                     items.push(v);
                 }
                 Ok(Value::Array(items))
             }
-            // A list where a map belongs: its items are never read, only its type.
-            _ => {
+            None => {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Value::Array(Vec::new()))
             }
@@ -875,54 +916,18 @@ impl<'de> Visitor<'de> for ShapedVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        match self.0 {
-            Fields(fields) => {
-                while let Some(found) = map.next_key_seed(FieldIndex(fields))? {
-                    match found {
-                        Some(i) => {
-                            let (name, shape) = &fields[i];
-                            let value = map.next_value_seed(Shaped(shape))?;
-                            out.insert((*name).to_string(), value);
-                        }
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            match self.0.field(&key.0) {
+                Some(keep) => {
+                    let value = map.next_value_seed(Shaped(keep))?;
+                    out.insert(key.0.into_owned(), value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
-            Prefixed(prefixes) => {
-                while let Some(key) = map.next_key::<Str<'de>>()? {
-                    if prefixes.iter().any(|prefix| key.0.starts_with(prefix)) {
-                        out.insert(key.0.into_owned(), map.next_value()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            // A map where a list belongs: only its type is ever read.
-            Each(_) | All => while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {},
         }
         Ok(Value::Object(out))
-    }
-}
-
-/// A map key: the index of the shape's field it names, `None` for any other key.
-struct FieldIndex(&'static [(&'static str, Shape)]);
-
-impl<'de> DeserializeSeed<'de> for FieldIndex {
-    type Value = Option<usize>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldIndex {
-    type Value = Option<usize>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string key")
-    }
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.iter().position(|(name, _)| *name == key))
     }
 }
 

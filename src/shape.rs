@@ -1,0 +1,486 @@
+//! What of an object is decoded, declared once with the struct that reads it.
+//!
+//! A view's input is a struct of [`Checked`] fields declared with [`shaped!`], which writes the
+//! struct's serde derive (unknown fields skipped, strings borrowed from the input) and the
+//! [`Shape`] the request and watch decoder keeps of an object for it, from one list of fields.
+//! A [`Checked`] field never fails a decode: a value of the wrong type is kept as a description
+//! of what was there, and becomes a [`FieldError`] naming its path only when a reader reads it,
+//! so a rule that never looks at a field never reports it.
+
+use serde::Deserialize;
+use serde::de::value::SeqAccessDeserializer;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Number, Value};
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// Which parts of a JSON value to keep.
+#[derive(Debug)]
+pub enum Shape {
+    /// The whole value.
+    All,
+    /// Of a map, these keys with their shapes; the others are skipped.
+    Fields(&'static [(&'static str, Shape)]),
+    /// Of a list, every item with this shape.
+    Each(&'static Shape),
+    /// Of a map, the keys that start with one of these prefixes, whole.
+    Prefixed(&'static [&'static str]),
+    /// What either keeps: a view's fields and what the rules beside it read.
+    Both(&'static Shape, &'static Shape),
+}
+
+/// A field that is present but not of the type Kubernetes defines for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: expected {expected}, found {found}")]
+pub struct FieldError {
+    pub path: String,
+    pub expected: &'static str,
+    pub found: String,
+}
+
+/// `text` cut to at most `max` characters, marked with an ellipsis where it was cut.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}… ({} bytes in all)", &text[..end], text.len()),
+    }
+}
+
+/// What stood where a field of another type belongs, as messages describe it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    Null,
+    Bool(bool),
+    Number(Number),
+    /// Clipped.
+    String(Box<str>),
+    List,
+    Map,
+}
+
+impl Found {
+    /// A string, cut short: a wrong value is quoted in a message, and may be megabytes.
+    fn string(text: &str) -> Found {
+        Found::String(clip(text, 100).into())
+    }
+
+    pub fn of(value: &Value) -> Found {
+        match value {
+            Value::Null => Found::Null,
+            Value::Bool(b) => Found::Bool(*b),
+            Value::Number(n) => Found::Number(n.clone()),
+            Value::String(s) => Found::string(s),
+            Value::Array(_) => Found::List,
+            Value::Object(_) => Found::Map,
+        }
+    }
+
+    /// The error for a field at `path` that should have been `expected`.
+    pub fn at(&self, path: &str, expected: &'static str) -> FieldError {
+        FieldError {
+            path: path.to_string(),
+            expected,
+            found: self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Found {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Found::Null => f.write_str("null"),
+            Found::Bool(b) => write!(f, "boolean {b}"),
+            Found::Number(n) => write!(f, "number {n}"),
+            Found::String(s) => write!(f, "string {s:?}"),
+            Found::List => f.write_str("a list"),
+            Found::Map => f.write_str("a map"),
+        }
+    }
+}
+
+/// A field as decoded: absent (or null), of its type, or of another type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Checked<T> {
+    #[default]
+    Absent,
+    Found(T),
+    Wrong(Found),
+}
+
+/// What a field of this type must be, for messages.
+pub trait Expected {
+    const EXPECTED: &'static str;
+}
+
+/// A type a [`Checked`] field can hold: each way in answers `None` when the value is not of
+/// this type (the caller records what it was).
+pub trait Decoded<'de>: Expected + Sized {
+    fn from_str(_text: Cow<'de, str>) -> Option<Self> {
+        None
+    }
+    fn from_number(_number: &Number) -> Option<Self> {
+        None
+    }
+    fn from_bool(_value: bool) -> Option<Self> {
+        None
+    }
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl<T: Expected> Checked<T> {
+    /// The value, `None` when absent or null; of another type, an error naming `path`.
+    pub fn get(&self, path: &str) -> Result<Option<&T>, FieldError> {
+        match self {
+            Checked::Absent => Ok(None),
+            Checked::Found(value) => Ok(Some(value)),
+            Checked::Wrong(found) => Err(found.at(path, T::EXPECTED)),
+        }
+    }
+
+    /// A field of this map (absent when the map is), or an error naming `path` when this is
+    /// not a map: `spec: 5` is a wrong type, not a missing spec.
+    pub fn field<'s, U>(
+        &'s self,
+        path: &str,
+        field: impl FnOnce(&'s T) -> &'s Checked<U>,
+    ) -> Result<&'s Checked<U>, FieldError> {
+        Ok(match self.get(path)? {
+            Some(map) => field(map),
+            None => &Checked::Absent,
+        })
+    }
+}
+
+impl Checked<Cow<'_, str>> {
+    pub fn str(&self, path: &str) -> Result<Option<&str>, FieldError> {
+        Ok(self.get(path)?.map(|s| &**s))
+    }
+}
+
+impl Checked<i64> {
+    pub fn int(&self, path: &str) -> Result<Option<i64>, FieldError> {
+        Ok(self.get(path)?.copied())
+    }
+
+    /// An int32 field of the API (replicas, ordinals, partitions): a larger number is not one
+    /// the API server stores, and sums of int32 values cannot overflow.
+    pub fn int32(&self, path: &str) -> Result<Option<i64>, FieldError> {
+        match self.int(path)? {
+            Some(v) if i32::try_from(v).is_err() => Err(FieldError {
+                path: path.to_string(),
+                expected: "an integer that fits in 32 bits",
+                found: v.to_string(),
+            }),
+            other => Ok(other),
+        }
+    }
+}
+
+impl<'de, T: Decoded<'de>> Deserialize<'de> for Checked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor(PhantomData))
+    }
+}
+
+struct CheckedVisitor<T>(PhantomData<T>);
+
+impl<T> CheckedVisitor<T> {
+    fn or_wrong(found: Option<T>, wrong: impl FnOnce() -> Found) -> Checked<T> {
+        match found {
+            Some(value) => Checked::Found(value),
+            None => Checked::Wrong(wrong()),
+        }
+    }
+}
+
+impl<'de, T: Decoded<'de>> Visitor<'de> for CheckedVisitor<T> {
+    type Value = Checked<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Checked<T>, E> {
+        Ok(Checked::Absent)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Checked<T>, E> {
+        Ok(Checked::Absent)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Checked<T>, D::Error> {
+        Checked::deserialize(d)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Checked<T>, E> {
+        Ok(Self::or_wrong(T::from_bool(v), || Found::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Checked<T>, E> {
+        self.number(v.into())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Checked<T>, E> {
+        self.number(v.into())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Checked<T>, E> {
+        match Number::from_f64(v) {
+            Some(n) => self.number(n),
+            None => Ok(Checked::Absent),
+        }
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Checked<T>, E> {
+        Ok(Self::or_wrong(T::from_str(Cow::Borrowed(v)), || {
+            Found::string(v)
+        }))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Checked<T>, E> {
+        Ok(Self::or_wrong(
+            T::from_str(Cow::Owned(v.to_string())),
+            || Found::string(v),
+        ))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Checked<T>, A::Error> {
+        Ok(Self::or_wrong(T::from_seq(seq)?, || Found::List))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Checked<T>, A::Error> {
+        Ok(Self::or_wrong(T::from_map(map)?, || Found::Map))
+    }
+}
+
+impl<T> CheckedVisitor<T> {
+    fn number<'de, E>(self, n: Number) -> Result<Checked<T>, E>
+    where
+        T: Decoded<'de>,
+    {
+        Ok(match T::from_number(&n) {
+            Some(value) => Checked::Found(value),
+            None => Checked::Wrong(Found::Number(n)),
+        })
+    }
+}
+
+impl Expected for Cow<'_, str> {
+    const EXPECTED: &'static str = "a string";
+}
+
+impl<'de: 'a, 'a> Decoded<'de> for Cow<'a, str> {
+    fn from_str(text: Cow<'de, str>) -> Option<Self> {
+        Some(text)
+    }
+}
+
+impl Expected for i64 {
+    const EXPECTED: &'static str = "an integer";
+}
+
+impl Decoded<'_> for i64 {
+    /// `3.0` is the integer 3, as serde_json's `as_i64`-or-integral-float reading has it.
+    fn from_number(number: &Number) -> Option<Self> {
+        number.as_i64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0)
+                .map(|f| f as i64)
+        })
+    }
+}
+
+impl<T> Expected for Vec<T> {
+    const EXPECTED: &'static str = "a list";
+}
+
+impl<'de, T: Deserialize<'de>> Decoded<'de> for Vec<T> {
+    fn from_seq<A: SeqAccess<'de>>(seq: A) -> Result<Option<Self>, A::Error> {
+        Vec::deserialize(SeqAccessDeserializer::new(seq)).map(Some)
+    }
+}
+
+/// A map of strings (labels, a selector), in the order it came, each value checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StrMap<'a>(pub Vec<(Cow<'a, str>, Checked<Cow<'a, str>>)>);
+
+impl Expected for StrMap<'_> {
+    const EXPECTED: &'static str = "a map of strings";
+}
+
+impl<'de: 'a, 'a> Decoded<'de> for StrMap<'a> {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            pairs.push((key.0, map.next_value()?));
+        }
+        Ok(Some(StrMap(pairs)))
+    }
+}
+
+/// A map key, borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Decodes `Checked<T>` from a value a decoder already kept (a view over a `DynamicObject`'s
+/// data): absent when there is none.
+pub fn checked<'v, T: Decoded<'v>>(value: Option<&'v Value>) -> Checked<T> {
+    match value {
+        None => Checked::Absent,
+        // Reading a `Value` cannot fail: every key is a string, every number a number.
+        Some(value) => Checked::deserialize(value).unwrap_or(Checked::Absent),
+    }
+}
+
+/// Declares a struct of [`Checked`] fields read from a JSON map and, from the same list, the
+/// [`Shape`] (`SHAPE`) that keeps exactly those fields. Each field is
+/// `"jsonName" name: Checked<T> => shape of its value`; a field whose type borrows takes
+/// `#[serde(borrow)]`.
+macro_rules! shaped {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident<'a> {
+            $( $(#[$field_meta:meta])* $key:literal $field:ident : $ty:ty => $shape:expr ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(default)]
+        $vis struct $name<'a> {
+            $( $(#[$field_meta])* #[serde(rename = $key)] pub $field: $ty, )*
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+
+        impl $name<'_> {
+            /// What a decoder keeps of a map for this struct.
+            pub const SHAPE: $crate::shape::Shape =
+                $crate::shape::Shape::Fields(&[$(($key, $shape)),*]);
+        }
+
+        impl $crate::shape::Expected for $name<'_> {
+            const EXPECTED: &'static str = "a map";
+        }
+
+        impl<'de: 'a, 'a> $crate::shape::Decoded<'de> for $name<'a> {
+            fn from_map<A: serde::de::MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+                <Self as serde::Deserialize<'de>>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )
+                .map(Some)
+            }
+        }
+    };
+}
+pub(crate) use shaped;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    shaped! {
+        struct Inner<'a> {
+            #[serde(borrow)]
+            "name" name: Checked<Cow<'a, str>> => Shape::All,
+        }
+    }
+
+    shaped! {
+        struct Outer<'a> {
+            #[serde(borrow)]
+            "inner" inner: Checked<Inner<'a>> => Inner::SHAPE,
+            "count" count: Checked<i64> => Shape::All,
+            #[serde(borrow)]
+            "labels" labels: Checked<StrMap<'a>> => Shape::All,
+            #[serde(borrow)]
+            "items" items: Checked<Vec<Checked<Inner<'a>>>> => Shape::Each(&Inner::SHAPE),
+        }
+    }
+
+    #[test]
+    fn a_shaped_struct_and_its_shape_name_the_same_fields() {
+        let Shape::Fields(fields) = Outer::SHAPE else {
+            panic!("a struct's shape is its fields")
+        };
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["inner", "count", "labels", "items"]);
+    }
+
+    #[test]
+    fn fields_of_their_type_decode_and_strings_are_borrowed() {
+        let text = r#"{"inner": {"name": "web", "x": 1}, "count": 3.0, "labels": {"a": "1"},
+                       "items": [{"name": "a"}], "other": [1, 2]}"#;
+        let outer: Outer = serde_json::from_str(text).unwrap();
+        let name = outer.inner.field("inner", |i| &i.name).unwrap();
+        assert!(matches!(name, Checked::Found(Cow::Borrowed("web"))));
+        assert_eq!(outer.count.int("count").unwrap(), Some(3));
+        let Checked::Found(labels) = &outer.labels else {
+            panic!("labels decode")
+        };
+        assert_eq!(labels.0[0].0, "a");
+        assert_eq!(outer.items.get("items").unwrap().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_wrong_type_is_reported_when_read_and_only_then() {
+        let outer: Outer = serde_json::from_str(
+            r#"{"inner": 5, "count": "three", "labels": [1], "items": {"a": 1}}"#,
+        )
+        .unwrap();
+        let error = |e: FieldError| e.to_string();
+        assert_eq!(
+            error(outer.inner.field("spec.inner", |i| &i.name).unwrap_err()),
+            "spec.inner: expected a map, found number 5"
+        );
+        assert_eq!(
+            error(outer.count.int("count").unwrap_err()),
+            "count: expected an integer, found string \"three\""
+        );
+        assert_eq!(
+            error(outer.labels.get("labels").unwrap_err()),
+            "labels: expected a map of strings, found a list"
+        );
+        assert_eq!(
+            error(outer.items.get("items").unwrap_err()),
+            "items: expected a list, found a map"
+        );
+    }
+
+    #[test]
+    fn absent_and_null_fields_read_as_absent_through_any_depth() {
+        let value = json!({"inner": null});
+        let outer = Outer::deserialize(&value).unwrap();
+        assert_eq!(
+            outer.inner.field("inner", |i| &i.name).unwrap(),
+            &Checked::Absent
+        );
+        assert_eq!(outer.count.int32("count").unwrap(), None);
+    }
+
+    #[test]
+    fn int32_fields_refuse_numbers_the_api_cannot_store() {
+        let value = json!({"count": 3_000_000_000u64});
+        let outer = Outer::deserialize(&value).unwrap();
+        assert_eq!(
+            outer.count.int32("spec.count").unwrap_err().to_string(),
+            "spec.count: expected an integer that fits in 32 bits, found 3000000000"
+        );
+    }
+}
