@@ -5,7 +5,7 @@
 //! `DynamicObject`; a field of the wrong type is a [`FieldError`] naming its path, never a
 //! silent default.
 
-use crate::shape::{Checked, Found, Shape, StrMap, checked, shaped};
+use crate::shape::{Checked, Found, Present, Shape, StrMap, checked, shaped};
 pub use crate::shape::{FieldError, clip};
 use crate::vocabulary::Kind;
 pub use crate::vocabulary::ObjectRef;
@@ -426,17 +426,6 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn int(&self, path: &str) -> Result<Option<i64>, FieldError> {
-        match self.lookup(path)? {
-            None => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-                .map(Some)
-                .ok_or_else(|| wrong(path, "an integer", v)),
-        }
-    }
-
     pub fn array(&self, path: &str) -> Result<&'a [Value], FieldError> {
         match self.lookup(path)? {
             None => Ok(&[]),
@@ -548,6 +537,111 @@ shaped! {
     pub struct Taint<'a> {
         #[serde(borrow)]
         "key" key: Checked<Cow<'a, str>> => Shape::All,
+    }
+}
+
+shaped! {
+    /// What the validating rules read of a StatefulSet's spec beside its view: the pod
+    /// template's grace period, containers and volumes, the claim templates and the retention
+    /// policy.
+    pub struct StatefulSetRuleSpec<'a> {
+        #[serde(borrow)]
+        "template" template: Checked<RulePodTemplate<'a>> => RulePodTemplate::SHAPE,
+        #[serde(borrow)]
+        "volumeClaimTemplates" claim_templates: Checked<Vec<Checked<ClaimTemplate<'a>>>>
+            => Shape::Each(&ClaimTemplate::SHAPE),
+        #[serde(borrow)]
+        "persistentVolumeClaimRetentionPolicy" retention: Checked<RetentionPolicy<'a>>
+            => RetentionPolicy::SHAPE,
+    }
+}
+
+shaped! {
+    pub struct RulePodTemplate<'a> {
+        #[serde(borrow)]
+        "spec" spec: Checked<RulePodSpec<'a>> => RulePodSpec::SHAPE,
+    }
+}
+
+shaped! {
+    pub struct RulePodSpec<'a> {
+        #[serde(borrow)]
+        "volumes" volumes: Checked<Vec<Checked<Volume<'a>>>> => Shape::Each(&Volume::SHAPE),
+        "terminationGracePeriodSeconds" termination_grace_period_seconds: Checked<i64>
+            => Shape::All,
+        #[serde(borrow)]
+        "containers" containers: Checked<Vec<Checked<ProbedContainer<'a>>>>
+            => Shape::Each(&ProbedContainer::SHAPE),
+        #[serde(borrow)]
+        "initContainers" init_containers: Checked<Vec<Checked<ProbedContainer<'a>>>>
+            => Shape::Each(&ProbedContainer::SHAPE),
+    }
+}
+
+shaped! {
+    pub struct Volume<'a> {
+        #[serde(borrow)]
+        "name" name: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "persistentVolumeClaim" persistent_volume_claim: Checked<ClaimSource<'a>>
+            => ClaimSource::SHAPE,
+    }
+}
+
+shaped! {
+    pub struct ClaimSource<'a> {
+        #[serde(borrow)]
+        "claimName" claim_name: Checked<Cow<'a, str>> => Shape::All,
+    }
+}
+
+shaped! {
+    /// A container as far as ordered start reads it: whether it gates readiness.
+    pub struct ProbedContainer<'a> {
+        #[serde(borrow)]
+        "restartPolicy" restart_policy: Checked<Cow<'a, str>> => Shape::All,
+        "readinessProbe" readiness_probe: Checked<Present> => Present::SHAPE,
+        "startupProbe" startup_probe: Checked<Present> => Present::SHAPE,
+    }
+}
+
+shaped! {
+    pub struct ClaimTemplate<'a> {
+        #[serde(borrow)]
+        "metadata" metadata: Checked<NameOnly<'a>> => NameOnly::SHAPE,
+    }
+}
+
+shaped! {
+    pub struct NameOnly<'a> {
+        #[serde(borrow)]
+        "name" name: Checked<Cow<'a, str>> => Shape::All,
+    }
+}
+
+shaped! {
+    pub struct RetentionPolicy<'a> {
+        #[serde(borrow)]
+        "whenDeleted" when_deleted: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "whenScaled" when_scaled: Checked<Cow<'a, str>> => Shape::All,
+    }
+}
+
+shaped! {
+    /// A pod under DELETE, as `pod-force-delete` reads its spec.
+    pub struct PodDeleteSpec<'a> {
+        #[serde(borrow)]
+        "nodeName" node_name: Checked<Cow<'a, str>> => Shape::All,
+        "terminationGracePeriodSeconds" termination_grace_period_seconds: Checked<i64>
+            => Shape::All,
+    }
+}
+
+shaped! {
+    pub struct PodPhase<'a> {
+        #[serde(borrow)]
+        "phase" phase: Checked<Cow<'a, str>> => Shape::All,
     }
 }
 

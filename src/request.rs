@@ -23,7 +23,10 @@ use crate::model::{
     HELM_RELEASE_NAME_ANNOTATION, HELM_RELEASE_NAMESPACE_ANNOTATION, INSTANCE_LABEL,
     MANAGED_BY_LABEL,
 };
-use crate::model::{NodeViewSpec, ServiceViewSpec, StatefulSetViewSpec};
+use crate::model::{
+    NodeViewSpec, PodDeleteSpec, PodPhase, ServiceViewSpec, StatefulSetRuleSpec,
+    StatefulSetViewSpec,
+};
 pub use crate::shape::Shape;
 use crate::vocabulary::{Endpoint, Kind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -103,63 +106,13 @@ const WATCHED_STATEFULSET_METADATA: Shape = Fields(&[
     ),
 ]);
 
-/// Whether a probe is there: present, it is kept as an empty map.
-const PRESENCE: Shape = Fields(&[]);
-
-/// A StatefulSet as the validating rules read it: the view, the pod template's grace period
-/// and probes, the storage rules' volumes and claim templates, and the retention policy.
-const STATEFULSET_SPEC: Shape = Both(
-    &StatefulSetViewSpec::SHAPE,
-    &Fields(&[
-        (
-            "template",
-            Fields(&[(
-                "spec",
-                Fields(&[
-                    (
-                        "volumes",
-                        Each(&Fields(&[
-                            ("name", All),
-                            ("persistentVolumeClaim", Fields(&[("claimName", All)])),
-                        ])),
-                    ),
-                    ("terminationGracePeriodSeconds", All),
-                    (
-                        "containers",
-                        Each(&Fields(&[
-                            ("readinessProbe", PRESENCE),
-                            ("startupProbe", PRESENCE),
-                        ])),
-                    ),
-                    (
-                        "initContainers",
-                        Each(&Fields(&[
-                            ("restartPolicy", All),
-                            ("readinessProbe", PRESENCE),
-                            ("startupProbe", PRESENCE),
-                        ])),
-                    ),
-                ]),
-            )]),
-        ),
-        CLAIM_TEMPLATE_NAMES,
-        ("persistentVolumeClaimRetentionPolicy", All),
-    ]),
-);
+/// A StatefulSet as the validating rules read it: the view and what the rules read beside it.
+const STATEFULSET_SPEC: Shape = Both(&StatefulSetViewSpec::SHAPE, &StatefulSetRuleSpec::SHAPE);
 
 /// The same, with the whole pod template: an UPDATE compares the old template with the new.
 const STATEFULSET_SPEC_WHOLE_TEMPLATE: Shape = Both(
     &StatefulSetViewSpec::SHAPE,
-    &Fields(&[
-        ("template", All),
-        CLAIM_TEMPLATE_NAMES,
-        ("persistentVolumeClaimRetentionPolicy", All),
-    ]),
-);
-
-const CLAIM_TEMPLATE_NAMES: (&str, Shape) = (
-    "volumeClaimTemplates",
-    Each(&Fields(&[("metadata", Fields(&[("name", All)]))])),
+    &Both(&StatefulSetRuleSpec::SHAPE, &Fields(&[("template", All)])),
 );
 
 /// A StatefulSet's view alone: as the watches keep it, and as the partition default reads it.
@@ -255,11 +208,7 @@ const SERVICE: &Shape = object_shape!(METADATA, SERVICE_SPEC);
 const SERVICE_DELETE: &Shape =
     &Fields(&[("apiVersion", All), ("kind", All), ("metadata", METADATA)]);
 const POD_CREATE: &Shape = object_shape!(METADATA, POD_CREATE_SPEC);
-const POD_DELETE: &Shape = object_shape!(
-    METADATA,
-    Fields(&[("nodeName", All), ("terminationGracePeriodSeconds", All)]),
-    Fields(&[("phase", All)])
-);
+const POD_DELETE: &Shape = object_shape!(METADATA, PodDeleteSpec::SHAPE, PodPhase::SHAPE);
 
 /// The shapes the cluster inventory decodes watched objects with.
 pub const WATCHED_SERVICE: &Shape = object_shape!(WATCHED_METADATA, SERVICE_SPEC);

@@ -159,6 +159,37 @@ impl<T: Expected> Checked<T> {
     }
 }
 
+impl<T: Expected> Checked<T> {
+    /// An item of the list at `list`, `None` when null; of another type, an error naming
+    /// `list[index]` (written only then).
+    pub fn item(&self, list: &str, index: usize) -> Result<Option<&T>, FieldError> {
+        match self {
+            Checked::Wrong(found) => Err(found.at(&format!("{list}[{index}]"), T::EXPECTED)),
+            checked => checked.get(""),
+        }
+    }
+
+    /// Present and not null, whatever its type.
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Checked::Absent)
+    }
+}
+
+impl<T> Checked<Vec<T>> {
+    /// The items, none when absent or null; of another type, an error naming `path`.
+    pub fn items(&self, path: &str) -> Result<&[T], FieldError> {
+        Ok(self.get(path)?.map_or(&[], Vec::as_slice))
+    }
+}
+
+impl FieldError {
+    /// The same error of a field of item `index` of the list at `list`.
+    pub fn within(mut self, list: &str, index: usize) -> Self {
+        self.path = format!("{list}[{index}].{}", self.path);
+        self
+    }
+}
+
 impl Checked<Cow<'_, str>> {
     pub fn str(&self, path: &str) -> Result<Option<&str>, FieldError> {
         Ok(self.get(path)?.map(|s| &**s))
@@ -295,6 +326,39 @@ impl<T> Expected for Vec<T> {
 impl<'de, T: Deserialize<'de>> Decoded<'de> for Vec<T> {
     fn from_seq<A: SeqAccess<'de>>(seq: A) -> Result<Option<Self>, A::Error> {
         Vec::deserialize(SeqAccessDeserializer::new(seq)).map(Some)
+    }
+}
+
+/// A field whose presence alone is read (a probe): any value but null.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Present;
+
+impl Present {
+    /// Keeps a map as an empty one: its type is all a reader asks.
+    pub const SHAPE: Shape = Shape::Fields(&[]);
+}
+
+impl Expected for Present {
+    const EXPECTED: &'static str = "any value";
+}
+
+impl<'de> Decoded<'de> for Present {
+    fn from_str(_text: Cow<'de, str>) -> Option<Self> {
+        Some(Present)
+    }
+    fn from_number(_number: &Number) -> Option<Self> {
+        Some(Present)
+    }
+    fn from_bool(_value: bool) -> Option<Self> {
+        Some(Present)
+    }
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Some(Present))
+    }
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Some(Present))
     }
 }
 

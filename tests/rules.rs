@@ -1000,3 +1000,76 @@ fn lookup_errors_follow_on_lookup_error() {
         "a force delete whose node cannot be looked up is not waved through"
     );
 }
+
+/// A wrong type in what the rules read beside the view is named with its path (and the item's
+/// index), and only where a rule reads it: ordered start reads containers only with more than
+/// one replica, storage reads volumes only then too.
+#[test]
+fn wrong_types_in_the_pod_template_and_storage_are_named_where_rules_read_them() {
+    let inv = inventory(&[svc("nginx")]);
+    let invalid = |obj: Obj| validate_create(&obj, &inv).denial_message();
+    let prefix = "StatefulSet default/web: invalid object: ";
+    for (path, value, error) in [
+        (
+            "spec.template.spec.containers",
+            json!(5),
+            "spec.template.spec.containers: expected a list, found number 5",
+        ),
+        (
+            "spec.template.spec.initContainers",
+            json!([5]),
+            "spec.template.spec.initContainers[0]: expected a map, found number 5",
+        ),
+        (
+            "spec.template.spec.initContainers",
+            json!([{"name": "a"}, {"restartPolicy": 1}]),
+            "spec.template.spec.initContainers[1].restartPolicy: expected a string, found number 1",
+        ),
+        (
+            "spec.template.spec.volumes",
+            json!([{"name": "d", "persistentVolumeClaim": {"claimName": 7}}]),
+            "spec.template.spec.volumes[0].persistentVolumeClaim.claimName: expected a string, found number 7",
+        ),
+        (
+            "spec.template.spec.volumes",
+            json!(["data"]),
+            "spec.template.spec.volumes[0]: expected a map, found string \"data\"",
+        ),
+        (
+            "spec.volumeClaimTemplates",
+            json!([{"metadata": {"name": []}}]),
+            "spec.volumeClaimTemplates[0].metadata.name: expected a string, found a list",
+        ),
+        (
+            "spec.persistentVolumeClaimRetentionPolicy",
+            json!({"whenScaled": 3}),
+            "spec.persistentVolumeClaimRetentionPolicy.whenScaled: expected a string, found number 3",
+        ),
+        (
+            "spec.persistentVolumeClaimRetentionPolicy",
+            json!("Delete"),
+            "spec.persistentVolumeClaimRetentionPolicy: expected a map, found string \"Delete\"",
+        ),
+    ] {
+        assert_eq!(
+            invalid(sts("web").set(path, value)),
+            format!("{prefix}{error}"),
+            "{path}"
+        );
+    }
+    // One replica: neither ordered start nor shared storage applies, so neither is read.
+    for (path, value) in [
+        ("spec.template.spec.containers", json!(5)),
+        ("spec.template.spec.volumes", json!(["data"])),
+    ] {
+        let one = sts("web").set("spec.replicas", json!(1)).set(path, value);
+        assert!(validate_create(&one, &inv).allowed(), "{path}");
+    }
+    // A container of another type is one without probes, not an invalid object.
+    let d = validate_create(
+        &sts("web").set("spec.template.spec.containers", json!([5])),
+        &inv,
+    );
+    let fired: Vec<RuleId> = rules_of(&d).into_iter().map(|(rule, _)| rule).collect();
+    assert_eq!(fired, [RuleId::StsReadyOrdering], "{d:?}");
+}

@@ -3,9 +3,10 @@
 use super::{Finding, Findings, Requester, RuleId};
 use crate::inventory::Inventory;
 use crate::model::{
-    ALLOW_FORCE_DELETE_ANNOTATION, FieldError, Fields, OUT_OF_SERVICE_TAINT, annotation_is_true,
-    controlling_statefulset,
+    ALLOW_FORCE_DELETE_ANNOTATION, FieldError, OUT_OF_SERVICE_TAINT, PodDeleteSpec, PodPhase,
+    annotation_is_true, controlling_statefulset,
 };
+use crate::shape::{Checked, checked};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
@@ -95,10 +96,19 @@ pub fn check_pod_delete(
     let Some(statefulset) = controlling_statefulset(pod.meta) else {
         return Ok(());
     };
-    let f = Fields::new(pod.data);
-    let node_name = f.str("spec.nodeName")?.unwrap_or("");
-    let phase = f.str("status.phase")?.unwrap_or("");
-    let spec_grace = f.int("spec.terminationGracePeriodSeconds")?;
+    let spec: Checked<PodDeleteSpec> = checked(pod.data.get("spec"));
+    let status: Checked<PodPhase> = checked(pod.data.get("status"));
+    let node_name = spec
+        .field("spec", |s| &s.node_name)?
+        .str("spec.nodeName")?
+        .unwrap_or("");
+    let phase = status
+        .field("status", |s| &s.phase)?
+        .str("status.phase")?
+        .unwrap_or("");
+    let spec_grace = spec
+        .field("spec", |s| &s.termination_grace_period_seconds)?
+        .int("spec.terminationGracePeriodSeconds")?;
     if safe_because(pod, node_name, phase, allowed, inventory, out).is_some() {
         return Ok(());
     }

@@ -4,9 +4,10 @@ use super::mutate::{PartitionDefaults, staged_rollout};
 use super::{Finding, Findings, Requester, RuleId, join_names};
 use crate::inventory::Inventory;
 use crate::model::{
-    FieldError, Fields, PER_POD_NAMES_NEED_HEADLESS, ServiceView, StatefulSetView, format_labels,
-    selector_matches,
+    FieldError, PER_POD_NAMES_NEED_HEADLESS, RulePodSpec, ServiceView, StatefulSetRuleSpec,
+    StatefulSetView, format_labels, selector_matches,
 };
+use crate::shape::{Checked, checked};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
@@ -56,20 +57,26 @@ pub fn check_statefulset(
         }
     }
     check_partition_range(subject, out);
-    check_pod_lifecycle(subject, out)?;
-    check_storage(subject, out)
+    // Decoded from the kept spec once for both; a wrong type is an error only where read.
+    let spec: Checked<StatefulSetRuleSpec> = checked(subject.data.get("spec"));
+    check_pod_lifecycle(subject, &spec, out)?;
+    check_storage(subject, &spec, out)
 }
 
 /// `sts-zero-grace` and `sts-ready-ordering`: what the pod template makes of deletes and of
 /// ordered start.
 fn check_pod_lifecycle(
     subject: &StatefulSetSubject<'_>,
+    spec: &Checked<StatefulSetRuleSpec>,
     out: &mut Findings,
 ) -> Result<(), FieldError> {
     let sts = subject.view;
-    let f = Fields::new(subject.data);
+    let pod = pod_spec(spec)?;
     let grace = "spec.template.spec.terminationGracePeriodSeconds";
-    if f.int(grace)? == Some(0) {
+    let grace_seconds = pod.field("spec.template.spec", |p| {
+        &p.termination_grace_period_seconds
+    })?;
+    if grace_seconds.int(grace)? == Some(0) {
         out.push(Finding::new(
             RuleId::StsZeroGrace,
             grace,
@@ -82,22 +89,37 @@ fn check_pod_lifecycle(
     if sts.replicas > 1 && &*sts.pod_management_policy == "OrderedReady" {
         let mut gated = false;
         let mut containers = 0;
-        for list in ["containers", "initContainers"] {
-            let path = format!("spec.template.spec.{list}");
-            for (i, container) in f.array(&path)?.iter().enumerate() {
-                let c = Fields::new(container);
+        let pod = pod.get("spec.template.spec")?;
+        for init in [false, true] {
+            let (path, list) = match (init, pod) {
+                (false, Some(p)) => ("spec.template.spec.containers", &p.containers),
+                (true, Some(p)) => ("spec.template.spec.initContainers", &p.init_containers),
+                (_, None) => continue,
+            };
+            for (i, item) in list.items(path)?.iter().enumerate() {
+                // Of the containers, one of another type is read as one without probes.
+                let container = match item {
+                    Checked::Wrong(_) if !init => None,
+                    item => item.item(path, i)?,
+                };
                 // Of the init containers, only sidecars (restartPolicy Always) keep running and
                 // count toward the pod's readiness.
-                if list == "initContainers"
-                    && c.str("restartPolicy").map_err(|e| FieldError {
-                        path: format!("{path}[{i}].{}", e.path),
-                        ..e
-                    })? != Some("Always")
-                {
-                    continue;
+                if init {
+                    let policy = match container {
+                        Some(c) => c
+                            .restart_policy
+                            .str("restartPolicy")
+                            .map_err(|e| e.within(path, i))?,
+                        None => None,
+                    };
+                    if policy != Some("Always") {
+                        continue;
+                    }
                 }
                 containers += 1;
-                gated |= c.get("readinessProbe").is_some() || c.get("startupProbe").is_some();
+                gated |= container.is_some_and(|c| {
+                    c.readiness_probe.is_present() || c.startup_probe.is_present()
+                });
             }
         }
         if containers > 0 && !gated {
@@ -114,6 +136,14 @@ fn check_pod_lifecycle(
         }
     }
     Ok(())
+}
+
+/// `spec.template.spec`, absent when the template or its spec is.
+fn pod_spec<'s>(
+    spec: &'s Checked<StatefulSetRuleSpec>,
+) -> Result<&'s Checked<RulePodSpec<'s>>, FieldError> {
+    spec.field("spec", |s| &s.template)?
+        .field("spec.template", |t| &t.spec)
 }
 
 fn service_missing(
@@ -344,21 +374,30 @@ fn check_partition_range(subject: &StatefulSetSubject<'_>, out: &mut Findings) {
     }
 }
 
-fn check_storage(subject: &StatefulSetSubject<'_>, out: &mut Findings) -> Result<(), FieldError> {
+fn check_storage(
+    subject: &StatefulSetSubject<'_>,
+    spec: &Checked<StatefulSetRuleSpec>,
+    out: &mut Findings,
+) -> Result<(), FieldError> {
     let sts = subject.view;
-    let f = Fields::new(subject.data);
     if sts.replicas > 1 {
-        let templates = claim_template_names(&f)?;
-        for (i, volume) in f.array("spec.template.spec.volumes")?.iter().enumerate() {
-            let v = Fields::new(volume);
-            let at = |e: FieldError| FieldError {
-                path: format!("spec.template.spec.volumes[{i}].{}", e.path),
-                ..e
-            };
-            let Some(claim) = v.str("persistentVolumeClaim.claimName").map_err(at)? else {
+        let templates = claim_template_names(spec)?;
+        let volumes = "spec.template.spec.volumes";
+        let items = pod_spec(spec)?.field("spec.template.spec", |p| &p.volumes)?;
+        for (i, item) in items.items(volumes)?.iter().enumerate() {
+            let Some(volume) = item.item(volumes, i)? else {
                 continue;
             };
-            let volume_name = v.str("name").map_err(at)?.unwrap_or("");
+            let at = |e: FieldError| e.within(volumes, i);
+            let claim = volume
+                .persistent_volume_claim
+                .field("persistentVolumeClaim", |c| &c.claim_name)
+                .and_then(|c| c.str("persistentVolumeClaim.claimName"))
+                .map_err(at)?;
+            let Some(claim) = claim else {
+                continue;
+            };
+            let volume_name = volume.name.str("name").map_err(at)?.unwrap_or("");
             // The StatefulSet controller replaces a template volume named like a claim template
             // with that pod's own claim (`<template>-<pod>`), whatever its source says
             // (pkg/controller/statefulset, updateStorage): nothing is shared. Kubernetes' own
@@ -377,12 +416,29 @@ fn check_storage(subject: &StatefulSetSubject<'_>, out: &mut Findings) -> Result
             ));
         }
     }
-    for (key, what) in [
-        ("whenDeleted", "deleted with the StatefulSet"),
-        ("whenScaled", "deleted when the StatefulSet scales down"),
+    let policy = "spec.persistentVolumeClaimRetentionPolicy";
+    let Some(retention) = spec.field("spec", |s| &s.retention)?.get(policy)? else {
+        return Ok(());
+    };
+    for (key, what, value) in [
+        (
+            "whenDeleted",
+            "deleted with the StatefulSet",
+            &retention.when_deleted,
+        ),
+        (
+            "whenScaled",
+            "deleted when the StatefulSet scales down",
+            &retention.when_scaled,
+        ),
     ] {
-        let path = format!("spec.persistentVolumeClaimRetentionPolicy.{key}");
-        if f.str(&path)? == Some("Delete") {
+        // The path is written only for an error or a finding.
+        let value = value.get("").map_err(|e| FieldError {
+            path: format!("{policy}.{key}"),
+            ..e
+        })?;
+        if value.is_some_and(|v| v == "Delete") {
+            let path = format!("{policy}.{key}");
             out.push(Finding::new(
                 RuleId::StsPvcRetention,
                 path.clone(),
@@ -397,15 +453,21 @@ fn check_storage(subject: &StatefulSetSubject<'_>, out: &mut Findings) -> Result
 }
 
 /// `metadata.name` of every `spec.volumeClaimTemplates` entry.
-fn claim_template_names<'a>(f: &Fields<'a>) -> Result<Vec<&'a str>, FieldError> {
+fn claim_template_names<'s>(
+    spec: &'s Checked<StatefulSetRuleSpec>,
+) -> Result<Vec<&'s str>, FieldError> {
+    let list = "spec.volumeClaimTemplates";
     let mut names = Vec::new();
-    for (i, template) in f.array("spec.volumeClaimTemplates")?.iter().enumerate() {
-        let name = Fields::new(template)
-            .str("metadata.name")
-            .map_err(|e| FieldError {
-                path: format!("spec.volumeClaimTemplates[{i}].{}", e.path),
-                ..e
-            })?;
+    let items = spec.field("spec", |s| &s.claim_templates)?;
+    for (i, item) in items.items(list)?.iter().enumerate() {
+        let Some(template) = item.item(list, i)? else {
+            continue;
+        };
+        let name = template
+            .metadata
+            .field("metadata", |m| &m.name)
+            .and_then(|name| name.str("metadata.name"))
+            .map_err(|e| e.within(list, i))?;
         names.extend(name);
     }
     Ok(names)
