@@ -651,15 +651,21 @@ fn label_set(map: &Checked<StrMap>, path: &str) -> Result<LabelSet, FieldError> 
     let Some(map) = map.get(path)? else {
         return Ok(LabelSet::new());
     };
-    let mut pairs = Vec::with_capacity(map.0.len());
     for (key, value) in &map.0 {
         match value {
-            Checked::Found(value) => pairs.push((&**key, &**value)),
+            Checked::Found(_) => {}
             Checked::Wrong(found) => return Err(found.at(&format!("{path}.{key}"), "a string")),
             Checked::Absent => return Err(Found::Null.at(&format!("{path}.{key}"), "a string")),
         }
     }
-    Ok(LabelSet::from_pairs(pairs))
+    // Every value is a string by now; an exact-size iterator collects in one allocation.
+    Ok(LabelSet::from_pairs(map.0.iter().map(|(key, value)| {
+        let value = match value {
+            Checked::Found(value) => &**value,
+            _ => "",
+        };
+        (&**key, value)
+    })))
 }
 
 /// What the rules need to know of a Service.
