@@ -91,16 +91,17 @@ impl LabelSet {
             .into_iter()
             .map(|(k, v)| (intern(k.as_ref()), intern(v.as_ref())))
             .collect();
-        // Stable sort keeps the input order among equal keys; keep the last of each.
+        // Stable sort keeps the input order among equal keys; keep the last of each, in place
+        // (`later` is removed once it has taken the kept slot).
         list.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(list.len());
-        for pair in list {
-            match out.last_mut() {
-                Some(last) if last.0 == pair.0 => *last = pair,
-                _ => out.push(pair),
+        list.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
             }
-        }
-        LabelSet(out.into_boxed_slice())
+            same
+        });
+        LabelSet(list.into_boxed_slice())
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -951,6 +952,12 @@ mod tests {
         assert!(selector_matches(&other, &labels(&[("a", "1"), ("z", "9")])));
         assert_eq!(format_labels(&set), "a=1,b=3");
         assert_eq!(set.to_labels(), labels(&[("a", "1"), ("b", "3")]));
+    }
+
+    #[test]
+    fn of_a_key_given_many_times_the_last_value_is_kept() {
+        let set = LabelSet::from_pairs([("k", "1"), ("a", "0"), ("k", "2"), ("k", "3")]);
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![("a", "0"), ("k", "3")]);
     }
 
     #[test]
