@@ -21,10 +21,7 @@ use crate::model::{
     ARGOCD_TRACKING_ANNOTATION, FLUX_HELMRELEASE_NAME_LABEL, FLUX_HELMRELEASE_NAMESPACE_LABEL,
     FLUX_KUSTOMIZATION_NAME_LABEL, FLUX_KUSTOMIZATION_NAMESPACE_LABEL,
     HELM_RELEASE_NAME_ANNOTATION, HELM_RELEASE_NAMESPACE_ANNOTATION, INSTANCE_LABEL,
-    MANAGED_BY_LABEL,
-};
-use crate::model::{
-    NodeViewSpec, PodDeleteSpec, PodPhase, ServiceViewSpec, StatefulSetRuleSpec,
+    MANAGED_BY_LABEL, NodeViewSpec, PodDeleteSpec, PodPhase, ServiceViewSpec, StatefulSetRuleSpec,
     StatefulSetViewSpec,
 };
 pub use crate::shape::Shape;
@@ -901,6 +898,55 @@ mod tests {
                 "metadata": {"name": "web-0", "annotations": {"sts-guard.io/canary": "2"}},
                 "spec": {"subdomain": "web", "containers": [{"name": "c", "env": [{"name": "A"}],
                     "envFrom": [{"prefix": "P_", "configMapRef": {"name": "m"}}]}]}})
+        );
+    }
+
+    #[test]
+    fn a_merged_shape_keeps_what_either_side_keeps() {
+        const VIEW: Shape = Fields(&[("t", Fields(&[("labels", All)])), ("n", All)]);
+        const RULES: Shape = Fields(&[
+            ("t", Fields(&[("spec", Fields(&[("grace", All)]))])),
+            ("items", Each(&Fields(&[("name", All)]))),
+        ]);
+        const BOTH: Shape = Both(&VIEW, &RULES);
+        const WHOLE_T: Shape = Both(&VIEW, &Both(&RULES, &Fields(&[("t", All)])));
+        let text = r#"{"t": {"labels": {"a": "1"}, "spec": {"grace": 0, "x": 1}, "other": 2},
+                       "n": 3, "items": [{"name": "i", "y": 1}], "skipped": true}"#;
+        assert_eq!(
+            shaped(text, &BOTH),
+            json!({"t": {"labels": {"a": "1"}, "spec": {"grace": 0}}, "n": 3,
+                   "items": [{"name": "i"}]})
+        );
+        assert_eq!(
+            shaped(text, &WHOLE_T),
+            json!({"t": {"labels": {"a": "1"}, "spec": {"grace": 0, "x": 1}, "other": 2},
+                   "n": 3, "items": [{"name": "i"}]})
+        );
+    }
+
+    #[test]
+    fn a_statefulset_keeps_what_its_view_and_its_rules_read() {
+        let sts = r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"web"},
+            "spec":{"serviceName":"web","replicas":2,"selector":{"matchLabels":{"app":"w"}},
+            "template":{"metadata":{"labels":{"app":"w"},"annotations":{"a":"b"}},
+              "spec":{"terminationGracePeriodSeconds":0,"containers":[{"name":"c","image":"i",
+                "readinessProbe":{"exec":{"command":["true"]}}}],
+                "volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"shared"}}]}},
+            "volumeClaimTemplates":[{"metadata":{"name":"data"},"spec":{"resources":{}}}],
+            "persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Delete"}},
+            "status":{"replicas":2}}"#;
+        assert_eq!(
+            shaped(sts, STATEFULSET),
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+                "spec": {"serviceName": "web", "replicas": 2,
+                    "selector": {"matchLabels": {"app": "w"}},
+                    "template": {"metadata": {"labels": {"app": "w"}},
+                        "spec": {"terminationGracePeriodSeconds": 0,
+                            "containers": [{"readinessProbe": {}}],
+                            "volumes": [{"name": "d",
+                                "persistentVolumeClaim": {"claimName": "shared"}}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+                    "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}})
         );
     }
 

@@ -407,8 +407,11 @@ impl<'de> Deserialize<'de> for Key<'de> {
 pub fn checked<'v, T: Decoded<'v>>(value: Option<&'v Value>) -> Checked<T> {
     match value {
         None => Checked::Absent,
-        // Reading a `Value` cannot fail: every key is a string, every number a number.
-        Some(value) => Checked::deserialize(value).unwrap_or(Checked::Absent),
+        // Reading a `Value` does not fail (its keys are strings, its map has no duplicate
+        // key); were it to, the field reads as of the wrong type rather than as absent.
+        Some(value) => {
+            Checked::deserialize(value).unwrap_or_else(|_| Checked::Wrong(Found::of(value)))
+        }
     }
 }
 
