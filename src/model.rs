@@ -763,50 +763,55 @@ impl StatefulSetView {
     pub fn from_object(obj: &DynamicObject, default_namespace: &str) -> Result<Self, FieldError> {
         let (name, namespace) = name_and_namespace(&obj.metadata, default_namespace);
         let spec: Checked<StatefulSetViewSpec> = checked(obj.data.get("spec"));
-        let selector = spec.field("spec", |s| &s.selector)?;
-        let template_meta = spec
-            .field("spec", |s| &s.template)?
-            .field("spec.template", |t| &t.metadata)?;
+        // Read in this order, so that of several wrong fields the same one is reported first.
+        let service_name = spec
+            .field("spec", |s| &s.service_name)?
+            .str("spec.serviceName")?
+            .map(Arc::from);
+        let replicas = spec
+            .field("spec", |s| &s.replicas)?
+            .int32("spec.replicas")?
+            .unwrap_or(1);
+        let selector = label_set(
+            spec.field("spec", |s| &s.selector)?
+                .field("spec.selector", |s| &s.match_labels)?,
+            "spec.selector.matchLabels",
+        )?;
+        let template_labels = label_set(
+            spec.field("spec", |s| &s.template)?
+                .field("spec.template", |t| &t.metadata)?
+                .field("spec.template.metadata", |m| &m.labels)?,
+            "spec.template.metadata.labels",
+        )?;
+        let ordinals_start = spec
+            .field("spec", |s| &s.ordinals)?
+            .field("spec.ordinals", |o| &o.start)?
+            .int32("spec.ordinals.start")?
+            .unwrap_or(0);
+        let pod_management_policy = spec
+            .field("spec", |s| &s.pod_management_policy)?
+            .str("spec.podManagementPolicy")?
+            .unwrap_or("OrderedReady");
         let strategy = spec.field("spec", |s| &s.update_strategy)?;
+        let update_strategy = strategy
+            .field("spec.updateStrategy", |u| &u.kind)?
+            .str("spec.updateStrategy.type")?
+            .unwrap_or("RollingUpdate");
+        let partition = strategy
+            .field("spec.updateStrategy", |u| &u.rolling_update)?
+            .field("spec.updateStrategy.rollingUpdate", |r| &r.partition)?
+            .int32("spec.updateStrategy.rollingUpdate.partition")?;
         Ok(StatefulSetView {
             namespace,
             name,
-            service_name: spec
-                .field("spec", |s| &s.service_name)?
-                .str("spec.serviceName")?
-                .map(Arc::from),
-            replicas: spec
-                .field("spec", |s| &s.replicas)?
-                .int32("spec.replicas")?
-                .unwrap_or(1),
-            selector: label_set(
-                selector.field("spec.selector", |s| &s.match_labels)?,
-                "spec.selector.matchLabels",
-            )?,
-            template_labels: label_set(
-                template_meta.field("spec.template.metadata", |m| &m.labels)?,
-                "spec.template.metadata.labels",
-            )?,
-            ordinals_start: spec
-                .field("spec", |s| &s.ordinals)?
-                .field("spec.ordinals", |o| &o.start)?
-                .int32("spec.ordinals.start")?
-                .unwrap_or(0),
-            pod_management_policy: intern(
-                spec.field("spec", |s| &s.pod_management_policy)?
-                    .str("spec.podManagementPolicy")?
-                    .unwrap_or("OrderedReady"),
-            ),
-            update_strategy: intern(
-                strategy
-                    .field("spec.updateStrategy", |u| &u.kind)?
-                    .str("spec.updateStrategy.type")?
-                    .unwrap_or("RollingUpdate"),
-            ),
-            partition: strategy
-                .field("spec.updateStrategy", |u| &u.rolling_update)?
-                .field("spec.updateStrategy.rollingUpdate", |r| &r.partition)?
-                .int32("spec.updateStrategy.rollingUpdate.partition")?,
+            service_name,
+            replicas,
+            selector,
+            template_labels,
+            ordinals_start,
+            pod_management_policy: intern(pod_management_policy),
+            update_strategy: intern(update_strategy),
+            partition,
             ownership: Ownership::from_meta(&obj.metadata),
         })
     }
@@ -853,17 +858,17 @@ impl NodeView {
     pub fn from_object(obj: &DynamicObject) -> Result<Self, FieldError> {
         let spec: Checked<NodeViewSpec> = checked(obj.data.get("spec"));
         let mut out_of_service = false;
-        let taints = spec.field("spec", |s| &s.taints)?.get("spec.taints")?;
-        for (i, taint) in taints.into_iter().flatten().enumerate() {
-            // Paths are written only for an error: a node has few taints, a cluster many nodes.
-            let key = match taint.field("", |t| &t.key).and_then(|key| key.str("key")) {
-                Ok(key) => key,
-                Err(mut e) => {
-                    let dot = if e.path.is_empty() { "" } else { "." };
-                    e.path = format!("spec.taints[{i}]{dot}{}", e.path);
-                    return Err(e);
-                }
+        let taints = "spec.taints";
+        for (i, item) in spec
+            .field("spec", |s| &s.taints)?
+            .items(taints)?
+            .iter()
+            .enumerate()
+        {
+            let Some(taint) = item.item(taints, i)? else {
+                continue;
             };
+            let key = taint.key.str("key").map_err(|e| e.within(taints, i))?;
             out_of_service |= key == Some(OUT_OF_SERVICE_TAINT);
         }
         Ok(NodeView {
@@ -1097,6 +1102,45 @@ mod tests {
         let err = StatefulSetView::from_object(&obj, "default").unwrap_err();
         assert_eq!(err.path, "spec.replicas");
         assert!(err.to_string().len() < 200, "{}", err.to_string().len());
+    }
+
+    #[test]
+    fn of_several_wrong_fields_the_first_a_view_reads_is_reported() {
+        let obj = DynamicObject {
+            types: None,
+            metadata: ObjectMeta::default(),
+            data: json!({"spec": {"template": 5, "updateStrategy": [], "replicas": "two"}}),
+        };
+        let err = StatefulSetView::from_object(&obj, "default").unwrap_err();
+        assert_eq!(err.path, "spec.replicas");
+    }
+
+    #[test]
+    fn a_taint_of_the_wrong_type_is_named_by_its_index() {
+        let node = |taints: Value| DynamicObject {
+            types: None,
+            metadata: ObjectMeta::default(),
+            data: json!({"spec": {"taints": taints}}),
+        };
+        let error = |taints| {
+            NodeView::from_object(&node(taints))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error(json!([{"key": "a"}, 5])),
+            "spec.taints[1]: expected a map, found number 5"
+        );
+        assert_eq!(
+            error(json!([{"key": 1}])),
+            "spec.taints[0].key: expected a string, found number 1"
+        );
+        assert_eq!(
+            error(json!("x")),
+            "spec.taints: expected a list, found string \"x\""
+        );
+        let shut_down = node(json!([null, {"key": OUT_OF_SERVICE_TAINT}]));
+        assert!(NodeView::from_object(&shut_down).unwrap().out_of_service);
     }
 
     #[test]
