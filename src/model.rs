@@ -2,8 +2,11 @@
 //!
 //! Rules never walk raw JSON themselves: they read these views, which hold only the fields the
 //! policy needs (the cluster inventory keeps nothing else in memory). A view is built from a
-//! `DynamicObject`; a field of the wrong type is a [`FieldError`] naming its path, never a
-//! silent default.
+//! `DynamicObject` through a `shaped!` struct that declares the fields it reads (and so what
+//! the decoder keeps for it); a field of the wrong type is a [`FieldError`] naming its path,
+//! never a silent default. The rules' own reads beside the views are declared the same way
+//! ([`StatefulSetRuleSpec`], [`PodDeleteSpec`]); identity injection still walks paths with
+//! [`Fields`].
 
 use crate::shape::{Checked, Found, Present, Shape, StrMap, checked, shaped};
 pub use crate::shape::{FieldError, clip};
@@ -381,7 +384,8 @@ pub fn format_labels(labels: &impl LabelMap) -> String {
         .join(",")
 }
 
-/// Typed access to a JSON tree with errors that name the field path.
+/// Typed access to a JSON tree by dotted path, with errors that name the path: what identity
+/// injection still reads through.
 pub struct Fields<'a> {
     root: &'a Value,
 }

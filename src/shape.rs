@@ -1,6 +1,6 @@
 //! What of an object is decoded, declared once with the struct that reads it.
 //!
-//! A view's input is a struct of [`Checked`] fields declared with [`shaped!`], which writes the
+//! A view's input is a struct of [`Checked`] fields declared with `shaped!`, which writes the
 //! struct's serde derive (unknown fields skipped, strings borrowed from the input) and the
 //! [`Shape`] the request and watch decoder keeps of an object for it, from one list of fields.
 //! A [`Checked`] field never fails a decode: a value of the wrong type is kept as a description
