@@ -25,6 +25,7 @@ use crate::model::{
     StatefulSetViewSpec,
 };
 pub use crate::shape::Shape;
+use crate::shape::Str;
 use crate::vocabulary::{Endpoint, Kind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::{DynamicObject, TypeMeta};
@@ -620,31 +621,6 @@ impl<'de> Visitor<'de> for RequestSeed<'_, 'de> {
             }
         }
         Ok(true)
-    }
-}
-
-/// A string borrowed from the body where it has no escapes.
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for Str<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(s.to_string())))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 

@@ -373,34 +373,17 @@ impl Expected for StrMap<'_> {
 impl<'de: 'a, 'a> Decoded<'de> for StrMap<'a> {
     fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
         let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-        while let Some(key) = map.next_key::<Key<'de>>()? {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
             pairs.push((key.0, map.next_value()?));
         }
         Ok(Some(StrMap(pairs)))
     }
 }
 
-/// A map key, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
+/// A string (a map key, a field) borrowed from the input where it has no escapes.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
 /// Decodes `Checked<T>` from a value a decoder already kept (a view over a `DynamicObject`'s
 /// data): absent when there is none.
@@ -461,6 +444,17 @@ pub(crate) use shaped;
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_string_is_borrowed_from_the_input_unless_it_has_escapes() {
+        let plain: Str = serde_json::from_str(r#""web-0""#).unwrap();
+        assert!(matches!(plain.0, Cow::Borrowed("web-0")));
+        let escaped: Str = serde_json::from_str(r#""web\u002d0""#).unwrap();
+        assert!(matches!(escaped.0, Cow::Owned(ref s) if s == "web-0"));
+        let labels: Checked<StrMap> = serde_json::from_str(r#"{"app": "web"}"#).unwrap();
+        let labels = labels.get("labels").unwrap().unwrap();
+        assert!(matches!(labels.0[0].0, Cow::Borrowed("app")));
+    }
 
     shaped! {
         struct Inner<'a> {
