@@ -5,8 +5,7 @@
 //! `DynamicObject` through a `shaped!` struct that declares the fields it reads (and so what
 //! the decoder keeps for it); a field of the wrong type is a [`FieldError`] naming its path,
 //! never a silent default. The rules' own reads beside the views are declared the same way
-//! ([`StatefulSetRuleSpec`], [`PodDeleteSpec`]); identity injection still walks paths with
-//! [`Fields`].
+//! ([`StatefulSetRuleSpec`], [`PodDeleteSpec`], [`PodIdentitySpec`]).
 
 use crate::shape::{Checked, Found, Present, Shape, StrMap, checked, shaped};
 pub use crate::shape::{FieldError, clip};
@@ -384,66 +383,6 @@ pub fn format_labels(labels: &impl LabelMap) -> String {
         .join(",")
 }
 
-/// Typed access to a JSON tree by dotted path, with errors that name the path: what identity
-/// injection still reads through.
-pub struct Fields<'a> {
-    root: &'a Value,
-}
-
-impl<'a> Fields<'a> {
-    pub fn new(root: &'a Value) -> Self {
-        Fields { root }
-    }
-
-    /// The value at `path` (dot-separated), `None` when absent or null.
-    pub fn get(&self, path: &str) -> Option<&'a Value> {
-        let mut cur = self.root;
-        for part in path.split('.') {
-            cur = cur.as_object()?.get(part)?;
-        }
-        (!cur.is_null()).then_some(cur)
-    }
-
-    /// The value at `path` like [`Fields::get`], but a step through something that is not a
-    /// map is an error naming it (`spec: 5` is a wrong type, not a missing spec).
-    fn lookup(&self, path: &str) -> Result<Option<&'a Value>, FieldError> {
-        let mut cur = self.root;
-        let mut walked = 0;
-        for part in path.split('.') {
-            cur = match cur {
-                Value::Object(map) => match map.get(part) {
-                    Some(next) => next,
-                    None => return Ok(None),
-                },
-                Value::Null => return Ok(None),
-                other => return Err(wrong(&path[..walked.max(1) - 1], "a map", other)),
-            };
-            walked += part.len() + 1;
-        }
-        Ok((!cur.is_null()).then_some(cur))
-    }
-
-    pub fn str(&self, path: &str) -> Result<Option<&'a str>, FieldError> {
-        match self.lookup(path)? {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(wrong(path, "a string", other)),
-        }
-    }
-
-    pub fn array(&self, path: &str) -> Result<&'a [Value], FieldError> {
-        match self.lookup(path)? {
-            None => Ok(&[]),
-            Some(Value::Array(items)) => Ok(items),
-            Some(other) => Err(wrong(path, "a list", other)),
-        }
-    }
-}
-
-fn wrong(path: &str, expected: &'static str, found: &Value) -> FieldError {
-    Found::of(found).at(path, expected)
-}
-
 fn name_and_namespace(meta: &ObjectMeta, default_namespace: &str) -> (Box<str>, Arc<str>) {
     let namespace = meta
         .namespace
@@ -630,6 +569,48 @@ shaped! {
         "whenDeleted" when_deleted: Checked<Cow<'a, str>> => Shape::All,
         #[serde(borrow)]
         "whenScaled" when_scaled: Checked<Cow<'a, str>> => Shape::All,
+    }
+}
+
+shaped! {
+    /// What identity injection reads of a pod's spec: the names its variables take, and each
+    /// container's variables and envFrom sources.
+    pub struct PodIdentitySpec<'a> {
+        #[serde(borrow)]
+        "hostname" hostname: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "subdomain" subdomain: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "containers" containers: Checked<Vec<Checked<EnvContainer<'a>>>>
+            => Shape::Each(&EnvContainer::SHAPE),
+        #[serde(borrow)]
+        "initContainers" init_containers: Checked<Vec<Checked<EnvContainer<'a>>>>
+            => Shape::Each(&EnvContainer::SHAPE),
+    }
+}
+
+shaped! {
+    /// A container as identity injection reads it: its name, the variables it defines and the
+    /// envFrom sources that could define more.
+    pub struct EnvContainer<'a> {
+        #[serde(borrow)]
+        "name" name: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "env" env: Checked<Vec<Checked<NameOnly<'a>>>> => Shape::Each(&NameOnly::SHAPE),
+        #[serde(borrow)]
+        "envFrom" env_from: Checked<Vec<Checked<EnvFromSpec<'a>>>>
+            => Shape::Each(&EnvFromSpec::SHAPE),
+    }
+}
+
+shaped! {
+    pub struct EnvFromSpec<'a> {
+        #[serde(borrow)]
+        "prefix" prefix: Checked<Cow<'a, str>> => Shape::All,
+        #[serde(borrow)]
+        "configMapRef" config_map_ref: Checked<NameOnly<'a>> => NameOnly::SHAPE,
+        #[serde(borrow)]
+        "secretRef" secret_ref: Checked<NameOnly<'a>> => NameOnly::SHAPE,
     }
 }
 

@@ -21,8 +21,8 @@ use crate::model::{
     ARGOCD_TRACKING_ANNOTATION, FLUX_HELMRELEASE_NAME_LABEL, FLUX_HELMRELEASE_NAMESPACE_LABEL,
     FLUX_KUSTOMIZATION_NAME_LABEL, FLUX_KUSTOMIZATION_NAMESPACE_LABEL,
     HELM_RELEASE_NAME_ANNOTATION, HELM_RELEASE_NAMESPACE_ANNOTATION, INSTANCE_LABEL,
-    MANAGED_BY_LABEL, NodeViewSpec, PodDeleteSpec, PodPhase, ServiceViewSpec, StatefulSetRuleSpec,
-    StatefulSetViewSpec,
+    MANAGED_BY_LABEL, NodeViewSpec, PodDeleteSpec, PodIdentitySpec, PodPhase, ServiceViewSpec,
+    StatefulSetRuleSpec, StatefulSetViewSpec,
 };
 pub use crate::shape::Shape;
 use crate::shape::Str;
@@ -120,28 +120,6 @@ const SERVICE_SPEC: Shape = ServiceViewSpec::SHAPE;
 
 const NODE_SPEC: Shape = NodeViewSpec::SHAPE;
 
-/// What identity injection reads of a container: its name, the names it already defines and
-/// the envFrom sources that could define more.
-const CONTAINER: Shape = Fields(&[
-    ("name", All),
-    ("env", Each(&Fields(&[("name", All)]))),
-    (
-        "envFrom",
-        Each(&Fields(&[
-            ("prefix", All),
-            ("configMapRef", Fields(&[("name", All)])),
-            ("secretRef", Fields(&[("name", All)])),
-        ])),
-    ),
-]);
-
-const POD_CREATE_SPEC: Shape = Fields(&[
-    ("hostname", All),
-    ("subdomain", All),
-    ("containers", Each(&CONTAINER)),
-    ("initContainers", Each(&CONTAINER)),
-]);
-
 /// The handler that judges a request, and how much of its objects that handler reads.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
@@ -205,7 +183,7 @@ const SERVICE: &Shape = object_shape!(METADATA, SERVICE_SPEC);
 /// A Service being deleted: who it is and what it belongs to.
 const SERVICE_DELETE: &Shape =
     &Fields(&[("apiVersion", All), ("kind", All), ("metadata", METADATA)]);
-const POD_CREATE: &Shape = object_shape!(METADATA, POD_CREATE_SPEC);
+const POD_CREATE: &Shape = object_shape!(METADATA, PodIdentitySpec::SHAPE);
 const POD_DELETE: &Shape = object_shape!(METADATA, PodDeleteSpec::SHAPE, PodPhase::SHAPE);
 
 /// The shapes the cluster inventory decodes watched objects with.

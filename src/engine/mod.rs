@@ -295,10 +295,10 @@ fn finish(
 }
 
 /// The StatefulSet rules' findings on `subject`; `canary`, on UPDATE, is the new object's
-/// metadata and the old object's view and data, which stage a canary's rollout.
+/// metadata and the old object's view, which stage a canary's rollout.
 fn statefulset_findings(
     subject: &StatefulSetSubject<'_>,
-    canary: Option<(&ObjectMeta, (&StatefulSetView, &Value))>,
+    canary: Option<(&ObjectMeta, &StatefulSetView)>,
     inventory: &dyn Inventory,
     config: &Config,
 ) -> Result<Findings, FieldError> {
@@ -428,15 +428,12 @@ impl<'a> Evaluation<'a> {
         let old = self.req.old_object.as_ref();
         // A malformed old object grandfathers and stages nothing.
         let old_view = old.and_then(|old| StatefulSetView::from_object(old, self.namespace).ok());
-        let template = |o: &'a DynamicObject| o.data.get("spec").and_then(|s| s.get("template"));
         let subject = StatefulSetSubject {
             view: &view,
             data: &obj.data,
-            template_changed: old.is_some_and(|old| template(obj) != template(old)),
+            template_changed: old.is_some_and(|old| template_changed(obj, old)),
         };
-        let canary = old
-            .zip(old_view.as_ref())
-            .map(|(old, old_view)| (&obj.metadata, (old_view, &old.data)));
+        let canary = old_view.as_ref().map(|old_view| (&obj.metadata, old_view));
         let findings = statefulset_findings(&subject, canary, self.inventory, self.config)?;
         let already_broken = match (&self.req.operation, old, &old_view) {
             // The old object is judged on its own (no "old of old").
@@ -575,20 +572,34 @@ impl<'a> Evaluation<'a> {
         let old = match (&self.req.operation, &self.req.old_object) {
             (Operation::Update, Some(old)) => Some((
                 StatefulSetView::from_object(old, self.namespace)?,
-                &old.data,
+                template_changed(obj, old),
             )),
             _ => None,
         };
+        let update = old
+            .as_ref()
+            .map(|(old, template_changed)| mutate::StatefulSetUpdate {
+                old,
+                template_changed: *template_changed,
+            });
         let mutation = mutate::default_partition(
             &obj.metadata,
             &view,
             &obj.data,
-            old.as_ref().map(|(v, d)| (v, *d)),
+            update,
             &self.config.partition,
         )?;
         finish_patch(mutation, RuleId::StsPartitionDefault, decision);
         Ok(())
     }
+}
+
+/// Whether an UPDATE changes a StatefulSet's pod template: what starts a rollout.
+fn template_changed(new: &DynamicObject, old: &DynamicObject) -> bool {
+    fn template(object: &DynamicObject) -> Option<&Value> {
+        object.data.get("spec")?.get("template")
+    }
+    template(new) != template(old)
 }
 
 /// The rule's operations become the response's patch (none when there are none), its warning

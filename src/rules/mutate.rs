@@ -4,10 +4,11 @@
 //! test holds the operations to what mutating a copy and diffing it would give.
 
 use crate::model::{
-    CANARY_ANNOTATION, FieldError, Fields, INJECT_IDENTITY_ANNOTATION, POD_INDEX_LABEL,
-    StatefulSetView, controlling_statefulset,
+    CANARY_ANNOTATION, EnvContainer, FieldError, INJECT_IDENTITY_ANNOTATION, NameOnly,
+    POD_INDEX_LABEL, PodIdentitySpec, StatefulSetView, controlling_statefulset,
 };
 use crate::rules::{RuleId, join_names};
+use crate::shape::{Checked, Found, checked};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -137,26 +138,31 @@ pub fn inject_pod_identity(
             RuleId::PodIdentityEnv
         )));
     };
-    let f = Fields::new(data);
-    let hostname = f
+    let spec = checked::<PodIdentitySpec>(data.get("spec"));
+    let empty = PodIdentitySpec::default();
+    let spec = spec.get("spec")?.unwrap_or(&empty);
+    let hostname = spec
+        .hostname
         .str("spec.hostname")?
         .filter(|h| !h.is_empty())
         .unwrap_or(pod_name)
         .to_string();
-    let subdomain = f
+    let subdomain = spec
+        .subdomain
         .str("spec.subdomain")?
         .filter(|s| !s.is_empty())
         .map(str::to_string);
 
     let names = &config.names;
     let field_ref = |path: &str| json!({"valueFrom": {"fieldRef": {"fieldPath": path}}});
-    let mut vars: Vec<(&str, Value)> = vec![
-        (&names.pod_name, field_ref("metadata.name")),
+    let mut vars: Vec<(&str, Value)> = Vec::with_capacity(7);
+    vars.extend([
+        (&*names.pod_name, field_ref("metadata.name")),
         (&names.pod_namespace, field_ref("metadata.namespace")),
         (&names.pod_ordinal, json!({"value": ordinal.to_string()})),
         (&names.statefulset_name, json!({"value": statefulset})),
         (&names.pod_hostname, json!({"value": hostname})),
-    ];
+    ]);
     if let Some(subdomain) = &subdomain {
         vars.push((&names.statefulset_service, json!({"value": subdomain})));
         let fqdn = format!(
@@ -169,26 +175,41 @@ pub fn inject_pod_identity(
     // Planned first, so that a pod beyond the cap costs no patch at all.
     let mut plans = Vec::new();
     let mut shadowed = Vec::new();
-    for_each_container(&f, |list, index, container| {
-        let sources = env_from_sources(container)?;
-        let plan = plan_env(container, &vars, &sources, list, index)?;
-        if !plan.shadowed.is_empty() {
-            let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-            let from: Vec<String> = sources
-                .iter()
-                .filter(|s| plan.shadowed.iter().any(|n| s.could_define(n)))
-                .map(EnvFromSource::describe)
-                .collect();
-            shadowed.push(format!(
-                "container {name:?}: {} not added, since {} may define them",
-                join_names(&plan.shadowed),
-                join_names(&from)
-            ));
+    for (list, path, containers) in [
+        ("containers", "spec.containers", &spec.containers),
+        (
+            "initContainers",
+            "spec.initContainers",
+            &spec.init_containers,
+        ),
+    ] {
+        for (index, container) in containers.items(path)?.iter().enumerate() {
+            let container = container
+                .item(path, index)?
+                .ok_or_else(|| Found::Null.at(&format!("{path}[{index}]"), "a map"))?;
+            let sources = env_from_sources(container).map_err(|e| e.within(path, index))?;
+            let plan = plan_env(container, &vars, &sources, list, index)
+                .map_err(|e| e.within(path, index))?;
+            if !plan.shadowed.is_empty() {
+                let name = match &container.name {
+                    Checked::Found(name) => &**name,
+                    _ => "",
+                };
+                let from: Vec<String> = sources
+                    .iter()
+                    .filter(|s| plan.shadowed.iter().any(|n| s.could_define(n)))
+                    .map(EnvFromSource::describe)
+                    .collect();
+                shadowed.push(format!(
+                    "container {name:?}: {} not added, since {} may define them",
+                    join_names(&plan.shadowed),
+                    join_names(&from)
+                ));
+            }
+            plans.push(plan);
         }
-        plans.push(plan);
-        Ok(())
-    })?;
-    let needed: usize = plans.iter().map(|plan| plan.missing.len()).sum();
+    }
+    let needed: usize = plans.iter().map(EnvPlan::needed).sum();
     if needed > MAX_IDENTITY_VARIABLES {
         return Ok(Mutation::warn(format!(
             "{}: Pod {namespace}/{pod_name}: its containers would take {needed} identity variables, more than the {MAX_IDENTITY_VARIABLES} one pod gets; admitted without them.",
@@ -212,30 +233,6 @@ pub fn inject_pod_identity(
     })
 }
 
-/// Calls `visit` with every container and init container (list name, index, fields); errors
-/// name the container's path.
-fn for_each_container<'a>(
-    f: &Fields<'a>,
-    mut visit: impl FnMut(&'static str, usize, &'a Map<String, Value>) -> Result<(), FieldError>,
-) -> Result<(), FieldError> {
-    for list in ["containers", "initContainers"] {
-        for (i, container) in f.array(&format!("spec.{list}"))?.iter().enumerate() {
-            let Some(container) = container.as_object() else {
-                return Err(FieldError {
-                    path: format!("spec.{list}[{i}]"),
-                    expected: "a map",
-                    found: "another type".into(),
-                });
-            };
-            visit(list, i, container).map_err(|mut e| {
-                e.path = format!("spec.{list}[{i}].{}", e.path);
-                e
-            })?;
-        }
-    }
-    Ok(())
-}
-
 /// The ordinal from the pod-index label, else from the `<statefulset>-<n>` name.
 fn pod_ordinal(meta: &ObjectMeta, pod_name: &str, statefulset: &str) -> Option<u64> {
     let from_label = meta
@@ -257,13 +254,13 @@ fn parse_decimal(s: &str) -> Option<u64> {
         .flatten()
 }
 
-/// What one container gets: the indices (into the variables) of those it lacks, and whether
+/// What one container gets: the variables it lacks (bits indexing the variables), and whether
 /// its `env` is to be created (absent or null) rather than appended to.
 struct EnvPlan<'v> {
     list: &'static str,
     index: usize,
     create_env: bool,
-    missing: Vec<usize>,
+    missing: u16,
     /// Names left out because an `envFrom` source could define them.
     shadowed: Vec<&'v str>,
 }
@@ -272,54 +269,54 @@ struct EnvPlan<'v> {
 /// variable of the same name from `envFrom`, so a name an `envFrom` source could define is
 /// left out.
 fn plan_env<'v>(
-    container: &Map<String, Value>,
+    container: &EnvContainer,
     vars: &[(&'v str, Value)],
     env_from: &[EnvFromSource],
     list: &'static str,
     index: usize,
 ) -> Result<EnvPlan<'v>, FieldError> {
-    let (create_env, existing): (bool, &[Value]) = match container.get("env") {
-        None | Some(Value::Null) => (true, &[]),
-        Some(Value::Array(items)) => (false, items),
-        Some(_) => {
-            return Err(FieldError {
-                path: "env".into(),
-                expected: "a list",
-                found: "another type".into(),
-            });
-        }
-    };
+    let existing = container.env.items("env")?;
     let mut plan = EnvPlan {
         list,
         index,
-        create_env,
-        missing: Vec::new(),
+        create_env: !container.env.is_present(),
+        missing: 0,
         shadowed: Vec::new(),
     };
     for (i, (name, _)) in vars.iter().enumerate() {
-        let defined = existing
-            .iter()
-            .any(|e| e.get("name").and_then(Value::as_str) == Some(name));
+        let defined = existing.iter().any(|entry| match entry {
+            Checked::Found(entry) => matches!(&entry.name, Checked::Found(n) if n == name),
+            _ => false,
+        });
         if defined {
             continue;
         }
         if env_from.iter().any(|from| from.could_define(name)) {
             plan.shadowed.push(name);
         } else {
-            plan.missing.push(i);
+            plan.missing |= 1 << i;
         }
     }
     Ok(plan)
 }
 
 impl EnvPlan<'_> {
+    fn needed(&self) -> usize {
+        self.missing.count_ones() as usize
+    }
+
+    /// The indices of the variables it lacks, in order.
+    fn missing(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..16).filter(|i| self.missing & (1 << i) != 0)
+    }
+
     /// One `add` of the whole list where `env` is to be created, else one append per variable.
     fn operations(&self, vars: &[(&str, Value)], operations: &mut Vec<PatchOperation>) {
-        if self.missing.is_empty() {
+        if self.missing == 0 {
             return;
         }
-        let entry = |i: &usize| {
-            let (name, source) = &vars[*i];
+        let entry = |i: usize| {
+            let (name, source) = &vars[i];
             let mut entry = Map::new();
             entry.insert("name".into(), Value::String(name.to_string()));
             if let Value::Object(fields) = source {
@@ -330,12 +327,9 @@ impl EnvPlan<'_> {
         let index = self.index.to_string();
         let env = ["spec", self.list, &index, "env"];
         if self.create_env {
-            operations.push(add(
-                env,
-                Value::Array(self.missing.iter().map(entry).collect()),
-            ));
+            operations.push(add(env, Value::Array(self.missing().map(entry).collect())));
         } else {
-            for i in &self.missing {
+            for i in self.missing() {
                 operations.push(add(env.into_iter().chain(["-"]), entry(i)));
             }
         }
@@ -344,59 +338,60 @@ impl EnvPlan<'_> {
 
 /// One `envFrom` entry of a container: every key of its ConfigMap or Secret becomes a variable
 /// named `prefix + key`.
-struct EnvFromSource {
-    prefix: String,
-    /// `ConfigMap "name"` or `Secret "name"`.
-    source: String,
+struct EnvFromSource<'a> {
+    prefix: &'a str,
+    /// `("ConfigMap", name)` or `("Secret", name)`; neither for an entry that names none.
+    source: Option<(&'static str, &'a str)>,
 }
 
-impl EnvFromSource {
+impl EnvFromSource<'_> {
     /// Whether a key of the source could become the variable `name`. The keys are unknown here
     /// (reading ConfigMaps and Secrets is not sts-guard's to do), so any name with the prefix
     /// could be one.
     fn could_define(&self, name: &str) -> bool {
-        name.starts_with(&self.prefix)
+        name.starts_with(self.prefix)
     }
 
     fn describe(&self) -> String {
+        let source = match self.source {
+            Some((kind, name)) => format!("{kind} {name:?}"),
+            None => "an envFrom entry".to_string(),
+        };
         if self.prefix.is_empty() {
-            format!("{} (envFrom, no prefix)", self.source)
+            format!("{source} (envFrom, no prefix)")
         } else {
-            format!("{} (envFrom prefix {:?})", self.source, self.prefix)
+            format!("{source} (envFrom prefix {:?})", self.prefix)
         }
     }
 }
 
-fn env_from_sources(container: &Map<String, Value>) -> Result<Vec<EnvFromSource>, FieldError> {
-    let entries = match container.get("envFrom") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(entries)) => entries,
-        Some(_) => {
-            return Err(FieldError {
-                path: "envFrom".into(),
-                expected: "a list",
-                found: "another type".into(),
-            });
-        }
-    };
-    let mut sources = Vec::new();
+fn env_from_sources<'a>(container: &'a EnvContainer) -> Result<Vec<EnvFromSource<'a>>, FieldError> {
+    let entries = container.env_from.items("envFrom")?;
+    let mut sources = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
-        let f = Fields::new(entry);
-        let at = |mut e: FieldError| {
-            e.path = format!("envFrom[{i}].{}", e.path);
-            e
+        let at = |e: FieldError| e.within("envFrom", i);
+        let name = |r: &'a Checked<NameOnly>, path: &str| -> Result<Option<&'a str>, FieldError> {
+            match r.get(path)? {
+                Some(r) => r.name.str(&format!("{path}.name")),
+                None => Ok(None),
+            }
         };
-        let source = match (
-            f.str("configMapRef.name").map_err(at)?,
-            f.str("secretRef.name").map_err(at)?,
-        ) {
-            (Some(name), _) => format!("ConfigMap {name:?}"),
-            (None, Some(name)) => format!("Secret {name:?}"),
-            (None, None) => "an envFrom entry".to_string(),
+        let (config_map, secret, prefix) = match entry.item("envFrom", i)? {
+            // A null entry names no source and has no prefix: it could define any name.
+            None => (None, None, None),
+            Some(entry) => (
+                name(&entry.config_map_ref, "configMapRef").map_err(at)?,
+                name(&entry.secret_ref, "secretRef").map_err(at)?,
+                entry.prefix.str("prefix").map_err(at)?,
+            ),
         };
         sources.push(EnvFromSource {
-            prefix: f.str("prefix").map_err(at)?.unwrap_or("").to_string(),
-            source,
+            prefix: prefix.unwrap_or(""),
+            source: match (config_map, secret) {
+                (Some(name), _) => Some(("ConfigMap", name)),
+                (None, Some(name)) => Some(("Secret", name)),
+                (None, None) => None,
+            },
         });
     }
     Ok(sources)
@@ -407,20 +402,20 @@ pub fn default_partition(
     meta: &ObjectMeta,
     view: &StatefulSetView,
     data: &Value,
-    old: Option<(&StatefulSetView, &Value)>,
+    update: Option<StatefulSetUpdate>,
     config: &PartitionDefaults,
 ) -> Result<Mutation, FieldError> {
     if &*view.update_strategy != "RollingUpdate" {
         return Ok(Mutation::default());
     }
-    let Some(old) = old else {
+    let Some(update) = update else {
         let mut mutation = Mutation::default();
         if view.partition.is_none() {
             mutation.operations = partition_operations(data, 0);
         }
         return Ok(mutation);
     };
-    let stage = match staged_rollout(meta, view, data, old, config) {
+    let stage = match staged_rollout(meta, view, update, config) {
         Ok(Some(stage)) => stage,
         Ok(None) => return Ok(Mutation::default()),
         Err(warning) => return Ok(Mutation::warn(warning)),
@@ -439,6 +434,13 @@ pub fn default_partition(
     })
 }
 
+/// An UPDATE of a StatefulSet, as the staged rollout reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct StatefulSetUpdate<'a> {
+    pub old: &'a StatefulSetView,
+    pub template_changed: bool,
+}
+
 /// A staged rollout an UPDATE still needs: the partition that holds all but the `canary`
 /// highest ordinals on the old revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,16 +457,13 @@ pub struct StagedRollout {
 pub fn staged_rollout(
     meta: &ObjectMeta,
     view: &StatefulSetView,
-    data: &Value,
-    (old_view, old_data): (&StatefulSetView, &Value),
+    update: StatefulSetUpdate,
     config: &PartitionDefaults,
 ) -> Result<Option<StagedRollout>, String> {
     if &*view.update_strategy != "RollingUpdate" {
         return Ok(None);
     }
-    let template_changed =
-        Fields::new(data).get("spec.template") != Fields::new(old_data).get("spec.template");
-    if !template_changed || view.partition != old_view.partition {
+    if !update.template_changed || view.partition != update.old.partition {
         return Ok(None);
     }
     let Some(canary) = canary_size(meta, &view.namespace, config)? else {
@@ -765,6 +764,88 @@ mod tests {
             warning.starts_with(
                 "pod-identity-env: Pod default/web-3: its containers would take 2005 identity variables, more than the 2000 one pod gets"
             ),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_where_injection_reads_are_named_by_their_path() {
+        let error = |spec: Value| {
+            inject_pod_identity(
+                &pod_meta(),
+                "default",
+                &json!({"spec": spec}),
+                &IdentityEnv::default(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let ok = json!({"name": "c", "image": "x"});
+        for (spec, message) in [
+            (json!(5), "spec: expected a map, found number 5"),
+            (
+                json!({"hostname": 1}),
+                "spec.hostname: expected a string, found number 1",
+            ),
+            (
+                json!({"containers": {}}),
+                "spec.containers: expected a list, found a map",
+            ),
+            (
+                json!({"containers": [ok, "c"]}),
+                "spec.containers[1]: expected a map, found string \"c\"",
+            ),
+            (
+                json!({"containers": [ok], "initContainers": [{"name": "i", "env": 5}]}),
+                "spec.initContainers[0].env: expected a list, found number 5",
+            ),
+            (
+                json!({"containers": [{"name": "c", "envFrom": ["x"]}]}),
+                "spec.containers[0].envFrom[0]: expected a map, found string \"x\"",
+            ),
+            (
+                json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": 3}}]}]}),
+                "spec.containers[0].envFrom[0].configMapRef.name: expected a string, found number 3",
+            ),
+            (
+                json!({"containers": [{"name": "c", "envFrom": [{"secretRef": []}]}]}),
+                "spec.containers[0].envFrom[0].secretRef: expected a map, found a list",
+            ),
+        ] {
+            assert_eq!(error(spec.clone()), message, "{spec}");
+        }
+    }
+
+    #[test]
+    fn env_entries_of_another_type_define_nothing_and_a_null_env_from_entry_could_define_all() {
+        let data = json!({"spec": {"containers": [
+            {"name": "a", "env": [5, {"name": 7}, {"name": "POD_NAME", "value": "mine"}]},
+            {"name": "b", "envFrom": [null]},
+        ]}});
+        let mutation =
+            inject_pod_identity(&pod_meta(), "default", &data, &IdentityEnv::default()).unwrap();
+        let patched = apply(&data, &mutation.operations);
+        let names: Vec<&str> = patched["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "POD_NAME",
+                "POD_NAMESPACE",
+                "POD_ORDINAL",
+                "STATEFULSET_NAME",
+                "POD_HOSTNAME"
+            ]
+        );
+        assert_eq!(patched["spec"]["containers"][1].get("env"), None);
+        let warning = mutation.warning.unwrap();
+        assert!(
+            warning.contains("container \"b\": ")
+                && warning.contains("since an envFrom entry (envFrom, no prefix) may define them"),
             "{warning}"
         );
     }

@@ -1,6 +1,6 @@
 //! Rules on StatefulSets: the governing Service, rollout partitions, storage and deletion.
 
-use super::mutate::{PartitionDefaults, staged_rollout};
+use super::mutate::{PartitionDefaults, StatefulSetUpdate, staged_rollout};
 use super::{Finding, Findings, Requester, RuleId, join_names};
 use crate::inventory::Inventory;
 use crate::model::{
@@ -480,13 +480,17 @@ fn claim_template_names<'s>(
 pub fn check_canary_partition(
     meta: &ObjectMeta,
     subject: &StatefulSetSubject<'_>,
-    old: (&StatefulSetView, &Value),
+    old: &StatefulSetView,
     config: &PartitionDefaults,
     out: &mut Findings,
 ) {
     let sts = subject.view;
+    let update = StatefulSetUpdate {
+        old,
+        template_changed: subject.template_changed,
+    };
     // An unreadable canary annotation stages nothing; the mutation warns about it.
-    let Ok(Some(stage)) = staged_rollout(meta, sts, subject.data, old, config) else {
+    let Ok(Some(stage)) = staged_rollout(meta, sts, update, config) else {
         return;
     };
     out.push(Finding::new(
