@@ -12,11 +12,11 @@ use crate::model::{
 };
 use crate::request;
 use crate::vocabulary::Kind;
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
-use kube::Resource;
+use kube_derive::Resource;
 use serde::{Deserialize, Deserializer};
-use std::borrow::Cow;
 
 /// Decodes only name, namespace, uid and resourceVersion of `metadata` (the watcher needs the
 /// resourceVersion to resume).
@@ -45,58 +45,19 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// `kube::Resource` for a type of this file with a `metadata` field: the API coordinates the
-/// watches and lists ask for it by.
-macro_rules! impl_resource {
-    ($ty:ident, $scope:ty, $kind:expr, $group:expr, $version:expr, $plural:expr) => {
-        impl Resource for $ty {
-            type DynamicType = ();
-            type Scope = $scope;
-            fn kind(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($kind)
-            }
-            fn group(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($group)
-            }
-            fn version(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($version)
-            }
-            fn plural(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($plural)
-            }
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
-}
-
+/// A pod-like object of this file: its `metadata` as `pod_meta` decodes it and its `spec`;
+/// `kube::Resource` (the API coordinates the watches and lists ask for it by) is inherited
+/// from the k8s-openapi type.
 macro_rules! resource_with_spec {
-    ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty) => {
-        resource_with_spec!(
-            $ty,
-            $spec,
-            $kind,
-            $group,
-            $version,
-            $plural,
-            $scope,
-            "identity_meta"
-        );
-    };
-    ($ty:ident, $spec:ty, $kind:literal, $group:literal, $version:literal, $plural:literal, $scope:ty, $meta:literal) => {
-        #[derive(Debug, Clone, Deserialize)]
+    ($ty:ident, $spec:ty, $inherit:ident, $meta:literal) => {
+        #[derive(Debug, Clone, Deserialize, Resource)]
+        #[resource(inherit = $inherit)]
         pub struct $ty {
             #[serde(deserialize_with = $meta, default)]
             pub metadata: ObjectMeta,
             #[serde(default, deserialize_with = "null_as_default")]
             pub spec: $spec,
         }
-
-        impl_resource!($ty, $scope, $kind, $group, $version, $plural);
     };
 }
 
@@ -104,8 +65,9 @@ macro_rules! resource_with_spec {
 /// reads and the metadata the watcher resumes from, and the view is built by the same
 /// `from_object` as for an object under review.
 macro_rules! watched_view {
-    ($ty:ident, $view:ty, $shape:expr, $kind:expr, $scope:ty, |$obj:ident| $build:expr) => {
-        #[derive(Debug, Clone)]
+    ($ty:ident, $view:ty, $shape:expr, $kind:expr, $inherit:ident, |$obj:ident| $build:expr) => {
+        #[derive(Debug, Clone, Resource)]
+        #[resource(inherit = $inherit)]
         pub struct $ty {
             pub metadata: ObjectMeta,
             pub view: $view,
@@ -122,15 +84,6 @@ macro_rules! watched_view {
                 })
             }
         }
-
-        impl_resource!(
-            $ty,
-            $scope,
-            $kind.name(),
-            $kind.group(),
-            $kind.version(),
-            $kind.plural()
-        );
 
         impl From<$ty> for $view {
             fn from(watched: $ty) -> Self {
@@ -159,7 +112,7 @@ watched_view!(
     ServiceView,
     request::WATCHED_SERVICE,
     Kind::Service,
-    NamespaceResourceScope,
+    Service,
     |object| ServiceView::from_object(&object, "")
 );
 watched_view!(
@@ -167,7 +120,7 @@ watched_view!(
     StatefulSetView,
     request::WATCHED_STATEFULSET,
     Kind::StatefulSet,
-    NamespaceResourceScope,
+    StatefulSet,
     |object| StatefulSetView::from_object(&object, "")
 );
 watched_view!(
@@ -175,7 +128,7 @@ watched_view!(
     NodeView,
     request::WATCHED_NODE,
     Kind::Node,
-    ClusterResourceScope,
+    Node,
     |object| NodeView::from_object(&object)
 );
 
@@ -237,16 +190,7 @@ fn pod_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
 // A pod as `sts-guard audit` reads it: name, namespace, labels, deletionTimestamp and the
 // controlling owner of `metadata`; `spec.nodeName`. Containers, volumes and status are skipped
 // by the decoder.
-resource_with_spec!(
-    AuditPod,
-    PodSpec,
-    "Pod",
-    "",
-    "v1",
-    "pods",
-    NamespaceResourceScope,
-    "pod_meta"
-);
+resource_with_spec!(AuditPod, PodSpec, Pod, "pod_meta");
 
 impl From<AuditPod> for PodView {
     fn from(p: AuditPod) -> Self {
@@ -266,7 +210,8 @@ impl From<AuditPod> for PodView {
 /// A StatefulSet as `sts-guard audit` checks it: name, namespace, uid and resourceVersion of
 /// `metadata`, the whole `spec` (the storage rules read volumes and claim templates) and the rollout's revisions of `status`,
 /// without the rest of `status` or `managedFields`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Resource)]
+#[resource(inherit = StatefulSet)]
 pub struct AuditStatefulSet {
     #[serde(deserialize_with = "identity_meta", default)]
     pub metadata: ObjectMeta,
@@ -283,15 +228,6 @@ pub struct RolloutStatus {
     pub current_revision: Option<String>,
     pub update_revision: Option<String>,
 }
-
-impl_resource!(
-    AuditStatefulSet,
-    NamespaceResourceScope,
-    Kind::StatefulSet.name(),
-    Kind::StatefulSet.group(),
-    Kind::StatefulSet.version(),
-    Kind::StatefulSet.plural()
-);
 
 impl AuditStatefulSet {
     /// The names of `spec.volumeClaimTemplates`.
@@ -344,7 +280,8 @@ fn dated_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
 
 /// A PersistentVolumeClaim as `sts-guard audit` reads it: name, namespace, creationTimestamp
 /// and `status.phase`; its spec (and anything else) is skipped by the decoder.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Resource)]
+#[resource(inherit = PersistentVolumeClaim)]
 pub struct AuditClaim {
     #[serde(deserialize_with = "dated_meta", default)]
     pub metadata: ObjectMeta,
@@ -359,34 +296,48 @@ pub struct ClaimStatus {
 
 /// A ControllerRevision as `sts-guard audit` reads it: name, namespace and creationTimestamp
 /// (its `data`, a copy of the template, is skipped).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Resource)]
+#[resource(inherit = ControllerRevision)]
 pub struct AuditRevision {
     #[serde(deserialize_with = "dated_meta", default)]
     pub metadata: ObjectMeta,
 }
-
-impl_resource!(
-    AuditClaim,
-    NamespaceResourceScope,
-    "PersistentVolumeClaim",
-    "",
-    "v1",
-    "persistentvolumeclaims"
-);
-impl_resource!(
-    AuditRevision,
-    NamespaceResourceScope,
-    "ControllerRevision",
-    "apps",
-    "v1",
-    "controllerrevisions"
-);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::OUT_OF_SERVICE_TAINT;
     use serde_json::json;
+
+    /// The vocabulary's coordinates (const, for matching requests) are those the watched types
+    /// inherit from k8s-openapi.
+    #[test]
+    fn the_kinds_coordinates_are_those_of_the_api_types() {
+        fn coordinates<R: kube::Resource<DynamicType = ()>>() -> [String; 4] {
+            [R::kind(&()), R::group(&()), R::version(&()), R::plural(&())].map(|c| c.into_owned())
+        }
+        for (kind, inherited) in [
+            (Kind::Service, coordinates::<WatchedService>()),
+            (Kind::StatefulSet, coordinates::<WatchedStatefulSet>()),
+            (Kind::Node, coordinates::<WatchedNode>()),
+            (Kind::Pod, coordinates::<AuditPod>()),
+            (Kind::StatefulSet, coordinates::<AuditStatefulSet>()),
+        ] {
+            assert_eq!(
+                [kind.name(), kind.group(), kind.version(), kind.plural()],
+                inherited,
+                "{kind:?}"
+            );
+            assert_eq!(
+                kind.api_version(),
+                if inherited[1].is_empty() {
+                    inherited[2].clone()
+                } else {
+                    format!("{}/{}", inherited[1], inherited[2])
+                }
+            );
+        }
+    }
 
     #[test]
     fn watched_decoding_matches_the_full_views() {
