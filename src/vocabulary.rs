@@ -9,6 +9,21 @@
 
 use std::fmt;
 
+/// One of a kind's API coordinates, as k8s-openapi's type for it declares them (they are
+/// `const`, so request matching can use them in const contexts).
+macro_rules! coordinate {
+    ($kind:expr, $coordinate:ident) => {{
+        use k8s_openapi::Resource as R;
+        use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+        match $kind {
+            Kind::StatefulSet => <apps::StatefulSet as R>::$coordinate,
+            Kind::Service => <core::Service as R>::$coordinate,
+            Kind::Pod => <core::Pod as R>::$coordinate,
+            Kind::Node => <core::Node as R>::$coordinate,
+        }
+    }};
+}
+
 /// The kinds of objects sts-guard reads, with what the API server calls them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -23,42 +38,26 @@ impl Kind {
 
     /// The kind as objects spell it, e.g. `StatefulSet`.
     pub const fn name(self) -> &'static str {
-        match self {
-            Kind::StatefulSet => "StatefulSet",
-            Kind::Service => "Service",
-            Kind::Pod => "Pod",
-            Kind::Node => "Node",
-        }
+        coordinate!(self, KIND)
     }
 
     /// The API group (`""` for the core group).
     pub const fn group(self) -> &'static str {
-        match self {
-            Kind::StatefulSet => "apps",
-            Kind::Service | Kind::Pod | Kind::Node => "",
-        }
+        coordinate!(self, GROUP)
     }
 
     pub const fn version(self) -> &'static str {
-        "v1"
+        coordinate!(self, VERSION)
     }
 
     /// `apiVersion` as objects spell it, e.g. `apps/v1`.
     pub const fn api_version(self) -> &'static str {
-        match self {
-            Kind::StatefulSet => "apps/v1",
-            Kind::Service | Kind::Pod | Kind::Node => "v1",
-        }
+        coordinate!(self, API_VERSION)
     }
 
     /// The resource name in URLs and admission requests, e.g. `statefulsets`.
     pub const fn plural(self) -> &'static str {
-        match self {
-            Kind::StatefulSet => "statefulsets",
-            Kind::Service => "services",
-            Kind::Pod => "pods",
-            Kind::Node => "nodes",
-        }
+        coordinate!(self, URL_PATH_SEGMENT)
     }
 
     /// The value of a metric's `kind` label; kinds sts-guard does not know count as `other`.
