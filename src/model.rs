@@ -556,6 +556,27 @@ shaped! {
     }
 }
 
+/// The names of `spec.volumeClaimTemplates` (a null entry names none): what the storage rules
+/// and `sts-guard audit` read of them. Errors name the field path.
+pub fn claim_template_names<'s>(
+    templates: &'s Checked<Vec<Checked<ClaimTemplate<'_>>>>,
+) -> Result<Vec<&'s str>, FieldError> {
+    let list = "spec.volumeClaimTemplates";
+    let mut names = Vec::new();
+    for (i, item) in templates.items(list)?.iter().enumerate() {
+        let Some(template) = item.item(list, i)? else {
+            continue;
+        };
+        let name = template
+            .metadata
+            .field("metadata", |m| &m.name)
+            .and_then(|name| name.str("metadata.name"))
+            .map_err(|e| e.within(list, i))?;
+        names.extend(name);
+    }
+    Ok(names)
+}
+
 shaped! {
     pub struct NameOnly<'a> {
         #[serde(borrow)]

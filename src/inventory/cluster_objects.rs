@@ -8,9 +8,11 @@
 //! shapes of their own below.
 
 use crate::model::{
-    Labels, NodeView, PodView, ServiceView, StatefulSetView, controlling_statefulset,
+    Labels, NodeView, PodView, ServiceView, StatefulSetView, claim_template_names,
+    controlling_statefulset,
 };
 use crate::request;
+use crate::shape::checked;
 use crate::vocabulary::Kind;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
@@ -230,14 +232,14 @@ pub struct RolloutStatus {
 }
 
 impl AuditStatefulSet {
-    /// The names of `spec.volumeClaimTemplates`.
+    /// The names of `spec.volumeClaimTemplates`, read as the storage rules read them; none
+    /// when they cannot be read (the rules report that).
     pub fn claim_templates(&self) -> Vec<String> {
-        self.spec["volumeClaimTemplates"]
-            .as_array()
-            .map(|templates| {
-                templates
-                    .iter()
-                    .filter_map(|t| t["metadata"]["name"].as_str())
+        let templates = checked(self.spec.get("volumeClaimTemplates"));
+        claim_template_names(&templates)
+            .map(|names| {
+                names
+                    .into_iter()
                     .filter(|name| !name.is_empty())
                     .map(str::to_string)
                     .collect()
@@ -386,6 +388,11 @@ mod tests {
         let bare: AuditStatefulSet =
             serde_json::from_value(json!({"metadata": {"name": "w"}, "status": null})).unwrap();
         assert!(bare.claim_templates().is_empty() && bare.status.update_revision.is_none());
+        // Read as the storage rules read them: a null entry and an empty name name nothing.
+        let sparse: AuditStatefulSet = serde_json::from_value(json!({"metadata": {"name": "w"},
+            "spec": {"volumeClaimTemplates": [null, {"metadata": {"name": ""}}, {"metadata": {"name": "data"}}]}}))
+        .unwrap();
+        assert_eq!(sparse.claim_templates(), ["data"]);
 
         let claim: AuditClaim =
             serde_json::from_value(json!({"metadata": {"name": "data-w-0", "namespace": "d",

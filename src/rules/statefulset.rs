@@ -5,7 +5,7 @@ use super::{Finding, Findings, Requester, RuleId, join_names};
 use crate::inventory::Inventory;
 use crate::model::{
     FieldError, PER_POD_NAMES_NEED_HEADLESS, RulePodSpec, ServiceView, StatefulSetRuleSpec,
-    StatefulSetView, format_labels, selector_matches,
+    StatefulSetView, claim_template_names, format_labels, selector_matches,
 };
 use crate::shape::{Checked, checked};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -381,7 +381,7 @@ fn check_storage(
 ) -> Result<(), FieldError> {
     let sts = subject.view;
     if sts.replicas > 1 {
-        let templates = claim_template_names(spec)?;
+        let templates = claim_template_names(spec.field("spec", |s| &s.claim_templates)?)?;
         let volumes = "spec.template.spec.volumes";
         let items = pod_spec(spec)?.field("spec.template.spec", |p| &p.volumes)?;
         for (i, item) in items.items(volumes)?.iter().enumerate() {
@@ -450,27 +450,6 @@ fn check_storage(
         }
     }
     Ok(())
-}
-
-/// `metadata.name` of every `spec.volumeClaimTemplates` entry.
-fn claim_template_names<'s>(
-    spec: &'s Checked<StatefulSetRuleSpec>,
-) -> Result<Vec<&'s str>, FieldError> {
-    let list = "spec.volumeClaimTemplates";
-    let mut names = Vec::new();
-    let items = spec.field("spec", |s| &s.claim_templates)?;
-    for (i, item) in items.items(list)?.iter().enumerate() {
-        let Some(template) = item.item(list, i)? else {
-            continue;
-        };
-        let name = template
-            .metadata
-            .field("metadata", |m| &m.name)
-            .and_then(|name| name.str("metadata.name"))
-            .map_err(|e| e.within(list, i))?;
-        names.extend(name);
-    }
-    Ok(names)
 }
 
 /// `sts-canary-partition`: the staged rollout `sts-partition-default` gives a canary
