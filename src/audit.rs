@@ -34,6 +34,7 @@ use crate::rules::live::{
     check_rollout_stalled, check_service_selects_live_pods, check_stuck_terminating, claim_ordinal,
     selects_template,
 };
+use crate::shape::checked;
 use crate::vocabulary::{Action, Findings, Kind, RuleId};
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
@@ -495,10 +496,11 @@ impl Audit<'_> {
         if let Ok(view) = &view {
             self.inventory.add_statefulset(view.clone());
         }
+        let rules_spec = checked(object.data.get("spec"));
         let viewed = match &view {
             Ok(view) => Ok(Viewed::StatefulSet {
                 view,
-                data: &object.data,
+                spec: &rules_spec,
             }),
             Err(err) => Err(err.clone()),
         };

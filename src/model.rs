@@ -13,7 +13,6 @@ use crate::vocabulary::Kind;
 pub use crate::vocabulary::ObjectRef;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::DynamicObject;
-use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -838,8 +837,8 @@ impl StatefulSetView {
 pub enum Viewed<'a> {
     StatefulSet {
         view: &'a StatefulSetView,
-        /// The object but its metadata, as far as the rules read it.
-        data: &'a Value,
+        /// `spec` as the rules read it beside the view.
+        spec: &'a Checked<StatefulSetRuleSpec<'a>>,
     },
     Service(&'a ServiceView),
 }
@@ -937,7 +936,7 @@ pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn selector_is_a_subset_test() {

@@ -394,6 +394,14 @@ impl<'de: 'a, 'a> Decoded<'de> for StrMap<'a> {
 #[serde(transparent)]
 pub struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
+/// An object's `spec` alone, decoded as `T` from the object's text (the rest is skipped).
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "Checked<T>: Deserialize<'de>"))]
+pub struct SpecOf<T> {
+    #[serde(default)]
+    pub spec: Checked<T>,
+}
+
 /// Decodes `Checked<T>` from a value a decoder already kept (a view over a `DynamicObject`'s
 /// data): absent when there is none.
 pub fn checked<'v, T: Decoded<'v>>(value: Option<&'v Value>) -> Checked<T> {

@@ -20,6 +20,7 @@ use crate::rules::service::{ServiceDelete, check_service, check_service_delete};
 use crate::rules::statefulset::{
     StatefulSetSubject, check_canary_partition, check_statefulset, check_statefulset_delete,
 };
+use crate::shape::checked;
 use crate::vocabulary::{Action, Findings, Kind, ObjectRef, RuleId};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::DynamicObject;
@@ -259,10 +260,10 @@ pub fn evaluate_created(
     }
     let result = viewed.and_then(|viewed| {
         let findings = match viewed {
-            Viewed::StatefulSet { view, data } => {
+            Viewed::StatefulSet { view, spec } => {
                 let subject = StatefulSetSubject {
                     view,
-                    data,
+                    spec,
                     template_changed: false,
                 };
                 statefulset_findings(&subject, None, inventory, config)?
@@ -428,9 +429,10 @@ impl<'a> Evaluation<'a> {
         let old = self.req.old_object.as_ref();
         // A malformed old object grandfathers and stages nothing.
         let old_view = old.and_then(|old| StatefulSetView::from_object(old, self.namespace).ok());
+        let spec = checked(obj.data.get("spec"));
         let subject = StatefulSetSubject {
             view: &view,
-            data: &obj.data,
+            spec: &spec,
             template_changed: old.is_some_and(|old| template_changed(obj, old)),
         };
         let canary = old_view.as_ref().map(|old_view| (&obj.metadata, old_view));
@@ -438,9 +440,10 @@ impl<'a> Evaluation<'a> {
         let already_broken = match (&self.req.operation, old, &old_view) {
             // The old object is judged on its own (no "old of old").
             (Operation::Update, Some(old), Some(old_view)) => {
+                let old_spec = checked(old.data.get("spec"));
                 let old_subject = StatefulSetSubject {
                     view: old_view,
-                    data: &old.data,
+                    spec: &old_spec,
                     template_changed: false,
                 };
                 statefulset_findings(&old_subject, None, self.inventory, self.config)
@@ -533,7 +536,8 @@ impl<'a> Evaluation<'a> {
             namespace: self.namespace,
             name: self.name,
             meta: &old.metadata,
-            data: &old.data,
+            spec: &checked(old.data.get("spec")),
+            status: &checked(old.data.get("status")),
             grace_period_seconds: grace,
             requester: self.requester(),
         };
@@ -556,7 +560,7 @@ impl<'a> Evaluation<'a> {
         let mutation = mutate::inject_pod_identity(
             &obj.metadata,
             self.namespace,
-            &obj.data,
+            &checked(obj.data.get("spec")),
             &self.config.identity_env,
         )?;
         finish_patch(mutation, RuleId::PodIdentityEnv, decision);

@@ -4,8 +4,9 @@
 
 use super::StaticInventory;
 use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, read_paths_with};
-use crate::model::{NodeView, ServiceView, StatefulSetView, Viewed};
+use crate::model::{NodeView, ServiceView, StatefulSetRuleSpec, StatefulSetView, Viewed};
 use crate::request::{Operation, decode_object, into_object, plan};
+use crate::shape::SpecOf;
 use crate::vocabulary::Endpoint;
 use crate::vocabulary::Kind;
 use serde_json::Value;
@@ -37,8 +38,12 @@ impl LoadedObject {
     pub(crate) fn judged<R>(&self, judge: impl FnOnce(Viewed<'_>) -> R) -> Option<R> {
         Some(match self.judged.as_ref()? {
             Kept::StatefulSet { view, data } => {
-                let data = serde_json::from_slice(data).expect("JSON written by serde_json reads");
-                judge(Viewed::StatefulSet { view, data: &data })
+                let read: SpecOf<StatefulSetRuleSpec> =
+                    serde_json::from_slice(data).expect("JSON written by serde_json reads");
+                judge(Viewed::StatefulSet {
+                    view,
+                    spec: &read.spec,
+                })
             }
             Kept::Service(view) => judge(Viewed::Service(view)),
         })

@@ -8,7 +8,7 @@ use crate::model::{
     POD_INDEX_LABEL, PodIdentitySpec, StatefulSetView, controlling_statefulset,
 };
 use crate::rules::{RuleId, join_names};
-use crate::shape::{Checked, Found, checked};
+use crate::shape::{Checked, Found};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -117,7 +117,7 @@ fn add<'t>(tokens: impl IntoIterator<Item = &'t str>, value: Value) -> PatchOper
 pub fn inject_pod_identity(
     meta: &ObjectMeta,
     namespace: &str,
-    data: &Value,
+    spec: &Checked<PodIdentitySpec>,
     config: &IdentityEnv,
 ) -> Result<Mutation, FieldError> {
     let Some(statefulset) = controlling_statefulset(meta) else {
@@ -138,7 +138,6 @@ pub fn inject_pod_identity(
             RuleId::PodIdentityEnv
         )));
     };
-    let spec = checked::<PodIdentitySpec>(data.get("spec"));
     let empty = PodIdentitySpec::default();
     let spec = spec.get("spec")?.unwrap_or(&empty);
     let hostname = spec
@@ -589,6 +588,7 @@ mod tests {
     //! The operations built directly must do exactly what mutating a copy of the object and
     //! diffing it (the simple, always-right way) does, and a second pass must add nothing.
     use super::*;
+    use crate::shape::checked;
     use proptest::prelude::*;
 
     fn apply(data: &Value, operations: &[PatchOperation]) -> Value {
@@ -686,7 +686,7 @@ mod tests {
             if let Some(h) = &hostname { spec["hostname"] = json!(h); }
             let data = json!({"spec": spec});
             let config = IdentityEnv::default();
-            let mutation = inject_pod_identity(&pod_meta(), "default", &data, &config).unwrap();
+            let mutation = inject_pod_identity(&pod_meta(), "default", &checked(data.get("spec")), &config).unwrap();
             prop_assert!(mutation.warning.is_none());
 
             let host = hostname.clone().unwrap_or_else(|| "web-3".into());
@@ -705,7 +705,7 @@ mod tests {
             let patched = apply(&data, &mutation.operations);
             prop_assert_eq!(&patched, &reference_identity(&data, &vars));
             // Reinvocation: the patched pod needs nothing more.
-            let again = inject_pod_identity(&pod_meta(), "default", &patched, &config).unwrap();
+            let again = inject_pod_identity(&pod_meta(), "default", &checked(patched.get("spec")), &config).unwrap();
             prop_assert!(again.operations.is_empty(), "{:?}", again.operations);
         }
 
@@ -756,8 +756,13 @@ mod tests {
             .map(|i| json!({"name": format!("c{i}"), "image": "x"}))
             .collect();
         let data = json!({"spec": {"containers": containers}});
-        let mutation =
-            inject_pod_identity(&pod_meta(), "default", &data, &IdentityEnv::default()).unwrap();
+        let mutation = inject_pod_identity(
+            &pod_meta(),
+            "default",
+            &checked(data.get("spec")),
+            &IdentityEnv::default(),
+        )
+        .unwrap();
         assert!(mutation.operations.is_empty());
         let warning = mutation.warning.unwrap();
         assert!(
@@ -774,7 +779,7 @@ mod tests {
             inject_pod_identity(
                 &pod_meta(),
                 "default",
-                &json!({"spec": spec}),
+                &checked(Some(&spec)),
                 &IdentityEnv::default(),
             )
             .unwrap_err()
@@ -822,8 +827,13 @@ mod tests {
             {"name": "a", "env": [5, {"name": 7}, {"name": "POD_NAME", "value": "mine"}]},
             {"name": "b", "envFrom": [null]},
         ]}});
-        let mutation =
-            inject_pod_identity(&pod_meta(), "default", &data, &IdentityEnv::default()).unwrap();
+        let mutation = inject_pod_identity(
+            &pod_meta(),
+            "default",
+            &checked(data.get("spec")),
+            &IdentityEnv::default(),
+        )
+        .unwrap();
         let patched = apply(&data, &mutation.operations);
         let names: Vec<&str> = patched["spec"]["containers"][0]["env"]
             .as_array()

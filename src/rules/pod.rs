@@ -6,9 +6,8 @@ use crate::model::{
     ALLOW_FORCE_DELETE_ANNOTATION, FieldError, OUT_OF_SERVICE_TAINT, PodDeleteSpec, PodPhase,
     annotation_is_true, controlling_statefulset,
 };
-use crate::shape::{Checked, checked};
+use crate::shape::Checked;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde_json::Value;
 
 /// What `pod-force-delete` takes from config: who may force-delete regardless, besides the
 /// control plane ([`super::CONTROL_PLANE_USERS`]), which always may.
@@ -22,9 +21,11 @@ pub struct ForceDelete {
 pub struct PodDelete<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
-    /// The pod being deleted (`oldObject`): metadata and the other fields.
+    /// The pod being deleted (`oldObject`): metadata, and the parts of `spec` and `status`
+    /// the rule reads.
     pub meta: &'a ObjectMeta,
-    pub data: &'a Value,
+    pub spec: &'a Checked<PodDeleteSpec<'a>>,
+    pub status: &'a Checked<PodPhase<'a>>,
     /// `options.gracePeriodSeconds`, when the request set one. kube-apiserver fills it in from
     /// the pod's `spec.terminationGracePeriodSeconds` before admission when the client did not.
     pub grace_period_seconds: Option<i64>,
@@ -96,8 +97,7 @@ pub fn check_pod_delete(
     let Some(statefulset) = controlling_statefulset(pod.meta) else {
         return Ok(());
     };
-    let spec: Checked<PodDeleteSpec> = checked(pod.data.get("spec"));
-    let status: Checked<PodPhase> = checked(pod.data.get("status"));
+    let (spec, status) = (pod.spec, pod.status);
     let node_name = spec
         .field("spec", |s| &s.node_name)?
         .str("spec.nodeName")?

@@ -7,15 +7,15 @@ use crate::model::{
     FieldError, PER_POD_NAMES_NEED_HEADLESS, RulePodSpec, ServiceView, StatefulSetRuleSpec,
     StatefulSetView, claim_template_names, format_labels, selector_matches,
 };
-use crate::shape::{Checked, checked};
+use crate::shape::Checked;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde_json::Value;
 
-/// The StatefulSet a CREATE or UPDATE would leave behind, with the raw spec for storage rules.
+/// The StatefulSet a CREATE or UPDATE would leave behind: its view and what the rules read of
+/// its spec beside it.
 pub struct StatefulSetSubject<'a> {
     pub view: &'a StatefulSetView,
-    /// The object's fields other than metadata (`DynamicObject::data`).
-    pub data: &'a Value,
+    /// `spec` as the rules read it; a wrong type is an error only where read.
+    pub spec: &'a Checked<StatefulSetRuleSpec<'a>>,
     /// `spec.template` differs from the old object's (UPDATE only).
     pub template_changed: bool,
 }
@@ -57,10 +57,8 @@ pub fn check_statefulset(
         }
     }
     check_partition_range(subject, out);
-    // Decoded from the kept spec once for both; a wrong type is an error only where read.
-    let spec: Checked<StatefulSetRuleSpec> = checked(subject.data.get("spec"));
-    check_pod_lifecycle(subject, &spec, out)?;
-    check_storage(subject, &spec, out)
+    check_pod_lifecycle(subject, subject.spec, out)?;
+    check_storage(subject, subject.spec, out)
 }
 
 /// `sts-zero-grace` and `sts-ready-ordering`: what the pod template makes of deletes and of
