@@ -560,7 +560,7 @@ impl<'a> Evaluation<'a> {
         let mutation = mutate::inject_pod_identity(
             &obj.metadata,
             self.namespace,
-            &checked(obj.data.get("spec")),
+            || checked(obj.data.get("spec")),
             &self.config.identity_env,
         )?;
         finish_patch(mutation, RuleId::PodIdentityEnv, decision);

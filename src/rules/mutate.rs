@@ -114,10 +114,13 @@ fn add<'t>(tokens: impl IntoIterator<Item = &'t str>, value: Value) -> PatchOper
 
 /// `pod-identity-env`: adds identity variables to every container and init container of a
 /// StatefulSet pod. Warns when the pod is admitted unchanged for a reason the user should know.
-pub fn inject_pod_identity(
+/// `spec` decodes what the rule reads of the pod's spec; it is called only for a pod the rule
+/// acts on, so other pods (every pod CREATE reaches the webhook before Kubernetes 1.30's
+/// matchConditions) cost no decode.
+pub fn inject_pod_identity<'s>(
     meta: &ObjectMeta,
     namespace: &str,
-    spec: &Checked<PodIdentitySpec>,
+    spec: impl FnOnce() -> Checked<PodIdentitySpec<'s>>,
     config: &IdentityEnv,
 ) -> Result<Mutation, FieldError> {
     let Some(statefulset) = controlling_statefulset(meta) else {
@@ -138,8 +141,9 @@ pub fn inject_pod_identity(
             RuleId::PodIdentityEnv
         )));
     };
+    let decoded = spec();
     let empty = PodIdentitySpec::default();
-    let spec = spec.get("spec")?.unwrap_or(&empty);
+    let spec = decoded.get("spec")?.unwrap_or(&empty);
     let hostname = spec
         .hostname
         .str("spec.hostname")?
@@ -672,6 +676,23 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn a_pod_the_rule_does_not_act_on_has_its_spec_left_undecoded() {
+        let not_decoded = || -> Checked<PodIdentitySpec<'static>> { panic!("spec decoded") };
+        let config = IdentityEnv::default();
+        let plain = ObjectMeta {
+            name: Some("web-3".into()),
+            ..ObjectMeta::default()
+        };
+        let mut opted_out = pod_meta();
+        opted_out.annotations =
+            Some([(INJECT_IDENTITY_ANNOTATION.to_string(), "false".to_string())].into());
+        for meta in [plain, opted_out] {
+            let mutation = inject_pod_identity(&meta, "default", not_decoded, &config).unwrap();
+            assert!(mutation.operations.is_empty() && mutation.warning.is_none());
+        }
+    }
+
     proptest! {
         #[test]
         fn identity_operations_equal_the_diff_of_a_mutated_copy(
@@ -686,7 +707,7 @@ mod tests {
             if let Some(h) = &hostname { spec["hostname"] = json!(h); }
             let data = json!({"spec": spec});
             let config = IdentityEnv::default();
-            let mutation = inject_pod_identity(&pod_meta(), "default", &checked(data.get("spec")), &config).unwrap();
+            let mutation = inject_pod_identity(&pod_meta(), "default", || checked(data.get("spec")), &config).unwrap();
             prop_assert!(mutation.warning.is_none());
 
             let host = hostname.clone().unwrap_or_else(|| "web-3".into());
@@ -705,7 +726,7 @@ mod tests {
             let patched = apply(&data, &mutation.operations);
             prop_assert_eq!(&patched, &reference_identity(&data, &vars));
             // Reinvocation: the patched pod needs nothing more.
-            let again = inject_pod_identity(&pod_meta(), "default", &checked(patched.get("spec")), &config).unwrap();
+            let again = inject_pod_identity(&pod_meta(), "default", || checked(patched.get("spec")), &config).unwrap();
             prop_assert!(again.operations.is_empty(), "{:?}", again.operations);
         }
 
@@ -759,7 +780,7 @@ mod tests {
         let mutation = inject_pod_identity(
             &pod_meta(),
             "default",
-            &checked(data.get("spec")),
+            || checked(data.get("spec")),
             &IdentityEnv::default(),
         )
         .unwrap();
@@ -779,7 +800,7 @@ mod tests {
             inject_pod_identity(
                 &pod_meta(),
                 "default",
-                &checked(Some(&spec)),
+                || checked(Some(&spec)),
                 &IdentityEnv::default(),
             )
             .unwrap_err()
@@ -830,7 +851,7 @@ mod tests {
         let mutation = inject_pod_identity(
             &pod_meta(),
             "default",
-            &checked(data.get("spec")),
+            || checked(data.get("spec")),
             &IdentityEnv::default(),
         )
         .unwrap();
