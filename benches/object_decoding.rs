@@ -21,7 +21,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sts_guard::engine::Endpoint;
 use sts_guard::model::{
     ClaimTemplate, LabelSelector, LabelsOnly, Ordinals, PodIdentitySpec, RetentionPolicy,
@@ -32,6 +32,8 @@ use sts_guard::shape::{Checked, Decoded, Expected, StrMap, checked};
 
 #[path = "common/counting.rs"]
 mod counting;
+#[path = "common/timing.rs"]
+mod timing;
 
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
@@ -245,23 +247,8 @@ fn measure(decode: &dyn Fn() -> usize) -> Measured {
     let (calls, bytes) = (counting::calls(), counting::bytes());
     std::hint::black_box(decode());
     let counted = (counting::calls() - calls, counting::bytes() - bytes);
-    let start = Instant::now();
-    std::hint::black_box(decode());
-    let once = start.elapsed().max(Duration::from_nanos(100));
-    let per_batch =
-        (Duration::from_millis(20).as_nanos() / once.as_nanos()).clamp(1, 100_000) as u32;
-    let mut batches: Vec<Duration> = (0..15)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..per_batch {
-                std::hint::black_box(decode());
-            }
-            start.elapsed() / per_batch
-        })
-        .collect();
-    batches.sort();
     Measured {
-        time: batches[batches.len() / 2],
+        time: timing::median_time(decode),
         calls: counted.0,
         bytes: counted.1,
     }

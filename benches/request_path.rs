@@ -16,7 +16,7 @@
 //! Allocation counts are deterministic; times vary with the machine.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sts_guard::admission;
 use sts_guard::config::Config;
 use sts_guard::engine::Endpoint;
@@ -24,6 +24,8 @@ use sts_guard::inventory::load_inventory_paths;
 
 #[path = "common/counting.rs"]
 mod counting;
+#[path = "common/timing.rs"]
+mod timing;
 
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
@@ -100,24 +102,8 @@ fn measure(
     let peak = counting::peak() - live;
     let counted = (counting::calls() - calls, counting::bytes() - bytes);
     drop(reviewed);
-    // Time: batches of about 20 ms, median of 15.
-    let start = Instant::now();
-    drop(review());
-    let once = start.elapsed().max(Duration::from_nanos(100));
-    let per_batch =
-        (Duration::from_millis(20).as_nanos() / once.as_nanos()).clamp(1, 100_000) as u32;
-    let mut batches: Vec<Duration> = (0..15)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..per_batch {
-                drop(std::hint::black_box(review()));
-            }
-            start.elapsed() / per_batch
-        })
-        .collect();
-    batches.sort();
     Measured {
-        time: batches[batches.len() / 2],
+        time: timing::median_time(review),
         calls: counted.0,
         bytes: counted.1,
         peak,
