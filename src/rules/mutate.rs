@@ -676,6 +676,11 @@ mod tests {
         .unwrap()
     }
 
+    /// The rule on `pod_meta()` with `data`, the pod's fields but its metadata.
+    fn inject(data: &Value, config: &IdentityEnv) -> Result<Mutation, FieldError> {
+        inject_pod_identity(&pod_meta(), "default", || checked(data.get("spec")), config)
+    }
+
     #[test]
     fn a_pod_the_rule_does_not_act_on_has_its_spec_left_undecoded() {
         let not_decoded = || -> Checked<PodIdentitySpec<'static>> { panic!("spec decoded") };
@@ -707,7 +712,7 @@ mod tests {
             if let Some(h) = &hostname { spec["hostname"] = json!(h); }
             let data = json!({"spec": spec});
             let config = IdentityEnv::default();
-            let mutation = inject_pod_identity(&pod_meta(), "default", || checked(data.get("spec")), &config).unwrap();
+            let mutation = inject(&data, &config).unwrap();
             prop_assert!(mutation.warning.is_none());
 
             let host = hostname.clone().unwrap_or_else(|| "web-3".into());
@@ -726,7 +731,7 @@ mod tests {
             let patched = apply(&data, &mutation.operations);
             prop_assert_eq!(&patched, &reference_identity(&data, &vars));
             // Reinvocation: the patched pod needs nothing more.
-            let again = inject_pod_identity(&pod_meta(), "default", || checked(patched.get("spec")), &config).unwrap();
+            let again = inject(&patched, &config).unwrap();
             prop_assert!(again.operations.is_empty(), "{:?}", again.operations);
         }
 
@@ -777,13 +782,7 @@ mod tests {
             .map(|i| json!({"name": format!("c{i}"), "image": "x"}))
             .collect();
         let data = json!({"spec": {"containers": containers}});
-        let mutation = inject_pod_identity(
-            &pod_meta(),
-            "default",
-            || checked(data.get("spec")),
-            &IdentityEnv::default(),
-        )
-        .unwrap();
+        let mutation = inject(&data, &IdentityEnv::default()).unwrap();
         assert!(mutation.operations.is_empty());
         let warning = mutation.warning.unwrap();
         assert!(
@@ -797,14 +796,9 @@ mod tests {
     #[test]
     fn wrong_types_where_injection_reads_are_named_by_their_path() {
         let error = |spec: Value| {
-            inject_pod_identity(
-                &pod_meta(),
-                "default",
-                || checked(Some(&spec)),
-                &IdentityEnv::default(),
-            )
-            .unwrap_err()
-            .to_string()
+            inject(&json!({"spec": spec}), &IdentityEnv::default())
+                .unwrap_err()
+                .to_string()
         };
         let ok = json!({"name": "c", "image": "x"});
         for (spec, message) in [
@@ -848,13 +842,7 @@ mod tests {
             {"name": "a", "env": [5, {"name": 7}, {"name": "POD_NAME", "value": "mine"}]},
             {"name": "b", "envFrom": [null]},
         ]}});
-        let mutation = inject_pod_identity(
-            &pod_meta(),
-            "default",
-            || checked(data.get("spec")),
-            &IdentityEnv::default(),
-        )
-        .unwrap();
+        let mutation = inject(&data, &IdentityEnv::default()).unwrap();
         let patched = apply(&data, &mutation.operations);
         let names: Vec<&str> = patched["spec"]["containers"][0]["env"]
             .as_array()
