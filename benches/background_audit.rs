@@ -9,7 +9,7 @@
 //! in a child process, `api`, in the idle scheduling class (all its threads): in a cluster
 //! kube-apiserver runs elsewhere, and its CPU is not the webhook's. A second child, `measure`, with the binary's allocator
 //! settings, syncs a `ClusterInventory` from it and then alternates, `RUNS` times:
-//! - *without*: the request path (`admission::decode`, `Evaluator::decide_by_handler` on the watch cache,
+//! - *without*: the request path (`admission::decode`, `Evaluator::decide_review` on the watch cache,
 //!   `admission::encode`: what `server::handle` does between reading a body and writing the
 //!   answer) on StatefulSet CREATE reviews arriving at 2,000 a second, each in a task of its
 //!   own on the runtime's two workers, timed from arrival to answer, before and after each
@@ -152,9 +152,7 @@ async fn serve_fixtures(size: Size) {
 async fn review_once(inv: &ClusterInventory, config: &Config, body: &[u8]) {
     let reviewed = match admission::decode(body, Endpoint::Validate).unwrap() {
         Decoded::Evaluate(request, summary) => {
-            let decision = inv
-                .decide_by_handler(&request, summary.handler, config)
-                .await;
+            let decision = inv.decide_review(&request, config).await;
             admission::encode(summary, decision.in_mode(config.mode)).unwrap()
         }
         Decoded::Answered(reviewed) => *reviewed,

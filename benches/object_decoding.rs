@@ -1,34 +1,28 @@
-//! Two ways from an object's text in a review body to the typed parts its handler's rules
-//! read, measured in one run: what the decision to keep (or drop) the shaped `Value` between
-//! them rests on.
+//! Two ways from an object's text in a review body to the typed parts its handler reads,
+//! measured in one run: the webhook's decoder against the path it replaced.
 //!
 //!     cargo bench --bench object_decoding
 //!
-//! - `via-value` is the webhook's path: the object decoded once with the handler's shape into
-//!   a `Value` (`request::decode_raw`), metadata taken from it (`request::into_object`), each
-//!   `shaped!` struct the rules read decoded from that `Value` (`shape::checked`).
-//! - `direct` decodes each of the same structs from the object's text, one pass per struct
-//!   (serde skips the fields a struct does not name), metadata into a struct of the fields the
-//!   rules read (annotations filtered to the same prefixes, as the shape filters them).
+//! - `via-value` is the path before: the object decoded with a shape into a `Value`
+//!   (`request::decode_object`), metadata taken from it (`request::into_object`), the typed
+//!   spec decoded from that `Value` (`shape::checked`).
+//! - `subject` is the webhook's decoder (`subject::ObjectType::read`): metadata and the typed
+//!   spec straight from the text, in one pass.
 //!
 //! Both stop at the typed parts: building the views from them is the same code either way.
 //! For each object it prints the time per decode (median of batches), allocations and bytes
 //! per decode. Allocation counts are deterministic; times vary with the machine, so compare
 //! the two rows of one run.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
-use sts_guard::engine::Endpoint;
-use sts_guard::model::{
-    ClaimTemplate, LabelSelector, LabelsOnly, Ordinals, PodIdentitySpec, RetentionPolicy,
-    RulePodSpec, StatefulSetRuleSpec, StatefulSetViewSpec, UpdateStrategy,
-};
-use sts_guard::request::{self, Operation, decode_raw, into_object};
-use sts_guard::shape::{Checked, Decoded, Expected, StrMap, checked};
+use sts_guard::model::{PodIdentitySpec, StatefulSetSpec};
+use sts_guard::request::{Shape, decode_object, into_object};
+use sts_guard::shape::{Checked, checked};
+use sts_guard::subject::{ObjectType, Read, Subject};
 
 #[path = "common/counting.rs"]
 mod counting;
@@ -38,201 +32,79 @@ mod timing;
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
 
-/// The annotation prefixes the decoder's metadata shape keeps.
-const KEPT_ANNOTATIONS: &[&str] = &[
-    "sts-guard.io/",
-    "meta.helm.sh/release-name",
-    "meta.helm.sh/release-namespace",
-    "argocd.argoproj.io/tracking-id",
-];
+/// The metadata shape the request decoder kept before: what the rules read.
+const METADATA: Shape = Shape::Fields(&[
+    ("name", Shape::All),
+    ("namespace", Shape::All),
+    ("generateName", Shape::All),
+    ("labels", Shape::All),
+    (
+        "annotations",
+        Shape::Prefixed(&[
+            "sts-guard.io/",
+            "meta.helm.sh/release-name",
+            "meta.helm.sh/release-namespace",
+            "argocd.argoproj.io/tracking-id",
+        ]),
+    ),
+    ("ownerReferences", Shape::All),
+]);
 
-/// Annotations whose key starts with one of [`KEPT_ANNOTATIONS`], borrowed where they can be.
-#[derive(Default)]
-#[allow(dead_code)]
-struct KeptAnnotations<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+const STATEFULSET: Shape = Shape::Fields(&[
+    ("apiVersion", Shape::All),
+    ("kind", Shape::All),
+    ("metadata", METADATA),
+    ("spec", StatefulSetSpec::SHAPE),
+]);
 
-impl<'de: 'a, 'a> Deserialize<'de> for KeptAnnotations<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Kept<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for Kept<'a> {
-            type Value = KeptAnnotations<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut kept = Vec::new();
-                while let Some(key) = map.next_key::<sts_guard::shape::Str<'de>>()? {
-                    if KEPT_ANNOTATIONS.iter().any(|p| key.0.starts_with(p)) {
-                        let value: sts_guard::shape::Str<'de> = map.next_value()?;
-                        kept.push((key.0, value.0));
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(KeptAnnotations(kept))
-            }
-        }
-        deserializer.deserialize_map(Kept(std::marker::PhantomData))
-    }
-}
+const POD_CREATE: Shape = Shape::Fields(&[
+    ("apiVersion", Shape::All),
+    ("kind", Shape::All),
+    ("metadata", METADATA),
+    ("spec", PodIdentitySpec::SHAPE),
+]);
 
-/// The metadata the rules read, as a struct decoded from text.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-#[allow(dead_code)]
-struct Metadata<'a> {
-    #[serde(borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    namespace: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    generate_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    labels: Checked<StrMap<'a>>,
-    #[serde(borrow)]
-    annotations: KeptAnnotations<'a>,
-    owner_references: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
-}
+/// What a decode yields, compared between the ways: the metadata and whether a spec came.
+type Parts = (ObjectMeta, bool);
 
-#[derive(Deserialize)]
-struct MetadataOf<'a> {
-    #[serde(borrow, default)]
-    metadata: Metadata<'a>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "Checked<T>: Deserialize<'de>"))]
-struct SpecOf<T> {
-    #[serde(default)]
-    spec: Checked<T>,
-}
-
-/// A struct of `Checked` fields that is itself a `Checked` field's type.
-macro_rules! decoded_map {
-    ($name:ident) => {
-        impl Expected for $name<'_> {
-            const EXPECTED: &'static str = "a map";
-        }
-        impl<'de: 'a, 'a> Decoded<'de> for $name<'a> {
-            fn from_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
-                Self::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
-            }
-        }
-    };
-}
-
-/// The pod template as the view and the rules read it together.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct StatefulSetTemplate<'a> {
-    #[serde(borrow)]
-    metadata: Checked<LabelsOnly<'a>>,
-    #[serde(borrow)]
-    spec: Checked<RulePodSpec<'a>>,
-}
-decoded_map!(StatefulSetTemplate);
-
-/// The fields of `StatefulSetViewSpec` and `StatefulSetRuleSpec` in one struct, for one pass.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-#[allow(dead_code)]
-struct StatefulSetSpec<'a> {
-    #[serde(borrow)]
-    service_name: Checked<Cow<'a, str>>,
-    replicas: Checked<i64>,
-    #[serde(borrow)]
-    selector: Checked<LabelSelector<'a>>,
-    #[serde(borrow)]
-    template: Checked<StatefulSetTemplate<'a>>,
-    #[serde(borrow)]
-    ordinals: Checked<Ordinals<'a>>,
-    #[serde(borrow)]
-    pod_management_policy: Checked<Cow<'a, str>>,
-    #[serde(borrow)]
-    update_strategy: Checked<UpdateStrategy<'a>>,
-    #[serde(borrow)]
-    volume_claim_templates: Checked<Vec<Checked<ClaimTemplate<'a>>>>,
-    #[serde(borrow)]
-    persistent_volume_claim_retention_policy: Checked<RetentionPolicy<'a>>,
-}
-decoded_map!(StatefulSetSpec);
-
-/// An object's metadata and spec in one pass.
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "Checked<T>: Deserialize<'de>"))]
-struct ObjectOf<'a, T> {
-    #[serde(borrow, default)]
-    metadata: Metadata<'a>,
-    #[serde(default)]
-    spec: Checked<T>,
-}
-
-/// A handler's read of one object: what each way decodes.
+/// A handler's read of one object.
 #[derive(Clone, Copy)]
-enum Read {
-    /// The StatefulSet rules: the view's spec and the rules' spec.
+enum Object {
+    /// The StatefulSet rules and view: their spec.
     StatefulSet,
     /// Identity injection: the pod's identity spec.
     PodCreate,
 }
 
-fn via_value(raw: &RawValue, shape: &request::Shape, read: Read) -> usize {
-    let value = decode_raw(raw, shape).expect("decodes");
-    let object = into_object(value).expect("an object");
-    let spec = object.data.get("spec");
-    let kept = object.metadata.labels.as_ref().map_or(0, |l| l.len());
-    match read {
-        Read::StatefulSet => {
-            let view: Checked<StatefulSetViewSpec> = checked(spec);
-            let rules: Checked<StatefulSetRuleSpec> = checked(spec);
-            kept + usize::from(view.is_present()) + usize::from(rules.is_present())
-        }
-        Read::PodCreate => {
-            let identity: Checked<PodIdentitySpec> = checked(spec);
-            kept + usize::from(identity.is_present())
-        }
-    }
-}
-
-fn direct(raw: &RawValue, read: Read) -> usize {
-    let text = raw.get();
-    let meta: MetadataOf = serde_json::from_str(text).expect("metadata");
-    let kept = match &meta.metadata.labels {
-        Checked::Found(labels) => labels.0.len(),
-        _ => 0,
+fn via_value(raw: &RawValue, object: Object) -> Parts {
+    let shape = match object {
+        Object::StatefulSet => &STATEFULSET,
+        Object::PodCreate => &POD_CREATE,
     };
-    match read {
-        Read::StatefulSet => {
-            let view: SpecOf<StatefulSetViewSpec> = serde_json::from_str(text).expect("view");
-            let rules: SpecOf<StatefulSetRuleSpec> = serde_json::from_str(text).expect("rules");
-            kept + usize::from(view.spec.is_present()) + usize::from(rules.spec.is_present())
-        }
-        Read::PodCreate => {
-            let identity: SpecOf<PodIdentitySpec> = serde_json::from_str(text).expect("identity");
-            kept + usize::from(identity.spec.is_present())
-        }
-    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let value = decode_object(&mut de, shape).expect("decodes");
+    let decoded = into_object(value).expect("an object");
+    let spec = decoded.data.get("spec");
+    let present = match object {
+        Object::StatefulSet => checked::<StatefulSetSpec>(spec).is_present(),
+        Object::PodCreate => checked::<PodIdentitySpec>(spec).is_present(),
+    };
+    (decoded.metadata, present)
 }
 
-/// Every struct from one pass over the text: the design a single decode would take.
-fn one_pass(raw: &RawValue, read: Read) -> usize {
-    fn labels(meta: &Metadata) -> usize {
-        match &meta.labels {
-            Checked::Found(labels) => labels.0.len(),
-            _ => 0,
+fn subject(raw: &RawValue, object: Object) -> Parts {
+    let object_type = match object {
+        Object::StatefulSet => ObjectType::StatefulSet,
+        Object::PodCreate => ObjectType::PodCreate,
+    };
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    match object_type.read(&mut de).expect("decodes") {
+        Read::Object(Subject::StatefulSet(sts)) => (sts.metadata, sts.spec.is_present()),
+        Read::Object(Subject::PodCreate(pod)) => {
+            let spec: Checked<PodIdentitySpec> = pod.identity_spec();
+            (pod.metadata, spec.is_present())
         }
-    }
-    let text = raw.get();
-    match read {
-        Read::StatefulSet => {
-            let object: ObjectOf<StatefulSetSpec> = serde_json::from_str(text).expect("object");
-            // The view and the rules: two structs, the same presence.
-            labels(&object.metadata) + 2 * usize::from(object.spec.is_present())
-        }
-        Read::PodCreate => {
-            let object: ObjectOf<PodIdentitySpec> = serde_json::from_str(text).expect("object");
-            labels(&object.metadata) + usize::from(object.spec.is_present())
-        }
+        _ => panic!("not the object planned"),
     }
 }
 
@@ -242,7 +114,7 @@ struct Measured {
     bytes: usize,
 }
 
-fn measure(decode: &dyn Fn() -> usize) -> Measured {
+fn measure(decode: &dyn Fn() -> Parts) -> Measured {
     std::hint::black_box(decode());
     let (calls, bytes) = (counting::calls(), counting::bytes());
     std::hint::black_box(decode());
@@ -274,26 +146,17 @@ fn main() {
         "{:<16} {:<10} {:>10} {:>8} {:>10}",
         "object", "way", "time", "allocs", "bytes"
     );
-    for (name, group, kind, endpoint, read) in [
-        (
-            "sts-create-ok",
-            "apps",
-            "StatefulSet",
-            Endpoint::Validate,
-            Read::StatefulSet,
-        ),
-        ("pod-create", "", "Pod", Endpoint::Mutate, Read::PodCreate),
+    for (name, object) in [
+        ("sts-create-ok", Object::StatefulSet),
+        ("pod-create", Object::PodCreate),
     ] {
         let path = bodies.join(format!("{name}.json"));
         let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let raw = object_of(&body);
-        let plan = request::plan(endpoint, group, kind, Operation::Create).expect("a handler");
-        assert_eq!(via_value(&raw, plan.object, read), direct(&raw, read));
-        assert_eq!(via_value(&raw, plan.object, read), one_pass(&raw, read));
-        let ways: [(&str, &dyn Fn() -> usize); 3] = [
-            ("via-value", &|| via_value(&raw, plan.object, read)),
-            ("direct", &|| direct(&raw, read)),
-            ("one-pass", &|| one_pass(&raw, read)),
+        assert_eq!(via_value(&raw, object), subject(&raw, object));
+        let ways: [(&str, &dyn Fn() -> Parts); 2] = [
+            ("via-value", &|| via_value(&raw, object)),
+            ("subject", &|| subject(&raw, object)),
         ];
         for (way, decode) in ways {
             let m = measure(decode);

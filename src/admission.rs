@@ -6,16 +6,11 @@
 //! The response is written straight from borrowed fields, without an intermediate tree.
 
 use crate::config::Config;
-use crate::engine::{Decision, Endpoint, Skip, evaluate_by_handler};
+use crate::engine::{Decision, Endpoint, Skip, evaluate_review};
 use crate::inventory::Inventory;
 use crate::request::{
-    self, Envelope, GroupVersion, Handler, ObjectSlot, Operation, Plan, RequestEnvelope,
-    read_envelope,
+    Envelope, GroupVersion, Handler, Operation, RequestEnvelope, Review, read_envelope,
 };
-use k8s_openapi::api::authentication::v1::UserInfo;
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube_core::admission::AdmissionRequest;
-use kube_core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -62,7 +57,7 @@ pub struct Reviewed<'a> {
 /// A request body, read.
 pub enum Decoded<'a> {
     /// A request a handler of the endpoint judges: evaluate it, then [`encode`].
-    Evaluate(Box<AdmissionRequest<DynamicObject>>, Summary<'a>),
+    Evaluate(Box<Review<'a>>, Summary<'a>),
     /// No handler of the endpoint reads it: already answered (allowed, unchanged).
     Answered(Box<Reviewed<'a>>),
 }
@@ -75,8 +70,8 @@ pub fn review<'a>(
     endpoint: Endpoint,
 ) -> Result<Reviewed<'a>, BadReview> {
     match decode(body, endpoint)? {
-        Decoded::Evaluate(request, summary) => {
-            let decision = evaluate_by_handler(&request, summary.handler, inventory, config);
+        Decoded::Evaluate(review, summary) => {
+            let decision = evaluate_review(&review, inventory, config);
             encode(summary, decision.in_mode(config.mode))
         }
         Decoded::Answered(reviewed) => Ok(*reviewed),
@@ -92,9 +87,9 @@ pub fn decode(body: &[u8], endpoint: Endpoint) -> Result<Decoded<'_>, BadReview>
     let operation = request.operation.unwrap_or(Operation::Connect);
     let summary = summary(&request, api_version, &kind, operation);
     match request.plan() {
-        Some(plan) => {
-            let request = into_request(request, &summary, kind, operation, &plan)?;
-            Ok(Decoded::Evaluate(Box::new(request), summary))
+        Some(_) => {
+            let review = request.into_review().map_err(BadReview::new)?;
+            Ok(Decoded::Evaluate(Box::new(review), summary))
         }
         None => {
             let decision = Decision {
@@ -161,75 +156,6 @@ fn summary<'a>(
         user: request.username.clone().unwrap_or_default(),
         handler: request.plan().map(|plan| plan.handler),
     }
-}
-
-/// The request as the engine takes it, with the objects decoded to the plan's shapes.
-fn into_request(
-    request: RequestEnvelope<'_>,
-    summary: &Summary<'_>,
-    kind: GroupVersion<'_>,
-    operation: Operation,
-    plan: &Plan,
-) -> Result<AdmissionRequest<DynamicObject>, BadReview> {
-    let gvk = |g: GroupVersion<'_>| GroupVersionKind::gvk(&g.group, &g.version, &g.name);
-    let gvr = |g: GroupVersion<'_>| GroupVersionResource::gvr(&g.group, &g.version, &g.name);
-    let object = object(request.object, plan.object, "request.object")?;
-    let old_object = object_or_none(request.old_object, plan.old_object)?;
-    Ok(AdmissionRequest {
-        types: TypeMeta {
-            api_version: summary.api_version.to_string(),
-            kind: "AdmissionReview".into(),
-        },
-        uid: summary.uid.to_string(),
-        kind: gvk(kind),
-        resource: gvr(request.resource.unwrap_or_default()),
-        sub_resource: request.sub_resource.map(Cow::into_owned),
-        request_kind: request.request_kind.map(gvk),
-        request_resource: request.request_resource.map(gvr),
-        request_sub_resource: request.request_sub_resource.map(Cow::into_owned),
-        name: summary.name.to_string(),
-        namespace: request.namespace.map(Cow::into_owned),
-        operation: operation.to_kube(),
-        user_info: UserInfo {
-            username: request.username.map(Cow::into_owned),
-            uid: request.user_uid.map(Cow::into_owned),
-            groups: request
-                .groups
-                .map(|groups| groups.into_iter().map(Cow::into_owned).collect()),
-            extra: None,
-        },
-        object,
-        old_object,
-        dry_run: request.dry_run.unwrap_or(false),
-        options: request.options.map(RawExtension),
-    })
-}
-
-fn object(
-    slot: ObjectSlot<'_>,
-    shape: &request::Shape,
-    field: &str,
-) -> Result<Option<DynamicObject>, BadReview> {
-    let value = match slot {
-        ObjectSlot::Absent => return Ok(None),
-        ObjectSlot::Decoded(value) => value,
-        ObjectSlot::Raw(raw) => {
-            request::decode_raw(raw, shape).map_err(|e| BadReview::new(format!("{field}: {e}")))?
-        }
-    };
-    match value {
-        serde_json::Value::Null => Ok(None),
-        value => crate::request::into_object(value)
-            .map(Some)
-            .map_err(|e| BadReview::new(format!("{field}: {e}"))),
-    }
-}
-
-fn object_or_none(
-    slot: ObjectSlot<'_>,
-    shape: &request::Shape,
-) -> Result<Option<DynamicObject>, BadReview> {
-    object(slot, shape, "request.oldObject")
 }
 
 /// The answer to a review the server will not evaluate: a denial with `message` and code 413,

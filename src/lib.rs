@@ -32,6 +32,8 @@
 //!                 server); manifests.rs loads manifest files into an inventory
 //!   model         typed views of objects (ServiceView, StatefulSetView, ...), each built from
 //!                 a `shaped!` struct that also declares what the decoder keeps for it
+//!   subject       the objects of a review as their handler reads them: metadata and typed
+//!                 specs, decoded from the body's text in one pass
 //!   shape         Shape (what a decoder keeps), Checked fields, the `shaped!` declaration
 //!   manifest      files and stdin to objects with their positions
 //!   request       the shaped decoder: an AdmissionReview's envelope, and of objects (under
@@ -48,14 +50,14 @@
 //!
 //! ```text
 //!   POST /validate ─► server::handle (size, memory budget)
-//!     ─► admission::decode: request::read_envelope, request::plan picks the Handler and its
-//!          shapes (once per request), objects decoded into those parts only (no handler:
-//!          answered from the envelope)
-//!     ─► Evaluator::decide_by_handler (engine::evaluator), with the Handler planned
-//!          StaticInventory: engine::evaluate_by_handler
-//!          ClusterInventory: engine::evaluate_by_handler on the cache; lookups that would deny
+//!     ─► admission::decode: request::read_envelope, request::plan picks the Handler and what
+//!          it reads of each object (once per request), objects decoded straight into those
+//!          typed parts (subject.rs; no handler: answered from the envelope) ─► request::Review
+//!     ─► Evaluator::decide_review (engine::evaluator), with the Handler planned
+//!          StaticInventory: engine::evaluate_review
+//!          ClusterInventory: engine::evaluate_review on the cache; lookups that would deny
 //!                            are asked again through LiveLookup and evaluated once more
-//!     ─► engine::evaluate_by_handler: match on the Handler
+//!     ─► engine::evaluate_review: match on the Handler
 //!          ─► e.g. rules::statefulset::check_statefulset (Findings)
 //!          ─► apply_policy (config) ─► Decision
 //!     ─► admission::encode (allowed, message, warnings, patch) ─► metrics, log
@@ -83,5 +85,6 @@ pub mod request;
 pub mod rules;
 pub mod server;
 pub mod shape;
+pub mod subject;
 pub mod vocabulary;
 pub mod yaml;

@@ -1,13 +1,15 @@
 //! Typed views of the objects the rules read.
 //!
 //! Rules never walk raw JSON themselves: they read these views, which hold only the fields the
-//! policy needs (the cluster inventory keeps nothing else in memory). A view is built from a
-//! `DynamicObject` through a `shaped!` struct that declares the fields it reads (and so what
-//! the decoder keeps for it); a field of the wrong type is a [`FieldError`] naming its path,
-//! never a silent default. The rules' own reads beside the views are declared the same way
-//! ([`StatefulSetRuleSpec`], [`PodDeleteSpec`], [`PodIdentitySpec`]).
+//! policy needs (the cluster inventory keeps nothing else in memory). A view is built from an
+//! object's metadata and a `shaped!` struct of its spec that declares the fields it reads (and
+//! so what a decoder keeps for it): a review's objects are decoded into those structs straight
+//! from the body's text ([`crate::subject`]), a watched or a manifest object through a shaped
+//! `DynamicObject` (`from_object`). A field of the wrong type is a [`FieldError`] naming its
+//! path, never a silent default. What the rules read beside the views is declared the same way
+//! ([`StatefulSetSpec`] holds both, [`PodDeleteSpec`], [`PodIdentitySpec`]).
 
-use crate::shape::{Checked, Found, Present, Shape, StrMap, checked, shaped};
+use crate::shape::{Checked, Found, OrNull, Present, Shape, StrMap, checked, shaped};
 pub use crate::shape::{FieldError, clip};
 use crate::vocabulary::Kind;
 pub use crate::vocabulary::ObjectRef;
@@ -407,21 +409,28 @@ shaped! {
 }
 
 shaped! {
-    /// A StatefulSet's spec as [`StatefulSetView`] reads it.
-    pub struct StatefulSetViewSpec<'a> {
+    /// A StatefulSet's spec as [`StatefulSetView`] and the validating rules beside it read it:
+    /// one struct, so that a review decodes it in one pass.
+    pub struct StatefulSetSpec<'a> {
         #[serde(borrow)]
         "serviceName" service_name: Checked<Cow<'a, str>> => Shape::All,
         "replicas" replicas: Checked<i64> => Shape::All,
         #[serde(borrow)]
         "selector" selector: Checked<LabelSelector<'a>> => LabelSelector::SHAPE,
         #[serde(borrow)]
-        "template" template: Checked<TemplateLabels<'a>> => TemplateLabels::SHAPE,
+        "template" template: Checked<PodTemplate<'a>> => PodTemplate::SHAPE,
         #[serde(borrow)]
         "ordinals" ordinals: Checked<Ordinals<'a>> => Ordinals::SHAPE,
         #[serde(borrow)]
         "podManagementPolicy" pod_management_policy: Checked<Cow<'a, str>> => Shape::All,
         #[serde(borrow)]
-        "updateStrategy" update_strategy: Checked<UpdateStrategy<'a>> => UpdateStrategy::SHAPE,
+        "updateStrategy" update_strategy: OrNull<UpdateStrategy<'a>> => UpdateStrategy::SHAPE,
+        #[serde(borrow)]
+        "volumeClaimTemplates" claim_templates: Checked<Vec<Checked<ClaimTemplate<'a>>>>
+            => Shape::Each(&ClaimTemplate::SHAPE),
+        #[serde(borrow)]
+        "persistentVolumeClaimRetentionPolicy" retention: Checked<RetentionPolicy<'a>>
+            => RetentionPolicy::SHAPE,
     }
 }
 
@@ -433,10 +442,12 @@ shaped! {
 }
 
 shaped! {
-    /// The pod template as far as a view reads it: its labels.
-    pub struct TemplateLabels<'a> {
+    /// The pod template: its labels for the view, its spec for the rules.
+    pub struct PodTemplate<'a> {
         #[serde(borrow)]
         "metadata" metadata: Checked<LabelsOnly<'a>> => LabelsOnly::SHAPE,
+        #[serde(borrow)]
+        "spec" spec: Checked<RulePodSpec<'a>> => RulePodSpec::SHAPE,
     }
 }
 
@@ -480,29 +491,6 @@ shaped! {
     pub struct Taint<'a> {
         #[serde(borrow)]
         "key" key: Checked<Cow<'a, str>> => Shape::All,
-    }
-}
-
-shaped! {
-    /// What the validating rules read of a StatefulSet's spec beside its view: the pod
-    /// template's grace period, containers and volumes, the claim templates and the retention
-    /// policy.
-    pub struct StatefulSetRuleSpec<'a> {
-        #[serde(borrow)]
-        "template" template: Checked<RulePodTemplate<'a>> => RulePodTemplate::SHAPE,
-        #[serde(borrow)]
-        "volumeClaimTemplates" claim_templates: Checked<Vec<Checked<ClaimTemplate<'a>>>>
-            => Shape::Each(&ClaimTemplate::SHAPE),
-        #[serde(borrow)]
-        "persistentVolumeClaimRetentionPolicy" retention: Checked<RetentionPolicy<'a>>
-            => RetentionPolicy::SHAPE,
-    }
-}
-
-shaped! {
-    pub struct RulePodTemplate<'a> {
-        #[serde(borrow)]
-        "spec" spec: Checked<RulePodSpec<'a>> => RulePodSpec::SHAPE,
     }
 }
 
@@ -688,8 +676,20 @@ pub struct ServiceView {
 
 impl ServiceView {
     pub fn from_object(obj: &DynamicObject, default_namespace: &str) -> Result<Self, FieldError> {
-        let (name, namespace) = name_and_namespace(&obj.metadata, default_namespace);
-        let spec: Checked<ServiceViewSpec> = checked(obj.data.get("spec"));
+        Self::from_parts(
+            &obj.metadata,
+            &checked(obj.data.get("spec")),
+            default_namespace,
+        )
+    }
+
+    /// The view of a Service with this metadata and spec (an object's `spec`, decoded).
+    pub fn from_parts(
+        meta: &ObjectMeta,
+        spec: &Checked<ServiceViewSpec>,
+        default_namespace: &str,
+    ) -> Result<Self, FieldError> {
+        let (name, namespace) = name_and_namespace(meta, default_namespace);
         Ok(ServiceView {
             namespace,
             name,
@@ -766,8 +766,20 @@ pub struct StatefulSetView {
 
 impl StatefulSetView {
     pub fn from_object(obj: &DynamicObject, default_namespace: &str) -> Result<Self, FieldError> {
-        let (name, namespace) = name_and_namespace(&obj.metadata, default_namespace);
-        let spec: Checked<StatefulSetViewSpec> = checked(obj.data.get("spec"));
+        Self::from_parts(
+            &obj.metadata,
+            &checked(obj.data.get("spec")),
+            default_namespace,
+        )
+    }
+
+    /// The view of a StatefulSet with this metadata and spec (an object's `spec`, decoded).
+    pub fn from_parts(
+        meta: &ObjectMeta,
+        spec: &Checked<StatefulSetSpec>,
+        default_namespace: &str,
+    ) -> Result<Self, FieldError> {
+        let (name, namespace) = name_and_namespace(meta, default_namespace);
         // Read in this order, so that of several wrong fields the same one is reported first.
         let service_name = spec
             .field("spec", |s| &s.service_name)?
@@ -797,7 +809,7 @@ impl StatefulSetView {
             .field("spec", |s| &s.pod_management_policy)?
             .str("spec.podManagementPolicy")?
             .unwrap_or("OrderedReady");
-        let strategy = spec.field("spec", |s| &s.update_strategy)?;
+        let strategy = spec.field("spec", |s| &s.update_strategy.value)?;
         let update_strategy = strategy
             .field("spec.updateStrategy", |u| &u.kind)?
             .str("spec.updateStrategy.type")?
@@ -817,7 +829,7 @@ impl StatefulSetView {
             pod_management_policy: intern(pod_management_policy),
             update_strategy: intern(update_strategy),
             partition,
-            ownership: Ownership::from_meta(&obj.metadata),
+            ownership: Ownership::from_meta(meta),
         })
     }
 
@@ -838,7 +850,7 @@ pub enum Viewed<'a> {
     StatefulSet {
         view: &'a StatefulSetView,
         /// `spec` as the rules read it beside the view.
-        spec: &'a Checked<StatefulSetRuleSpec<'a>>,
+        spec: &'a Checked<StatefulSetSpec<'a>>,
     },
     Service(&'a ServiceView),
 }

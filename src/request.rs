@@ -1,33 +1,32 @@
 //! One pass over an AdmissionReview body.
 //!
 //! The envelope (uid, kind, operation, userInfo, options, dryRun) is read into borrowed fields.
-//! `object` and `oldObject` are decoded only into the parts the handler for this request
-//! reads — a [`Shape`] per handler, from [`plan`] — so managedFields, status, kubectl's
+//! `object` and `oldObject` are decoded straight into what the handler for this request reads
+//! — an [`ObjectType`] per object, from [`plan`] — so managedFields, status, kubectl's
 //! last-applied annotation and, of a pod, everything but the few fields of its containers that
-//! identity injection reads are skipped by the decoder without being allocated. kube-apiserver
-//! writes `kind` and `operation` before the objects, so the plan is known by the time an object
-//! arrives; a body in another order has its objects kept raw (borrowed) and decoded the same way
-//! afterwards. Requests no handler takes are answered from the envelope alone.
+//! identity injection reads are skipped by the decoder without being allocated
+//! ([`crate::subject`]). kube-apiserver writes `kind` and `operation` before the objects, so
+//! the plan is known by the time an object arrives; a body in another order has its objects
+//! kept raw (borrowed) and decoded the same way afterwards. Requests no handler takes are
+//! answered from the envelope alone. [`Review`] is what the engine judges.
 //!
-//! A field of the wrong type on a kept path is kept as it came (lists and maps as empty ones),
-//! so the views still report it with its path, exactly as over the whole object.
-//!
-//! The cluster watches decode through the same shapes ([`decode_object`]), so a watched
-//! Service and a Service under review become the same view through the same code; so does
-//! `check`, of the manifests it judges. [`into_object`] makes any decoded object (of a
-//! request, a watch or a manifest) the `DynamicObject` the views read.
+//! The cluster watches and `check` decode what they keep of an object through a [`Shape`]
+//! ([`decode_object`]) and read it as a `DynamicObject` ([`into_object`]); their views are
+//! built from the same typed specs as a review's.
 
 use crate::model::{
     ARGOCD_TRACKING_ANNOTATION, FLUX_HELMRELEASE_NAME_LABEL, FLUX_HELMRELEASE_NAMESPACE_LABEL,
     FLUX_KUSTOMIZATION_NAME_LABEL, FLUX_KUSTOMIZATION_NAMESPACE_LABEL,
     HELM_RELEASE_NAME_ANNOTATION, HELM_RELEASE_NAMESPACE_ANNOTATION, INSTANCE_LABEL,
-    MANAGED_BY_LABEL, NodeViewSpec, PodDeleteSpec, PodIdentitySpec, PodPhase, ServiceViewSpec,
-    StatefulSetRuleSpec, StatefulSetViewSpec,
+    MANAGED_BY_LABEL, NodeViewSpec, ServiceViewSpec, StatefulSetSpec,
 };
 pub use crate::shape::Shape;
 use crate::shape::Str;
+pub use crate::subject::ObjectType;
+use crate::subject::{ObjectSeed, Read, Subject};
 use crate::vocabulary::{Endpoint, Kind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube_core::admission::AdmissionRequest;
 use kube_core::{DynamicObject, TypeMeta};
 use serde::Deserialize as _;
 use serde::Deserializer as _;
@@ -37,7 +36,7 @@ use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 use std::fmt;
 
-use Shape::{All, Both, Each, Fields, Prefixed};
+use Shape::{All, Each, Fields, Prefixed};
 
 /// The annotations [`Ownership`](crate::model::Ownership) reads.
 const OWNERSHIP_ANNOTATIONS: &[&str] = &[
@@ -45,25 +44,6 @@ const OWNERSHIP_ANNOTATIONS: &[&str] = &[
     HELM_RELEASE_NAMESPACE_ANNOTATION,
     ARGOCD_TRACKING_ANNOTATION,
 ];
-
-/// Metadata as rules read it: identity, labels, sts-guard's own annotations and those that
-/// name an application, owners.
-const METADATA: Shape = Fields(&[
-    ("name", All),
-    ("namespace", All),
-    ("generateName", All),
-    ("labels", All),
-    (
-        "annotations",
-        Prefixed(&[
-            "sts-guard.io/",
-            HELM_RELEASE_NAME_ANNOTATION,
-            HELM_RELEASE_NAMESPACE_ANNOTATION,
-            ARGOCD_TRACKING_ANNOTATION,
-        ]),
-    ),
-    ("ownerReferences", All),
-]);
 
 /// Metadata as the watches need it: identity and the resourceVersion to resume from.
 const WATCHED_METADATA: Shape = Fields(&[
@@ -104,32 +84,16 @@ const WATCHED_STATEFULSET_METADATA: Shape = Fields(&[
     ),
 ]);
 
-/// A StatefulSet as the validating rules read it: the view and what the rules read beside it.
-const STATEFULSET_SPEC: Shape = Both(&StatefulSetViewSpec::SHAPE, &StatefulSetRuleSpec::SHAPE);
-
-/// The same, with the whole pod template: an UPDATE compares the old template with the new.
-const STATEFULSET_SPEC_WHOLE_TEMPLATE: Shape = Both(
-    &StatefulSetViewSpec::SHAPE,
-    &Both(&StatefulSetRuleSpec::SHAPE, &Fields(&[("template", All)])),
-);
-
-/// A StatefulSet's view alone: as the watches keep it, and as the partition default reads it.
-const STATEFULSET_VIEW_SPEC: Shape = StatefulSetViewSpec::SHAPE;
-
-const SERVICE_SPEC: Shape = ServiceViewSpec::SHAPE;
-
-const NODE_SPEC: Shape = NodeViewSpec::SHAPE;
-
-/// The handler that judges a request, and how much of its objects that handler reads.
+/// The handler that judges a request, and what that handler reads of each of its objects.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub handler: Handler,
-    pub object: &'static Shape,
-    pub old_object: &'static Shape,
+    pub object: ObjectType,
+    pub old_object: ObjectType,
 }
 
 /// Who judges a request: the decoder reads of its objects what the handler's rules read, and
-/// the engine runs those rules ([`crate::engine::evaluate`] matches on it).
+/// the engine runs those rules ([`crate::engine::evaluate_review`] matches on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
     /// /validate, StatefulSet CREATE or UPDATE.
@@ -154,43 +118,13 @@ macro_rules! object_shape {
             ("spec", $spec),
         ])
     };
-    ($metadata:expr, $spec:expr, $status:expr) => {
-        &Fields(&[
-            ("apiVersion", All),
-            ("kind", All),
-            ("metadata", $metadata),
-            ("spec", $spec),
-            ("status", $status),
-        ])
-    };
 }
 
-/// Objects nobody reads: their identity only, for the decision's name and namespace.
-const IDENTITY_ONLY: &Shape = &Fields(&[
-    ("apiVersion", All),
-    ("kind", All),
-    (
-        "metadata",
-        Fields(&[("name", All), ("namespace", All), ("generateName", All)]),
-    ),
-]);
-
-const STATEFULSET: &Shape = object_shape!(METADATA, STATEFULSET_SPEC);
-/// The view alone: what the partition default reads on CREATE.
-const STATEFULSET_VIEW: &Shape = object_shape!(METADATA, STATEFULSET_VIEW_SPEC);
-const STATEFULSET_WHOLE_TEMPLATE: &Shape = object_shape!(METADATA, STATEFULSET_SPEC_WHOLE_TEMPLATE);
-const SERVICE: &Shape = object_shape!(METADATA, SERVICE_SPEC);
-/// A Service being deleted: who it is and what it belongs to.
-const SERVICE_DELETE: &Shape =
-    &Fields(&[("apiVersion", All), ("kind", All), ("metadata", METADATA)]);
-const POD_CREATE: &Shape = object_shape!(METADATA, PodIdentitySpec::SHAPE);
-const POD_DELETE: &Shape = object_shape!(METADATA, PodDeleteSpec::SHAPE, PodPhase::SHAPE);
-
 /// The shapes the cluster inventory decodes watched objects with.
-pub const WATCHED_SERVICE: &Shape = object_shape!(WATCHED_METADATA, SERVICE_SPEC);
+pub const WATCHED_SERVICE: &Shape = object_shape!(WATCHED_METADATA, ServiceViewSpec::SHAPE);
 pub const WATCHED_STATEFULSET: &Shape =
-    object_shape!(WATCHED_STATEFULSET_METADATA, STATEFULSET_VIEW_SPEC);
-pub const WATCHED_NODE: &Shape = object_shape!(WATCHED_METADATA, NODE_SPEC);
+    object_shape!(WATCHED_STATEFULSET_METADATA, StatefulSetSpec::SHAPE);
+pub const WATCHED_NODE: &Shape = object_shape!(WATCHED_METADATA, NodeViewSpec::SHAPE);
 
 /// The operation of an admission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,18 +195,18 @@ pub fn plan(endpoint: Endpoint, group: &str, kind: &str, operation: Operation) -
         (Mutate, StatefulSet, Create | Update) => MutateStatefulSet,
         _ => return None,
     };
+    use ObjectType::{Identity, Metadata, PodCreate, PodDelete, StatefulSetWithTemplate};
     // An UPDATE compares the whole template (a change to it starts a rollout).
     let (object, old_object) = match handler {
         ValidateStatefulSet | MutateStatefulSet if operation == Update => {
-            (STATEFULSET_WHOLE_TEMPLATE, STATEFULSET_WHOLE_TEMPLATE)
+            (StatefulSetWithTemplate, StatefulSetWithTemplate)
         }
-        ValidateStatefulSet => (STATEFULSET, IDENTITY_ONLY),
-        MutateStatefulSet => (STATEFULSET_VIEW, IDENTITY_ONLY),
-        ValidateStatefulSetDelete => (IDENTITY_ONLY, STATEFULSET),
-        ValidateService => (SERVICE, SERVICE),
-        ValidateServiceDelete => (IDENTITY_ONLY, SERVICE_DELETE),
-        ValidatePodDelete => (IDENTITY_ONLY, POD_DELETE),
-        MutatePod => (POD_CREATE, IDENTITY_ONLY),
+        ValidateStatefulSet | MutateStatefulSet => (ObjectType::StatefulSet, Identity),
+        ValidateStatefulSetDelete => (Identity, ObjectType::StatefulSet),
+        ValidateService => (ObjectType::Service, ObjectType::Service),
+        ValidateServiceDelete => (Identity, Metadata),
+        ValidatePodDelete => (Identity, PodDelete),
+        MutatePod => (PodCreate, Identity),
     };
     Some(Plan {
         handler,
@@ -297,12 +231,39 @@ pub struct GroupVersion<'a> {
 /// `object` or `oldObject` as read so far.
 #[derive(Debug, Default)]
 pub enum ObjectSlot<'a> {
+    /// Not in the body, null, or skipped (no handler reads it).
     #[default]
     Absent,
-    /// Decoded with the planned shape (or skipped: `Value::Null`).
-    Decoded(Value),
+    /// Decoded for the planned handler.
+    Decoded(Subject<'a>),
+    /// A string, number, boolean or list.
+    NotAnObject,
     /// Came before the plan was known: kept as it is in the body, decoded afterwards.
     Raw(&'a RawValue),
+}
+
+impl<'a> ObjectSlot<'a> {
+    fn read(read: Read<'a>) -> ObjectSlot<'a> {
+        match read {
+            Read::Null => ObjectSlot::Absent,
+            Read::Object(subject) => ObjectSlot::Decoded(subject),
+            Read::NotAnObject => ObjectSlot::NotAnObject,
+        }
+    }
+
+    /// The object, decoded as `object_type` if it was kept raw; errors name `field`.
+    fn into_subject(
+        self,
+        object_type: ObjectType,
+        field: &str,
+    ) -> Result<Option<Subject<'a>>, String> {
+        match self {
+            ObjectSlot::Absent => Ok(None),
+            ObjectSlot::Decoded(subject) => Ok(Some(subject)),
+            ObjectSlot::NotAnObject => Err(format!("{field}: not an object")),
+            ObjectSlot::Raw(raw) => subject_from_text(raw.get(), object_type, field),
+        }
+    }
 }
 
 /// The AdmissionReview as read from the body: envelope fields borrowed from it.
@@ -367,7 +328,7 @@ impl RequestEnvelope<'_> {
         self.planned
     }
 
-    /// The handler (and shapes) for the endpoint the envelope was read for; `None` when no
+    /// The handler (and what it reads of each object) for the endpoint the envelope was read for; `None` when no
     /// handler takes the request, or its kind or operation is missing.
     pub fn plan(&self) -> Option<Plan> {
         self.planned.flatten()
@@ -404,10 +365,116 @@ pub fn read_envelope(
     }
 }
 
-/// Decodes `raw` (an object kept before its plan was known) with `shape`.
-pub fn decode_raw(raw: &RawValue, shape: &Shape) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    Shaped::new(shape).deserialize(&mut de)
+/// An admission request as the engine judges it: what the rules read of the envelope, and the
+/// objects decoded for its handler.
+#[derive(Debug)]
+pub struct Review<'a> {
+    /// `None`: no handler of the endpoint takes it.
+    pub handler: Option<Handler>,
+    pub group: Cow<'a, str>,
+    pub kind: Cow<'a, str>,
+    pub sub_resource: Option<Cow<'a, str>>,
+    pub operation: Operation,
+    pub name: Cow<'a, str>,
+    pub namespace: Option<Cow<'a, str>>,
+    pub username: Option<Cow<'a, str>>,
+    pub groups: Vec<String>,
+    /// The operation's options (a DELETE's DeleteOptions).
+    pub options: Option<Value>,
+    pub object: Option<Subject<'a>>,
+    pub old_object: Option<Subject<'a>>,
+}
+
+impl<'a> RequestEnvelope<'a> {
+    /// The request as the engine judges it, its objects decoded for the planned handler (one
+    /// kept raw is decoded now). Errors name the object.
+    pub fn into_review(self) -> Result<Review<'a>, String> {
+        let plan = self.plan();
+        let (object, old_object) = match plan {
+            Some(plan) => (
+                self.object.into_subject(plan.object, "request.object")?,
+                self.old_object
+                    .into_subject(plan.old_object, "request.oldObject")?,
+            ),
+            None => (None, None),
+        };
+        let kind = self.kind.unwrap_or_default();
+        Ok(Review {
+            handler: plan.map(|plan| plan.handler),
+            group: kind.group,
+            kind: kind.name,
+            sub_resource: self.sub_resource,
+            operation: self.operation.unwrap_or(Operation::Connect),
+            name: self.name.unwrap_or_default(),
+            namespace: self.namespace,
+            username: self.username,
+            groups: self
+                .groups
+                .map(|groups| groups.into_iter().map(Cow::into_owned).collect())
+                .unwrap_or_default(),
+            options: self.options,
+            object,
+            old_object,
+        })
+    }
+}
+
+/// The JSON text of a request's object and old object in kube-rs's form, for [`review_of`].
+pub fn object_texts(request: &AdmissionRequest<DynamicObject>) -> [Option<String>; 2] {
+    [&request.object, &request.old_object].map(|object| {
+        object
+            .as_ref()
+            .map(|o| serde_json::to_string(o).expect("a DynamicObject encodes as JSON"))
+    })
+}
+
+/// A request in kube-rs's form (tests, benchmarks, `Evaluator::decide`) as the [`Review`]
+/// `endpoint` judges, its objects decoded from their text (`texts`, from [`object_texts`]) by
+/// the decoder a body's go through.
+pub fn review_of<'a>(
+    request: &'a AdmissionRequest<DynamicObject>,
+    endpoint: Endpoint,
+    texts: &'a [Option<String>; 2],
+) -> Result<Review<'a>, String> {
+    let operation = Operation::from_kube(&request.operation);
+    let plan = plan(endpoint, &request.kind.group, &request.kind.kind, operation);
+    let subject =
+        |text: &'a Option<String>, object_type: ObjectType, field: &str| match (plan, text) {
+            (Some(_), Some(text)) => subject_from_text(text, object_type, field),
+            _ => Ok(None),
+        };
+    let (object_type, old_type) = plan.map_or((ObjectType::Identity, ObjectType::Identity), |p| {
+        (p.object, p.old_object)
+    });
+    Ok(Review {
+        handler: plan.map(|plan| plan.handler),
+        group: Cow::Borrowed(&request.kind.group),
+        kind: Cow::Borrowed(&request.kind.kind),
+        sub_resource: request.sub_resource.as_deref().map(Cow::Borrowed),
+        operation,
+        name: Cow::Borrowed(&request.name),
+        namespace: request.namespace.as_deref().map(Cow::Borrowed),
+        username: request.user_info.username.as_deref().map(Cow::Borrowed),
+        groups: request.user_info.groups.clone().unwrap_or_default(),
+        options: request.options.as_ref().map(|o| o.0.clone()),
+        object: subject(&texts[0], object_type, "request.object")?,
+        old_object: subject(&texts[1], old_type, "request.oldObject")?,
+    })
+}
+
+/// An object decoded from its JSON text as `object_type`; errors name `field`.
+fn subject_from_text<'a>(
+    text: &'a str,
+    object_type: ObjectType,
+    field: &str,
+) -> Result<Option<Subject<'a>>, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    match object_type.read(&mut de) {
+        Ok(Read::Null) => Ok(None),
+        Ok(Read::Object(subject)) => Ok(Some(subject)),
+        Ok(Read::NotAnObject) => Err(format!("{field}: not an object")),
+        Err(e) => Err(format!("{field}: {e}")),
+    }
 }
 
 /// Decodes one object of the API with `shape`: the watches' list items and events.
@@ -415,7 +482,7 @@ pub fn decode_object<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
     shape: &Shape,
 ) -> Result<Value, D::Error> {
-    Shaped::new(shape).deserialize(deserializer)
+    Shaped(shape).deserialize(deserializer)
 }
 
 /// A decoded object (of a request, a watch or a manifest) as the `DynamicObject` the views
@@ -566,12 +633,12 @@ impl<'de> Visitor<'de> for RequestSeed<'_, 'de> {
                 field @ ("object" | "oldObject") => {
                     let slot = match r.planned(self.endpoint) {
                         Some(Some(plan)) => {
-                            let shape = if field == "object" {
+                            let object_type = if field == "object" {
                                 plan.object
                             } else {
                                 plan.old_object
                             };
-                            ObjectSlot::Decoded(map.next_value_seed(Shaped::new(shape))?)
+                            ObjectSlot::read(map.next_value_seed(ObjectSeed(object_type))?)
                         }
                         // No handler reads this request: once the envelope is complete, it is
                         // answered without reading further.
@@ -581,7 +648,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_, 'de> {
                         }
                         Some(None) => {
                             map.next_value::<IgnoredAny>()?;
-                            ObjectSlot::Decoded(Value::Null)
+                            ObjectSlot::Absent
                         }
                         None => ObjectSlot::Raw(map.next_value::<&'de RawValue>()?),
                     };
@@ -677,86 +744,39 @@ impl<'de> serde::Deserialize<'de> for UserInfoDe<'de> {
     }
 }
 
-/// A shape as the decoder walks it: one, or two merged where a [`Shape::Both`] was met.
-#[derive(Clone, Copy)]
-enum Keep<'s> {
-    One(&'s Shape),
-    Two(&'s Shape, &'s Shape),
+/// What to keep of the value under `key` of a map shaped `shape`; `None`: skip it.
+fn field_shape<'s>(shape: &'s Shape, key: &str) -> Option<&'s Shape> {
+    match shape {
+        Fields(fields) => fields
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, shape)| shape),
+        Prefixed(prefixes) => prefixes
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+            .then_some(&All),
+        // A map where a list belongs: only its type is ever read.
+        All | Each(_) => None,
+    }
 }
 
-impl<'s> Keep<'s> {
-    fn of(shape: &'s Shape) -> Keep<'s> {
-        match shape {
-            Both(a, b) => Keep::Two(a, b),
-            shape => Keep::One(shape),
-        }
-    }
-
-    /// Keeps the value as it is.
-    fn whole(self) -> bool {
-        match self {
-            Keep::One(shape) => matches!(shape, All),
-            Keep::Two(a, b) => Keep::of(a).whole() || Keep::of(b).whole(),
-        }
-    }
-
-    /// Two merged answers for a field or an item. Where both sides are merges themselves the
-    /// whole value is kept: more than either asks, never less.
-    fn merged(a: Option<Keep<'s>>, b: Option<Keep<'s>>) -> Option<Keep<'s>> {
-        match (a, b) {
-            (Some(x), None) | (None, Some(x)) => Some(x),
-            (None, None) => None,
-            (Some(Keep::One(x)), Some(Keep::One(y))) => Some(Keep::Two(x, y)),
-            (Some(_), Some(_)) => Some(Keep::One(&All)),
-        }
-    }
-
-    /// What to keep of the value under `key` of a map; `None`: skip it.
-    fn field(self, key: &str) -> Option<Keep<'s>> {
-        match self {
-            Keep::One(Fields(fields)) => fields
-                .iter()
-                .find(|(name, _)| *name == key)
-                .map(|(_, shape)| Keep::of(shape)),
-            Keep::One(Prefixed(prefixes)) => prefixes
-                .iter()
-                .any(|prefix| key.starts_with(prefix))
-                .then_some(Keep::One(&All)),
-            Keep::One(&Both(a, b)) | Keep::Two(a, b) => {
-                Keep::merged(Keep::of(a).field(key), Keep::of(b).field(key))
-            }
-            // A map where a list belongs: only its type is ever read.
-            Keep::One(All | Each(_)) => None,
-        }
-    }
-
-    /// What to keep of each item of a list; `None`: a list where a map belongs, whose items
-    /// are never read, only its type.
-    fn item(self) -> Option<Keep<'s>> {
-        match self {
-            Keep::One(Each(item)) => Some(Keep::of(item)),
-            Keep::One(&Both(a, b)) | Keep::Two(a, b) => {
-                Keep::merged(Keep::of(a).item(), Keep::of(b).item())
-            }
-            Keep::One(All | Fields(_) | Prefixed(_)) => None,
-        }
+/// What to keep of each item of a list shaped `shape`; `None`: a list where a map belongs,
+/// whose items are never read, only its type.
+fn item_shape(shape: &Shape) -> Option<&Shape> {
+    match shape {
+        Each(item) => Some(item),
+        All | Fields(_) | Prefixed(_) => None,
     }
 }
 
 /// Decodes a value keeping only what `0` names.
-struct Shaped<'s>(Keep<'s>);
-
-impl<'s> Shaped<'s> {
-    fn new(shape: &'s Shape) -> Self {
-        Shaped(Keep::of(shape))
-    }
-}
+struct Shaped<'s>(&'s Shape);
 
 impl<'de> DeserializeSeed<'de> for Shaped<'_> {
     type Value = Value;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        if self.0.whole() {
+        if matches!(self.0, All) {
             serde::Deserialize::deserialize(d)
         } else {
             d.deserialize_any(ShapedVisitor(self.0))
@@ -764,7 +784,7 @@ impl<'de> DeserializeSeed<'de> for Shaped<'_> {
     }
 }
 
-struct ShapedVisitor<'s>(Keep<'s>);
+struct ShapedVisitor<'s>(&'s Shape);
 
 impl<'de> Visitor<'de> for ShapedVisitor<'_> {
     type Value = Value;
@@ -799,7 +819,7 @@ impl<'de> Visitor<'de> for ShapedVisitor<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        match self.0.item() {
+        match item_shape(self.0) {
             Some(item) => {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
                 while let Some(v) = seq.next_element_seed(Shaped(item))? {
@@ -817,7 +837,7 @@ impl<'de> Visitor<'de> for ShapedVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<Str<'de>>()? {
-            match self.0.field(&key.0) {
+            match field_shape(self.0, &key.0) {
                 Some(keep) => {
                     let value = map.next_value_seed(Shaped(keep))?;
                     out.insert(key.0.into_owned(), value);
@@ -834,7 +854,17 @@ impl<'de> Visitor<'de> for ShapedVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PodIdentitySpec;
     use serde_json::json;
+
+    /// Metadata as a test of the shaped decoder keeps it.
+    const METADATA: Shape = Fields(&[
+        ("name", All),
+        ("namespace", All),
+        ("annotations", Prefixed(&["sts-guard.io/"])),
+    ]);
+    const POD_CREATE: &Shape = object_shape!(METADATA, PodIdentitySpec::SHAPE);
+    const STATEFULSET: &Shape = object_shape!(METADATA, StatefulSetSpec::SHAPE);
 
     fn shaped(text: &str, shape: &Shape) -> Value {
         decode_object(&mut serde_json::Deserializer::from_str(text), shape).unwrap()
@@ -852,29 +882,6 @@ mod tests {
                 "metadata": {"name": "web-0", "annotations": {"sts-guard.io/canary": "2"}},
                 "spec": {"subdomain": "web", "containers": [{"name": "c", "env": [{"name": "A"}],
                     "envFrom": [{"prefix": "P_", "configMapRef": {"name": "m"}}]}]}})
-        );
-    }
-
-    #[test]
-    fn a_merged_shape_keeps_what_either_side_keeps() {
-        const VIEW: Shape = Fields(&[("t", Fields(&[("labels", All)])), ("n", All)]);
-        const RULES: Shape = Fields(&[
-            ("t", Fields(&[("spec", Fields(&[("grace", All)]))])),
-            ("items", Each(&Fields(&[("name", All)]))),
-        ]);
-        const BOTH: Shape = Both(&VIEW, &RULES);
-        const WHOLE_T: Shape = Both(&VIEW, &Both(&RULES, &Fields(&[("t", All)])));
-        let text = r#"{"t": {"labels": {"a": "1"}, "spec": {"grace": 0, "x": 1}, "other": 2},
-                       "n": 3, "items": [{"name": "i", "y": 1}], "skipped": true}"#;
-        assert_eq!(
-            shaped(text, &BOTH),
-            json!({"t": {"labels": {"a": "1"}, "spec": {"grace": 0}}, "n": 3,
-                   "items": [{"name": "i"}]})
-        );
-        assert_eq!(
-            shaped(text, &WHOLE_T),
-            json!({"t": {"labels": {"a": "1"}, "spec": {"grace": 0, "x": 1}, "other": 2},
-                   "n": 3, "items": [{"name": "i"}]})
         );
     }
 
@@ -938,7 +945,10 @@ mod tests {
         let planned = r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"operation":"CREATE","userInfo":{"username":"a","groups":["g"],"extra":{"x":["y"]}},"object":{"kind":"Pod","metadata":{"name":"p"},"status":{"phase":"x"}}}}"#;
         let envelope = read_envelope(planned.as_bytes(), Some(Endpoint::Mutate)).unwrap();
         let request = envelope.request.unwrap();
-        assert!(matches!(&request.object, ObjectSlot::Decoded(v) if v.get("status").is_none()));
+        assert!(matches!(
+            &request.object,
+            ObjectSlot::Decoded(Subject::PodCreate(_))
+        ));
         assert_eq!(request.username.as_deref(), Some("a"));
         assert_eq!(request.groups.unwrap(), vec!["g"]);
         // Not handled by /validate: reading stops at the object, even in a body cut short there.
@@ -964,7 +974,7 @@ mod tests {
         assert!(!envelope.answered_early());
         assert!(matches!(
             envelope.request.unwrap().object,
-            ObjectSlot::Decoded(Value::Null)
+            ObjectSlot::Absent
         ));
         // Objects before kind: kept raw, borrowed from the body.
         let first = r#"{"request":{"object":{"a":1},"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE"},"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#;

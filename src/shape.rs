@@ -25,8 +25,6 @@ pub enum Shape {
     Each(&'static Shape),
     /// Of a map, the keys that start with one of these prefixes, whole.
     Prefixed(&'static [&'static str]),
-    /// What either keeps: a view's fields and what the rules beside it read.
-    Both(&'static Shape, &'static Shape),
 }
 
 /// A field that is present but not of the type Kubernetes defines for it.
@@ -368,6 +366,44 @@ impl<'de> Decoded<'de> for Present {
     fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Some(Present))
+    }
+}
+
+/// A field whose null is told from its absence: a patch adds a field that is absent and leaves
+/// one that is null alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrNull<T> {
+    /// Present, as `null`.
+    pub null: bool,
+    /// The value; absent when absent or null.
+    pub value: Checked<T>,
+}
+
+impl<'de, T: Decoded<'de>> Deserialize<'de> for OrNull<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OrNullVisitor<T>(PhantomData<T>);
+        impl<'de, T: Decoded<'de>> Visitor<'de> for OrNullVisitor<T> {
+            type Value = OrNull<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<OrNull<T>, E> {
+                Ok(OrNull {
+                    null: true,
+                    value: Checked::Absent,
+                })
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<OrNull<T>, E> {
+                self.visit_none()
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<OrNull<T>, D::Error> {
+                Ok(OrNull {
+                    null: false,
+                    value: Checked::deserialize(d)?,
+                })
+            }
+        }
+        d.deserialize_option(OrNullVisitor(PhantomData))
     }
 }
 

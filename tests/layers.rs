@@ -20,7 +20,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     // Typed views of objects; manifests read from files into objects; the shaped decoder of
     // admission requests and watched objects.
-    ("views", &["shape", "model", "manifest", "request"]),
+    (
+        "views",
+        &["shape", "model", "subject", "manifest", "request"],
+    ),
     // Answers lookups (files, watch caches); knows nothing of rules or the engine.
     ("inventory", &["inventory"]),
     // Validating and mutating rules, each with the parameter struct it takes.

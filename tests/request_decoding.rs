@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use sts_guard::admission::{self, Decoded};
 use sts_guard::config::Config;
-use sts_guard::engine::{Decision, Endpoint, evaluate};
+use sts_guard::engine::{Decision, Endpoint, evaluate, evaluate_review};
 use sts_guard::inventory::StaticInventory;
 
 /// The fields of a decision a response is made of.
@@ -90,7 +90,7 @@ fn shaped_decision(
     config: &Config,
 ) -> Decision {
     match admission::decode(body, endpoint).unwrap_or_else(|e| panic!("{e}")) {
-        Decoded::Evaluate(request, _) => evaluate(&request, inv, config, endpoint),
+        Decoded::Evaluate(review, _) => evaluate_review(&review, inv, config),
         Decoded::Answered(reviewed) => reviewed.decision,
     }
 }

@@ -19,11 +19,11 @@
 //!   evaluate(request, Overlay) ──► Decision
 //! ```
 
-use super::{Decision, Endpoint, evaluate_by_handler, handler_for};
+use super::{Decision, Endpoint, evaluate_review};
 use crate::config::Config;
 use crate::inventory::{ClusterInventory, Inventory, LiveLookup, Lookup, StaticInventory};
 use crate::model::{LabelSet, NodeView, ServiceView, StatefulSetView};
-use crate::request::Handler;
+use crate::request::{self, Review};
 use crate::vocabulary::Kind;
 use futures::future::BoxFuture;
 use kube_core::DynamicObject;
@@ -33,24 +33,33 @@ use std::sync::{Arc, Mutex};
 
 /// Decides admission requests: the static inventory evaluates directly, the cluster one
 /// confirms cache answers that would deny. Both run the same rules through
-/// [`evaluate_by_handler`].
+/// [`evaluate_review`].
 pub trait Evaluator: Send + Sync {
-    /// Decides `request` by `handler` (`None`: no handler takes it), as the decoder planned it.
-    fn decide_by_handler<'a>(
+    /// Decides `review` by the handler the decoder planned for it.
+    fn decide_review<'a>(
         &'a self,
-        request: &'a AdmissionRequest<DynamicObject>,
-        handler: Option<Handler>,
+        review: &'a Review<'_>,
         config: &'a Config,
     ) -> BoxFuture<'a, Decision>;
 
-    /// [`Evaluator::decide_by_handler`] with the handler `endpoint` has for `request`.
+    /// [`Evaluator::decide_review`] of a request in kube-rs's form, by the handler `endpoint`
+    /// has for it.
     fn decide<'a>(
         &'a self,
         request: &'a AdmissionRequest<DynamicObject>,
         config: &'a Config,
         endpoint: Endpoint,
     ) -> BoxFuture<'a, Decision> {
-        self.decide_by_handler(request, handler_for(request, endpoint), config)
+        Box::pin(async move {
+            let texts = request::object_texts(request);
+            match request::review_of(request, endpoint, &texts) {
+                Ok(review) => self.decide_review(&review, config).await,
+                Err(err) => Decision {
+                    invalid: Some(err),
+                    ..Decision::default()
+                },
+            }
+        })
     }
 
     /// Whether the inventory has everything it needs to answer (`/readyz`).
@@ -60,26 +69,22 @@ pub trait Evaluator: Send + Sync {
 }
 
 impl Evaluator for StaticInventory {
-    fn decide_by_handler<'a>(
+    fn decide_review<'a>(
         &'a self,
-        request: &'a AdmissionRequest<DynamicObject>,
-        handler: Option<Handler>,
+        review: &'a Review<'_>,
         config: &'a Config,
     ) -> BoxFuture<'a, Decision> {
-        Box::pin(std::future::ready(evaluate_by_handler(
-            request, handler, self, config,
-        )))
+        Box::pin(std::future::ready(evaluate_review(review, self, config)))
     }
 }
 
 impl Evaluator for ClusterInventory {
-    fn decide_by_handler<'a>(
+    fn decide_review<'a>(
         &'a self,
-        request: &'a AdmissionRequest<DynamicObject>,
-        handler: Option<Handler>,
+        review: &'a Review<'_>,
         config: &'a Config,
     ) -> BoxFuture<'a, Decision> {
-        Box::pin(decide_confirmed(self, request, handler, config))
+        Box::pin(decide_confirmed(self, review, config))
     }
 
     fn synced(&self) -> bool {
@@ -91,15 +96,14 @@ impl Evaluator for ClusterInventory {
 /// a way that matters, again with live answers for those lookups.
 pub async fn decide_confirmed<L: LiveLookup>(
     live: &L,
-    request: &AdmissionRequest<DynamicObject>,
-    handler: Option<Handler>,
+    review: &Review<'_>,
     config: &Config,
 ) -> Decision {
     let recorder = Recorder {
         base: live,
         calls: Mutex::new(Vec::new()),
     };
-    let decision = evaluate_by_handler(request, handler, &recorder, config);
+    let decision = evaluate_review(review, &recorder, config);
     let calls = recorder
         .calls
         .into_inner()
@@ -165,7 +169,7 @@ pub async fn decide_confirmed<L: LiveLookup>(
             Answer::None => {}
         }
     }
-    evaluate_by_handler(request, handler, &overlay, config)
+    evaluate_review(review, &overlay, config)
 }
 
 /// A lookup the rules made, and whether the cache found something.

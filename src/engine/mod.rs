@@ -12,7 +12,7 @@ pub use evaluator::{Evaluator, decide_confirmed};
 use crate::config::{Config, Mode, OnLookupError};
 use crate::inventory::Inventory;
 use crate::model::{FieldError, Ownership, ServiceView, StatefulSetView, Viewed};
-use crate::request::{self, Handler};
+use crate::request::{self, Handler, Operation, Review};
 use crate::rules::Requester;
 use crate::rules::mutate;
 use crate::rules::pod::{PodDelete, check_pod_delete};
@@ -20,11 +20,11 @@ use crate::rules::service::{ServiceDelete, check_service, check_service_delete};
 use crate::rules::statefulset::{
     StatefulSetSubject, check_canary_partition, check_statefulset, check_statefulset_delete,
 };
-use crate::shape::checked;
+use crate::subject::{PodCreateObject, PodDeleteObject, ServiceObject, StatefulSetObject, Subject};
 use crate::vocabulary::{Action, Findings, Kind, ObjectRef, RuleId};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_core::DynamicObject;
-use kube_core::admission::{AdmissionRequest, Operation};
+use kube_core::admission::AdmissionRequest;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
@@ -170,50 +170,51 @@ impl Decision {
     }
 }
 
-/// Evaluates one admission request by the handler `endpoint` has for it.
+/// Evaluates one admission request in kube-rs's form (tests, benchmarks) by the handler
+/// `endpoint` has for it: its objects are decoded from their text as a body's are, then judged
+/// by [`evaluate_review`].
 pub fn evaluate(
     req: &AdmissionRequest<DynamicObject>,
     inventory: &dyn Inventory,
     config: &Config,
     endpoint: Endpoint,
 ) -> Decision {
-    evaluate_by_handler(req, handler_for(req, endpoint), inventory, config)
+    let texts = request::object_texts(req);
+    match request::review_of(req, endpoint, &texts) {
+        Ok(review) => evaluate_review(&review, inventory, config),
+        Err(err) => Decision {
+            invalid: Some(err),
+            ..Decision::default()
+        },
+    }
 }
 
-/// The handler [`request::plan`] picks for `req` at `endpoint`, for a request that did not come
-/// through the decoder (which plans as it reads): `check`, `audit`, tests.
-pub fn handler_for(req: &AdmissionRequest<DynamicObject>, endpoint: Endpoint) -> Option<Handler> {
-    let operation = request::Operation::from_kube(&req.operation);
-    request::plan(endpoint, &req.kind.group, &req.kind.kind, operation).map(|plan| plan.handler)
-}
-
-/// Evaluates one admission request by `handler` (`None`: no handler of the endpoint takes it),
-/// the one the decoder planned, so the plan is worked out once per request.
-pub fn evaluate_by_handler(
-    req: &AdmissionRequest<DynamicObject>,
-    handler: Option<Handler>,
+/// Evaluates one admission request by the handler the decoder planned for it (`None`: no
+/// handler of the endpoint takes it), so the plan is worked out once per request.
+pub fn evaluate_review(
+    review: &Review<'_>,
     inventory: &dyn Inventory,
     config: &Config,
 ) -> Decision {
-    let subject = req.object.as_ref().or(req.old_object.as_ref());
-    let namespace = req
+    let subject = review.object.as_ref().or(review.old_object.as_ref());
+    let namespace = review
         .namespace
         .as_deref()
         .filter(|ns| !ns.is_empty())
-        .or_else(|| subject.and_then(|o| o.metadata.namespace.as_deref()))
+        .or_else(|| subject.and_then(|o| o.metadata().namespace.as_deref()))
         .unwrap_or("default");
-    let name = match req.name.as_str() {
+    let name = match &*review.name {
         "" => subject
-            .and_then(|o| o.metadata.name.as_deref())
+            .and_then(|o| o.metadata().name.as_deref())
             .unwrap_or(""),
         n => n,
     };
     let mut decision = Decision::default();
-    let Some(kind) = Kind::from_group_kind(&req.kind.group, &req.kind.kind) else {
+    let Some(kind) = Kind::from_group_kind(&review.group, &review.kind) else {
         decision.skipped = Some(Skip::NotHandled);
         return decision;
     };
-    if req.sub_resource.is_some() {
+    if review.sub_resource.is_some() {
         decision.skipped = Some(Skip::NotHandled);
         return decision;
     }
@@ -221,12 +222,12 @@ pub fn evaluate_by_handler(
         decision.skipped = Some(Skip::ExcludedNamespace);
         return decision;
     }
-    let Some(handler) = handler else {
+    let Some(handler) = review.handler else {
         decision.skipped = Some(Skip::NotHandled);
         return decision;
     };
     let evaluation = Evaluation {
-        req,
+        review,
         namespace,
         name,
         inventory,
@@ -378,7 +379,7 @@ pub fn apply_policy(
 
 /// One request under evaluation, with what it is evaluated against.
 struct Evaluation<'a> {
-    req: &'a AdmissionRequest<DynamicObject>,
+    review: &'a Review<'a>,
     namespace: &'a str,
     name: &'a str,
     inventory: &'a dyn Inventory,
@@ -401,8 +402,8 @@ impl<'a> Evaluation<'a> {
 
     fn requester(&self) -> Requester<'a> {
         Requester {
-            username: self.req.user_info.username.as_deref().unwrap_or(""),
-            groups: self.req.user_info.groups.as_deref().unwrap_or(&[]),
+            username: self.review.username.as_deref().unwrap_or(""),
+            groups: &self.review.groups,
         }
     }
 
@@ -424,26 +425,26 @@ impl<'a> Evaluation<'a> {
     }
 
     fn validate_statefulset(&self, decision: &mut Decision) -> Result<(), FieldError> {
-        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
-        let view = StatefulSetView::from_object(obj, self.namespace)?;
-        let old = self.req.old_object.as_ref();
+        let obj = statefulset(&self.review.object).ok_or_else(|| missing("object"))?;
+        let view = StatefulSetView::from_parts(&obj.metadata, &obj.spec, self.namespace)?;
+        let old = statefulset(&self.review.old_object);
         // A malformed old object grandfathers and stages nothing.
-        let old_view = old.and_then(|old| StatefulSetView::from_object(old, self.namespace).ok());
-        let spec = checked(obj.data.get("spec"));
+        let old_view = old.and_then(|old| {
+            StatefulSetView::from_parts(&old.metadata, &old.spec, self.namespace).ok()
+        });
         let subject = StatefulSetSubject {
             view: &view,
-            spec: &spec,
-            template_changed: old.is_some_and(|old| template_changed(obj, old)),
+            spec: &obj.spec,
+            template_changed: old.is_some_and(|old| obj.template_changed(old)),
         };
         let canary = old_view.as_ref().map(|old_view| (&obj.metadata, old_view));
         let findings = statefulset_findings(&subject, canary, self.inventory, self.config)?;
-        let already_broken = match (&self.req.operation, old, &old_view) {
+        let already_broken = match (self.review.operation, old, &old_view) {
             // The old object is judged on its own (no "old of old").
             (Operation::Update, Some(old), Some(old_view)) => {
-                let old_spec = checked(old.data.get("spec"));
                 let old_subject = StatefulSetSubject {
                     view: old_view,
-                    spec: &old_spec,
+                    spec: &old.spec,
                     template_changed: false,
                 };
                 statefulset_findings(&old_subject, None, self.inventory, self.config)
@@ -458,10 +459,10 @@ impl<'a> Evaluation<'a> {
 
     fn validate_statefulset_delete(&self, decision: &mut Decision) -> Result<(), FieldError> {
         // Before Kubernetes 1.15 DELETE carried no oldObject: nothing to judge then.
-        let Some(old) = self.req.old_object.as_ref() else {
+        let Some(old) = statefulset(&self.review.old_object) else {
             return Ok(());
         };
-        let view = StatefulSetView::from_object(old, self.namespace)?;
+        let view = StatefulSetView::from_parts(&old.metadata, &old.spec, self.namespace)?;
         let mut findings = Findings::default();
         check_statefulset_delete(&view, self.requester(), &mut findings);
         self.apply_policy(Kind::StatefulSet, findings, &HashSet::new(), decision);
@@ -469,16 +470,16 @@ impl<'a> Evaluation<'a> {
     }
 
     fn validate_service(&self, decision: &mut Decision) -> Result<(), FieldError> {
-        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
-        let view = ServiceView::from_object(obj, self.namespace)?;
+        let obj = service(&self.review.object).ok_or_else(|| missing("object"))?;
+        let view = ServiceView::from_parts(&obj.metadata, &obj.spec, self.namespace)?;
+        let update = self.review.operation == Operation::Update;
         // An update by the application the StatefulSets belong to (say a `helm upgrade`,
         // which updates Services before StatefulSets) warns instead of denying.
-        let updated_by =
-            (self.req.operation == Operation::Update).then(|| Ownership::from_meta(&obj.metadata));
+        let updated_by = update.then(|| Ownership::from_meta(&obj.metadata));
         let mut findings = Findings::default();
         check_service(&view, updated_by.as_ref(), self.inventory, &mut findings);
-        let already_broken = match (&self.req.operation, &self.req.old_object) {
-            (Operation::Update, Some(old)) => match ServiceView::from_object(old, self.namespace) {
+        let already_broken = match service(&self.review.old_object).filter(|_| update) {
+            Some(old) => match ServiceView::from_parts(&old.metadata, &old.spec, self.namespace) {
                 Ok(old_view) => {
                     let mut old_findings = Findings::default();
                     check_service(&old_view, None, self.inventory, &mut old_findings);
@@ -486,7 +487,7 @@ impl<'a> Evaluation<'a> {
                 }
                 Err(_) => HashSet::new(),
             },
-            _ => HashSet::new(),
+            None => HashSet::new(),
         };
         self.apply_policy(Kind::Service, findings, &already_broken, decision);
         Ok(())
@@ -503,10 +504,10 @@ impl<'a> Evaluation<'a> {
             selector: Default::default(),
         };
         let ownership = self
-            .req
+            .review
             .old_object
             .as_ref()
-            .map(|old| Ownership::from_meta(&old.metadata))
+            .map(|old| Ownership::from_meta(old.metadata()))
             .unwrap_or_default();
         let mut findings = Findings::default();
         check_service_delete(
@@ -523,21 +524,21 @@ impl<'a> Evaluation<'a> {
     }
 
     fn validate_pod_delete(&self, decision: &mut Decision) -> Result<(), FieldError> {
-        let Some(old) = self.req.old_object.as_ref() else {
+        let Some(old) = pod_delete(&self.review.old_object) else {
             return Ok(());
         };
         let grace = self
-            .req
+            .review
             .options
             .as_ref()
-            .and_then(|o| o.0.get("gracePeriodSeconds"))
+            .and_then(|o| o.get("gracePeriodSeconds"))
             .and_then(Value::as_i64);
         let pod = PodDelete {
             namespace: self.namespace,
             name: self.name,
             meta: &old.metadata,
-            spec: &checked(old.data.get("spec")),
-            status: &checked(old.data.get("status")),
+            spec: &old.spec,
+            status: &old.status,
             grace_period_seconds: grace,
             requester: self.requester(),
         };
@@ -556,11 +557,11 @@ impl<'a> Evaluation<'a> {
         if !self.config.mutation_enabled(RuleId::PodIdentityEnv) {
             return Ok(());
         }
-        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
+        let obj = pod_create(&self.review.object).ok_or_else(|| missing("object"))?;
         let mutation = mutate::inject_pod_identity(
             &obj.metadata,
             self.namespace,
-            || checked(obj.data.get("spec")),
+            || obj.identity_spec(),
             &self.config.identity_env,
         )?;
         finish_patch(mutation, RuleId::PodIdentityEnv, decision);
@@ -571,12 +572,12 @@ impl<'a> Evaluation<'a> {
         if !self.config.mutation_enabled(RuleId::StsPartitionDefault) {
             return Ok(());
         }
-        let obj = self.req.object.as_ref().ok_or_else(|| missing("object"))?;
-        let view = StatefulSetView::from_object(obj, self.namespace)?;
-        let old = match (&self.req.operation, &self.req.old_object) {
+        let obj = statefulset(&self.review.object).ok_or_else(|| missing("object"))?;
+        let view = StatefulSetView::from_parts(&obj.metadata, &obj.spec, self.namespace)?;
+        let old = match (self.review.operation, statefulset(&self.review.old_object)) {
             (Operation::Update, Some(old)) => Some((
-                StatefulSetView::from_object(old, self.namespace)?,
-                template_changed(obj, old),
+                StatefulSetView::from_parts(&old.metadata, &old.spec, self.namespace)?,
+                obj.template_changed(old),
             )),
             _ => None,
         };
@@ -589,7 +590,7 @@ impl<'a> Evaluation<'a> {
         let mutation = mutate::default_partition(
             &obj.metadata,
             &view,
-            &obj.data,
+            &obj.spec,
             update,
             &self.config.partition,
         )?;
@@ -598,12 +599,33 @@ impl<'a> Evaluation<'a> {
     }
 }
 
-/// Whether an UPDATE changes a StatefulSet's pod template: what starts a rollout.
-fn template_changed(new: &DynamicObject, old: &DynamicObject) -> bool {
-    fn template(object: &DynamicObject) -> Option<&Value> {
-        object.data.get("spec")?.get("template")
+/// The StatefulSet of a review, as the plan decoded it for the StatefulSet handlers.
+fn statefulset<'r, 'a>(subject: &'r Option<Subject<'a>>) -> Option<&'r StatefulSetObject<'a>> {
+    match subject {
+        Some(Subject::StatefulSet(sts)) => Some(sts),
+        _ => None,
     }
-    template(new) != template(old)
+}
+
+fn service<'r, 'a>(subject: &'r Option<Subject<'a>>) -> Option<&'r ServiceObject<'a>> {
+    match subject {
+        Some(Subject::Service(svc)) => Some(svc),
+        _ => None,
+    }
+}
+
+fn pod_create<'r, 'a>(subject: &'r Option<Subject<'a>>) -> Option<&'r PodCreateObject<'a>> {
+    match subject {
+        Some(Subject::PodCreate(pod)) => Some(pod),
+        _ => None,
+    }
+}
+
+fn pod_delete<'r, 'a>(subject: &'r Option<Subject<'a>>) -> Option<&'r PodDeleteObject<'a>> {
+    match subject {
+        Some(Subject::PodDelete(pod)) => Some(pod),
+        _ => None,
+    }
 }
 
 /// The rule's operations become the response's patch (none when there are none), its warning

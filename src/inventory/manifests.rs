@@ -4,10 +4,9 @@
 
 use super::StaticInventory;
 use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, read_paths_with};
-use crate::model::{NodeView, ServiceView, StatefulSetRuleSpec, StatefulSetView, Viewed};
-use crate::request::{Operation, decode_object, into_object, plan};
-use crate::shape::SpecOf;
-use crate::vocabulary::Endpoint;
+use crate::model::{NodeView, ServiceView, StatefulSetSpec, StatefulSetView, Viewed};
+use crate::request::{decode_object, into_object};
+use crate::shape::{Shape, SpecOf};
 use crate::vocabulary::Kind;
 use serde_json::Value;
 
@@ -38,7 +37,7 @@ impl LoadedObject {
     pub(crate) fn judged<R>(&self, judge: impl FnOnce(Viewed<'_>) -> R) -> Option<R> {
         Some(match self.judged.as_ref()? {
             Kept::StatefulSet { view, data } => {
-                let read: SpecOf<StatefulSetRuleSpec> =
+                let read: SpecOf<StatefulSetSpec> =
                     serde_json::from_slice(data).expect("JSON written by serde_json reads");
                 judge(Viewed::StatefulSet {
                     view,
@@ -123,18 +122,11 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
     Ok((loaded_object, indexed))
 }
 
-/// Of a StatefulSet's `data`, what its validating rules read (as the webhook decodes it), as
-/// compact JSON.
+/// Of a StatefulSet's `data`, what its view and validating rules read (as the webhook decodes
+/// it), as compact JSON.
 fn statefulset_data(data: &Value) -> Result<Box<[u8]>, serde_json::Error> {
-    let shape = plan(
-        Endpoint::Validate,
-        Kind::StatefulSet.group(),
-        Kind::StatefulSet.name(),
-        Operation::Create,
-    )
-    .expect("the validating webhook judges StatefulSet creates")
-    .object;
-    let shaped = decode_object(data, shape)?;
+    const SPEC: &Shape = &Shape::Fields(&[("spec", StatefulSetSpec::SHAPE)]);
+    let shaped = decode_object(data, SPEC)?;
     Ok(serde_json::to_vec(&shaped)?.into_boxed_slice())
 }
 

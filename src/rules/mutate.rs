@@ -5,10 +5,10 @@
 
 use crate::model::{
     CANARY_ANNOTATION, EnvContainer, FieldError, INJECT_IDENTITY_ANNOTATION, NameOnly,
-    POD_INDEX_LABEL, PodIdentitySpec, StatefulSetView, controlling_statefulset,
+    POD_INDEX_LABEL, PodIdentitySpec, StatefulSetSpec, StatefulSetView, controlling_statefulset,
 };
 use crate::rules::{RuleId, join_names};
-use crate::shape::{Checked, Found};
+use crate::shape::{Checked, Found, OrNull};
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -404,7 +404,7 @@ fn env_from_sources<'a>(container: &'a EnvContainer) -> Result<Vec<EnvFromSource
 pub fn default_partition(
     meta: &ObjectMeta,
     view: &StatefulSetView,
-    data: &Value,
+    spec: &Checked<StatefulSetSpec>,
     update: Option<StatefulSetUpdate>,
     config: &PartitionDefaults,
 ) -> Result<Mutation, FieldError> {
@@ -414,7 +414,7 @@ pub fn default_partition(
     let Some(update) = update else {
         let mut mutation = Mutation::default();
         if view.partition.is_none() {
-            mutation.operations = partition_operations(data, 0);
+            mutation.operations = partition_operations(spec, 0);
         }
         return Ok(mutation);
     };
@@ -424,7 +424,7 @@ pub fn default_partition(
         Err(warning) => return Ok(Mutation::warn(warning)),
     };
     Ok(Mutation {
-        operations: partition_operations(data, stage.partition),
+        operations: partition_operations(spec, stage.partition),
         warning: Some(format!(
             "{}: StatefulSet {}/{}: staged rollout: partition set to {}, so only the {} highest ordinals take the new revision; promote by lowering spec.updateStrategy.rollingUpdate.partition (to {} for all pods).",
             RuleId::StsPartitionDefault,
@@ -502,28 +502,39 @@ fn canary_size(
 /// The operations that set `spec.updateStrategy.rollingUpdate.partition`, creating what is
 /// missing (a null or non-map `rollingUpdate` is replaced; a non-map `updateStrategy` is left
 /// alone, as the API server will refuse it anyway).
-fn partition_operations(data: &Value, partition: i64) -> Vec<PatchOperation> {
-    let Some(spec) = data.get("spec").and_then(Value::as_object) else {
+fn partition_operations(spec: &Checked<StatefulSetSpec>, partition: i64) -> Vec<PatchOperation> {
+    let Checked::Found(spec) = spec else {
         return Vec::new();
     };
-    let Some(strategy) = spec.get("updateStrategy") else {
-        return vec![add(
-            ["spec", "updateStrategy"],
-            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}),
-        )];
-    };
-    let Some(strategy) = strategy.as_object() else {
-        return Vec::new();
+    let strategy = match &spec.update_strategy {
+        OrNull { null: true, .. } => return Vec::new(),
+        OrNull {
+            value: Checked::Absent,
+            ..
+        } => {
+            return vec![add(
+                ["spec", "updateStrategy"],
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}),
+            )];
+        }
+        OrNull {
+            value: Checked::Wrong(_),
+            ..
+        } => return Vec::new(),
+        OrNull {
+            value: Checked::Found(strategy),
+            ..
+        } => strategy,
     };
     let mut operations = Vec::new();
-    if strategy.get("type").is_none_or(Value::is_null) {
+    if !strategy.kind.is_present() {
         operations.push(add(
             ["spec", "updateStrategy", "type"],
             json!("RollingUpdate"),
         ));
     }
-    operations.push(match strategy.get("rollingUpdate") {
-        Some(Value::Object(_)) => add(
+    operations.push(match &strategy.rolling_update {
+        Checked::Found(_) => add(
             ["spec", "updateStrategy", "rollingUpdate", "partition"],
             json!(partition),
         ),
@@ -772,7 +783,7 @@ mod tests {
                 }
             }
             let expected = apply(&data, &json_patch::diff(&data, &copy).0);
-            prop_assert_eq!(apply(&data, &partition_operations(&data, partition)), expected);
+            prop_assert_eq!(apply(&data, &partition_operations(&checked(data.get("spec")), partition)), expected);
         }
     }
 

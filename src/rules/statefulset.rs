@@ -4,7 +4,7 @@ use super::mutate::{PartitionDefaults, StatefulSetUpdate, staged_rollout};
 use super::{Finding, Findings, Requester, RuleId, join_names};
 use crate::inventory::Inventory;
 use crate::model::{
-    FieldError, PER_POD_NAMES_NEED_HEADLESS, RulePodSpec, ServiceView, StatefulSetRuleSpec,
+    FieldError, PER_POD_NAMES_NEED_HEADLESS, RulePodSpec, ServiceView, StatefulSetSpec,
     StatefulSetView, claim_template_names, format_labels, selector_matches,
 };
 use crate::shape::Checked;
@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub struct StatefulSetSubject<'a> {
     pub view: &'a StatefulSetView,
     /// `spec` as the rules read it; a wrong type is an error only where read.
-    pub spec: &'a Checked<StatefulSetRuleSpec<'a>>,
+    pub spec: &'a Checked<StatefulSetSpec<'a>>,
     /// `spec.template` differs from the old object's (UPDATE only).
     pub template_changed: bool,
 }
@@ -65,7 +65,7 @@ pub fn check_statefulset(
 /// ordered start.
 fn check_pod_lifecycle(
     subject: &StatefulSetSubject<'_>,
-    spec: &Checked<StatefulSetRuleSpec>,
+    spec: &Checked<StatefulSetSpec>,
     out: &mut Findings,
 ) -> Result<(), FieldError> {
     let sts = subject.view;
@@ -138,7 +138,7 @@ fn check_pod_lifecycle(
 
 /// `spec.template.spec`, absent when the template or its spec is.
 fn pod_spec<'s>(
-    spec: &'s Checked<StatefulSetRuleSpec>,
+    spec: &'s Checked<StatefulSetSpec>,
 ) -> Result<&'s Checked<RulePodSpec<'s>>, FieldError> {
     spec.field("spec", |s| &s.template)?
         .field("spec.template", |t| &t.spec)
@@ -374,7 +374,7 @@ fn check_partition_range(subject: &StatefulSetSubject<'_>, out: &mut Findings) {
 
 fn check_storage(
     subject: &StatefulSetSubject<'_>,
-    spec: &Checked<StatefulSetRuleSpec>,
+    spec: &Checked<StatefulSetSpec>,
     out: &mut Findings,
 ) -> Result<(), FieldError> {
     let sts = subject.view;

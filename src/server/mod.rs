@@ -287,10 +287,7 @@ async fn handle(
     let evaluate = async {
         match admission::decode(&bytes, endpoint)? {
             Decoded::Evaluate(request, summary) => {
-                let decision = state
-                    .inventory
-                    .decide_by_handler(&request, summary.handler, &state.config)
-                    .await;
+                let decision = state.inventory.decide_review(&request, &state.config).await;
                 admission::encode(summary, decision.in_mode(state.config.mode))
             }
             Decoded::Answered(reviewed) => Ok(*reviewed),
