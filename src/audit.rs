@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::engine::{Decision, Skip, apply_policy, evaluate_created};
 use crate::inventory::cluster_objects::{
     AuditClaim, AuditPod, AuditRevision, AuditStatefulSet, WatchedNode, WatchedService,
+    audited_claim_templates,
 };
 use crate::inventory::{ClusterInventory, Inventory, LiveLookup, StaticInventory};
 use crate::model::{
@@ -34,7 +35,6 @@ use crate::rules::live::{
     check_rollout_stalled, check_service_selects_live_pods, check_stuck_terminating, claim_ordinal,
     selects_template,
 };
-use crate::shape::checked;
 use crate::vocabulary::{Action, Findings, Kind, RuleId};
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
@@ -477,14 +477,15 @@ impl Audit<'_> {
     }
 
     fn statefulset(&mut self, sts: AuditStatefulSet, phase: &mut Phase) {
+        // The spec as the view, the rules and the claim checks read it, decoded once.
+        let spec = sts.spec();
         let state = StatefulSetState {
-            claim_templates: sts.claim_templates(),
+            claim_templates: audited_claim_templates(&spec),
             current_revision: sts.status.current_revision.clone(),
             update_revision: sts.status.update_revision.clone(),
         };
-        let object = sts.into_dynamic();
-        let namespace = object.metadata.namespace.clone().unwrap_or_default();
-        let name = object.metadata.name.clone().unwrap_or_default();
+        let namespace = sts.metadata.namespace.clone().unwrap_or_default();
+        let name = sts.metadata.name.clone().unwrap_or_default();
         if !self.config.is_excluded(&namespace) {
             self.namespaces.insert(namespace.clone());
             if !state.claim_templates.is_empty() || state.rollout_in_progress().is_some() {
@@ -492,16 +493,12 @@ impl Audit<'_> {
             }
         }
         // A malformed object is not indexed; the engine reports it invalid.
-        let view = StatefulSetView::from_object(&object, &namespace);
+        let view = StatefulSetView::from_parts(&sts.metadata, &spec, &namespace);
         if let Ok(view) = &view {
             self.inventory.add_statefulset(view.clone());
         }
-        let rules_spec = checked(object.data.get("spec"));
         let viewed = match &view {
-            Ok(view) => Ok(Viewed::StatefulSet {
-                view,
-                spec: &rules_spec,
-            }),
+            Ok(view) => Ok(Viewed::StatefulSet { view, spec: &spec }),
             Err(err) => Err(err.clone()),
         };
         let object_ref = ObjectRef::new(Kind::StatefulSet, &namespace, &name);

@@ -8,11 +8,11 @@
 //! shapes of their own below.
 
 use crate::model::{
-    Labels, NodeView, PodView, ServiceView, StatefulSetView, claim_template_names,
+    Labels, NodeView, PodView, ServiceView, StatefulSetSpec, StatefulSetView, claim_template_names,
     controlling_statefulset,
 };
 use crate::request;
-use crate::shape::checked;
+use crate::shape::{Checked, checked};
 use crate::vocabulary::Kind;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
@@ -232,32 +232,26 @@ pub struct RolloutStatus {
 }
 
 impl AuditStatefulSet {
-    /// The names of `spec.volumeClaimTemplates`, read as the storage rules read them; none
-    /// when they cannot be read (the rules report that).
-    pub fn claim_templates(&self) -> Vec<String> {
-        let templates = checked(self.spec.get("volumeClaimTemplates"));
-        claim_template_names(&templates)
-            .map(|names| {
-                names
-                    .into_iter()
-                    .filter(|name| !name.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// The spec as its view, the rules and audit's claim checks read it.
+    pub fn spec(&self) -> Checked<StatefulSetSpec<'_>> {
+        checked(Some(&self.spec))
     }
+}
 
-    /// The object as a request would carry it, for [`evaluate`](crate::engine::evaluate).
-    pub fn into_dynamic(self) -> kube_core::DynamicObject {
-        kube_core::DynamicObject {
-            types: Some(kube_core::TypeMeta {
-                api_version: "apps/v1".into(),
-                kind: "StatefulSet".into(),
-            }),
-            metadata: self.metadata,
-            data: serde_json::json!({ "spec": self.spec }),
-        }
-    }
+/// The names of a StatefulSet's claim templates as `sts-guard audit` checks their claims, read
+/// as the storage rules read them: none when they cannot be read (the rules report that), empty
+/// names left out.
+pub fn audited_claim_templates(spec: &Checked<StatefulSetSpec>) -> Vec<String> {
+    spec.field("spec", |s| &s.claim_templates)
+        .and_then(claim_template_names)
+        .map(|names| {
+            names
+                .into_iter()
+                .filter(|name| !name.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Name, namespace and creationTimestamp of `metadata`, for objects whose age a rule reads.
@@ -382,17 +376,20 @@ mod tests {
             "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}, {"metadata": {"name": "logs"}}]},
             "status": {"currentRevision": "w-1", "updateRevision": "w-2", "replicas": 3}}))
         .unwrap();
-        assert_eq!(sts.claim_templates(), ["data", "logs"]);
+        assert_eq!(audited_claim_templates(&sts.spec()), ["data", "logs"]);
         assert_eq!(sts.status.current_revision.as_deref(), Some("w-1"));
         assert_eq!(sts.status.update_revision.as_deref(), Some("w-2"));
         let bare: AuditStatefulSet =
             serde_json::from_value(json!({"metadata": {"name": "w"}, "status": null})).unwrap();
-        assert!(bare.claim_templates().is_empty() && bare.status.update_revision.is_none());
+        assert!(
+            audited_claim_templates(&bare.spec()).is_empty()
+                && bare.status.update_revision.is_none()
+        );
         // Read as the storage rules read them: a null entry and an empty name name nothing.
         let sparse: AuditStatefulSet = serde_json::from_value(json!({"metadata": {"name": "w"},
             "spec": {"volumeClaimTemplates": [null, {"metadata": {"name": ""}}, {"metadata": {"name": "data"}}]}}))
         .unwrap();
-        assert_eq!(sparse.claim_templates(), ["data"]);
+        assert_eq!(audited_claim_templates(&sparse.spec()), ["data"]);
 
         let claim: AuditClaim =
             serde_json::from_value(json!({"metadata": {"name": "data-w-0", "namespace": "d",
