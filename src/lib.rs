@@ -36,8 +36,9 @@
 //!                 specs, decoded from the body's text in one pass
 //!   shape         Shape (what a decoder keeps), Checked fields, the `shaped!` declaration
 //!   manifest      files and stdin to objects with their positions
-//!   request       the shaped decoder: an AdmissionReview's envelope, and of objects (under
-//!                 review or watched) only the parts a handler reads
+//!   request       an AdmissionReview's envelope and the plan (Handler, what it reads of each
+//!                 object) into the Review the engine judges; the shaped decoder of watched
+//!                 objects
 //!   vocabulary    Kind, Endpoint, RuleId and the RULES table, Action, Finding, ObjectRef,
 //!                 LookupError
 //!   yaml          the YAML reader
