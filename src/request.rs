@@ -390,14 +390,7 @@ impl<'a> RequestEnvelope<'a> {
     /// kept raw is decoded now). Errors name the object.
     pub fn into_review(self) -> Result<Review<'a>, String> {
         let plan = self.plan();
-        let (object, old_object) = match plan {
-            Some(plan) => (
-                self.object.into_subject(plan.object, "request.object")?,
-                self.old_object
-                    .into_subject(plan.old_object, "request.oldObject")?,
-            ),
-            None => (None, None),
-        };
+        let (object, old_object) = planned_objects(plan, self.object, self.old_object)?;
         let kind = self.kind.unwrap_or_default();
         Ok(Review {
             handler: plan.map(|plan| plan.handler),
@@ -419,12 +412,28 @@ impl<'a> RequestEnvelope<'a> {
     }
 }
 
+/// The objects of a request, decoded for the handler `plan` picked (none when no handler takes
+/// the request).
+fn planned_objects<'a>(
+    plan: Option<Plan>,
+    object: ObjectSlot<'a>,
+    old_object: ObjectSlot<'a>,
+) -> Result<(Option<Subject<'a>>, Option<Subject<'a>>), String> {
+    let Some(plan) = plan else {
+        return Ok((None, None));
+    };
+    Ok((
+        object.into_subject(plan.object, "request.object")?,
+        old_object.into_subject(plan.old_object, "request.oldObject")?,
+    ))
+}
+
 /// The JSON text of a request's object and old object in kube-rs's form, for [`review_of`].
-pub fn object_texts(request: &AdmissionRequest<DynamicObject>) -> [Option<String>; 2] {
+pub fn object_texts(request: &AdmissionRequest<DynamicObject>) -> [Option<Box<RawValue>>; 2] {
     [&request.object, &request.old_object].map(|object| {
         object
             .as_ref()
-            .map(|o| serde_json::to_string(o).expect("a DynamicObject encodes as JSON"))
+            .map(|o| serde_json::value::to_raw_value(o).expect("a DynamicObject encodes as JSON"))
     })
 }
 
@@ -434,18 +443,14 @@ pub fn object_texts(request: &AdmissionRequest<DynamicObject>) -> [Option<String
 pub fn review_of<'a>(
     request: &'a AdmissionRequest<DynamicObject>,
     endpoint: Endpoint,
-    texts: &'a [Option<String>; 2],
+    texts: &'a [Option<Box<RawValue>>; 2],
 ) -> Result<Review<'a>, String> {
     let operation = Operation::from_kube(&request.operation);
     let plan = plan(endpoint, &request.kind.group, &request.kind.kind, operation);
-    let subject =
-        |text: &'a Option<String>, object_type: ObjectType, field: &str| match (plan, text) {
-            (Some(_), Some(text)) => subject_from_text(text, object_type, field),
-            _ => Ok(None),
-        };
-    let (object_type, old_type) = plan.map_or((ObjectType::Identity, ObjectType::Identity), |p| {
-        (p.object, p.old_object)
-    });
+    let slot = |text: &'a Option<Box<RawValue>>| {
+        text.as_deref().map_or(ObjectSlot::Absent, ObjectSlot::Raw)
+    };
+    let (object, old_object) = planned_objects(plan, slot(&texts[0]), slot(&texts[1]))?;
     Ok(Review {
         handler: plan.map(|plan| plan.handler),
         group: Cow::Borrowed(&request.kind.group),
@@ -457,8 +462,8 @@ pub fn review_of<'a>(
         username: request.user_info.username.as_deref().map(Cow::Borrowed),
         groups: request.user_info.groups.clone().unwrap_or_default(),
         options: request.options.as_ref().map(|o| o.0.clone()),
-        object: subject(&texts[0], object_type, "request.object")?,
-        old_object: subject(&texts[1], old_type, "request.oldObject")?,
+        object,
+        old_object,
     })
 }
 

@@ -199,15 +199,14 @@ impl ObjectType {
             ObjectType::StatefulSet => Subject::StatefulSet(Box::new(Deserialize::deserialize(d)?)),
             ObjectType::StatefulSetWithTemplate => {
                 let object = StatefulSetText::deserialize(d)?;
-                let text = |raw: &'de RawValue| raw.get();
                 let spec = match object.spec {
-                    Some(raw) => serde_json::from_str(text(raw)).map_err(de::Error::custom)?,
+                    Some(raw) => serde_json::from_str(raw.get()).map_err(de::Error::custom)?,
                     None => Checked::Absent,
                 };
                 // A spec that is not a map has no template.
                 let template = object
                     .spec
-                    .and_then(|raw| serde_json::from_str::<TemplateText>(text(raw)).ok())
+                    .and_then(|raw| serde_json::from_str::<TemplateText>(raw.get()).ok())
                     .and_then(|t| t.template);
                 Subject::StatefulSet(Box::new(StatefulSetObject {
                     metadata: object.metadata,
