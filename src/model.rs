@@ -226,6 +226,21 @@ pub const FLUX_HELMRELEASE_NAMESPACE_LABEL: &str = "helm.toolkit.fluxcd.io/names
 /// (also Argo CD's label tracking).
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The labels [`Ownership`] reads: what a watched StatefulSet keeps of its labels.
+pub const OWNERSHIP_LABELS: &[&str] = &[
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    FLUX_KUSTOMIZATION_NAME_LABEL,
+    FLUX_KUSTOMIZATION_NAMESPACE_LABEL,
+    FLUX_HELMRELEASE_NAME_LABEL,
+    FLUX_HELMRELEASE_NAMESPACE_LABEL,
+];
+/// The annotations [`Ownership`] reads.
+pub const OWNERSHIP_ANNOTATIONS: &[&str] = &[
+    HELM_RELEASE_NAME_ANNOTATION,
+    HELM_RELEASE_NAMESPACE_ANNOTATION,
+    ARGOCD_TRACKING_ANNOTATION,
+];
 
 /// What kind of owner an [`Owner`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -873,7 +888,11 @@ pub struct NodeView {
 
 impl NodeView {
     pub fn from_object(obj: &DynamicObject) -> Result<Self, FieldError> {
-        let spec: Checked<NodeViewSpec> = checked(obj.data.get("spec"));
+        Self::from_parts(&obj.metadata, &checked(obj.data.get("spec")))
+    }
+
+    /// The view of a Node with this metadata and spec (an object's `spec`, decoded).
+    pub fn from_parts(meta: &ObjectMeta, spec: &Checked<NodeViewSpec>) -> Result<Self, FieldError> {
         let mut out_of_service = false;
         let taints = "spec.taints";
         for (i, item) in spec
@@ -889,7 +908,7 @@ impl NodeView {
             out_of_service |= key == Some(OUT_OF_SERVICE_TAINT);
         }
         Ok(NodeView {
-            name: obj.metadata.name.as_deref().unwrap_or_default().into(),
+            name: meta.name.as_deref().unwrap_or_default().into(),
             out_of_service,
         })
     }

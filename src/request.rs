@@ -10,16 +10,11 @@
 //! kept raw (borrowed) and decoded the same way afterwards. Requests no handler takes are
 //! answered from the envelope alone. [`Review`] is what the engine judges.
 //!
-//! The cluster watches and `check` decode what they keep of an object through a [`Shape`]
-//! ([`decode_object`]) and read it as a `DynamicObject` ([`into_object`]); their views are
-//! built from the same typed specs as a review's.
+//! `check` reads a manifest's object as a `DynamicObject` ([`into_object`]) and builds its
+//! views from the same typed specs as a review's; the cluster watches decode straight into
+//! those specs ([`crate::subject`]). The shaped decoder ([`decode_object`]) is no longer on
+//! any of these paths: it stays as the baseline `benches/object_decoding` measures against.
 
-use crate::model::{
-    ARGOCD_TRACKING_ANNOTATION, FLUX_HELMRELEASE_NAME_LABEL, FLUX_HELMRELEASE_NAMESPACE_LABEL,
-    FLUX_KUSTOMIZATION_NAME_LABEL, FLUX_KUSTOMIZATION_NAMESPACE_LABEL,
-    HELM_RELEASE_NAME_ANNOTATION, HELM_RELEASE_NAMESPACE_ANNOTATION, INSTANCE_LABEL,
-    MANAGED_BY_LABEL, NodeViewSpec, ServiceViewSpec, StatefulSetSpec,
-};
 pub use crate::shape::Shape;
 use crate::shape::Str;
 pub use crate::subject::ObjectType;
@@ -37,52 +32,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use Shape::{All, Each, Fields, Prefixed};
-
-/// The annotations [`Ownership`](crate::model::Ownership) reads.
-const OWNERSHIP_ANNOTATIONS: &[&str] = &[
-    HELM_RELEASE_NAME_ANNOTATION,
-    HELM_RELEASE_NAMESPACE_ANNOTATION,
-    ARGOCD_TRACKING_ANNOTATION,
-];
-
-/// Metadata as the watches need it: identity and the resourceVersion to resume from.
-const WATCHED_METADATA: Shape = Fields(&[
-    ("name", All),
-    ("namespace", All),
-    ("uid", All),
-    ("resourceVersion", All),
-]);
-
-/// A watched StatefulSet's metadata: also what [`Ownership`](crate::model::Ownership) reads,
-/// so that a Service request can tell whether the two belong to one application.
-const WATCHED_STATEFULSET_METADATA: Shape = Fields(&[
-    ("name", All),
-    ("namespace", All),
-    ("uid", All),
-    ("resourceVersion", All),
-    (
-        "labels",
-        Prefixed(&[
-            INSTANCE_LABEL,
-            MANAGED_BY_LABEL,
-            FLUX_KUSTOMIZATION_NAME_LABEL,
-            FLUX_KUSTOMIZATION_NAMESPACE_LABEL,
-            FLUX_HELMRELEASE_NAME_LABEL,
-            FLUX_HELMRELEASE_NAMESPACE_LABEL,
-        ]),
-    ),
-    ("annotations", Prefixed(OWNERSHIP_ANNOTATIONS)),
-    (
-        "ownerReferences",
-        Each(&Fields(&[
-            ("apiVersion", All),
-            ("kind", All),
-            ("name", All),
-            ("uid", All),
-            ("controller", All),
-        ])),
-    ),
-]);
 
 /// The handler that judges a request, and what that handler reads of each of its objects.
 #[derive(Debug, Clone, Copy)]
@@ -108,23 +57,6 @@ pub enum Handler {
     /// /mutate, StatefulSet CREATE or UPDATE: the partition default.
     MutateStatefulSet,
 }
-
-macro_rules! object_shape {
-    ($metadata:expr, $spec:expr) => {
-        &Fields(&[
-            ("apiVersion", All),
-            ("kind", All),
-            ("metadata", $metadata),
-            ("spec", $spec),
-        ])
-    };
-}
-
-/// The shapes the cluster inventory decodes watched objects with.
-pub const WATCHED_SERVICE: &Shape = object_shape!(WATCHED_METADATA, ServiceViewSpec::SHAPE);
-pub const WATCHED_STATEFULSET: &Shape =
-    object_shape!(WATCHED_STATEFULSET_METADATA, StatefulSetSpec::SHAPE);
-pub const WATCHED_NODE: &Shape = object_shape!(WATCHED_METADATA, NodeViewSpec::SHAPE);
 
 /// The operation of an admission request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -482,7 +414,7 @@ fn subject_from_text<'a>(
     }
 }
 
-/// Decodes one object of the API with `shape`: the watches' list items and events.
+/// Decodes one object with `shape` into a `Value` that holds only what the shape keeps.
 pub fn decode_object<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
     shape: &Shape,
@@ -859,8 +791,19 @@ impl<'de> Visitor<'de> for ShapedVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PodIdentitySpec;
+    use crate::model::{PodIdentitySpec, StatefulSetSpec};
     use serde_json::json;
+
+    macro_rules! object_shape {
+        ($metadata:expr, $spec:expr) => {
+            &Fields(&[
+                ("apiVersion", All),
+                ("kind", All),
+                ("metadata", $metadata),
+                ("spec", $spec),
+            ])
+        };
+    }
 
     /// Metadata as a test of the shaped decoder keeps it.
     const METADATA: Shape = Fields(&[

@@ -8,7 +8,8 @@
 
 use crate::model::{
     ARGOCD_TRACKING_ANNOTATION, HELM_RELEASE_NAME_ANNOTATION, HELM_RELEASE_NAMESPACE_ANNOTATION,
-    PodDeleteSpec, PodIdentitySpec, PodPhase, ServiceViewSpec, StatefulSetSpec,
+    OWNERSHIP_ANNOTATIONS, OWNERSHIP_LABELS, PodDeleteSpec, PodIdentitySpec, PodPhase,
+    ServiceViewSpec, StatefulSetSpec,
 };
 use crate::shape::{Checked, Str};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -38,6 +39,20 @@ const RULE_ANNOTATIONS: &[&str] = &[
 
 /// Of an object no rule reads, what names it in a decision.
 const IDENTITY_METADATA: &[&str] = &["name", "namespace", "generateName"];
+
+/// Of a watched object, what identifies it and the resourceVersion the watch resumes from.
+const WATCHED_METADATA: &[&str] = &["name", "namespace", "uid", "resourceVersion"];
+
+/// Of a watched StatefulSet, also its owners: with [`OWNERSHIP_LABELS`] and
+/// [`OWNERSHIP_ANNOTATIONS`], what a Service request reads to tell whether the two belong to
+/// one application.
+const WATCHED_STATEFULSET_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "ownerReferences",
+];
 
 /// What a handler reads of one object of a review (the plan picks one per object).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +287,7 @@ impl<'de> Visitor<'de> for ObjectVisitor {
 fn rule_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     d.deserialize_option(MetadataVisitor {
         fields: RULE_METADATA,
+        labels: &[],
         annotations: RULE_ANNOTATIONS,
     })
 }
@@ -279,14 +295,37 @@ fn rule_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error
 fn identity_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     d.deserialize_option(MetadataVisitor {
         fields: IDENTITY_METADATA,
+        labels: &[],
         annotations: &[],
     })
 }
 
+/// `metadata` as a watch of Services or Nodes keeps it (a `deserialize_with` function).
+pub fn watched_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    d.deserialize_option(MetadataVisitor {
+        fields: WATCHED_METADATA,
+        labels: &[],
+        annotations: &[],
+    })
+}
+
+/// `metadata` as a watch of StatefulSets keeps it (a `deserialize_with` function).
+pub fn watched_statefulset_metadata<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<ObjectMeta, D::Error> {
+    d.deserialize_option(MetadataVisitor {
+        fields: WATCHED_STATEFULSET_METADATA,
+        labels: OWNERSHIP_LABELS,
+        annotations: OWNERSHIP_ANNOTATIONS,
+    })
+}
+
 /// `metadata` decoded by k8s-openapi's `ObjectMeta` from the fields it is given: `fields`
-/// and, of the annotations, those that start with one of `annotations`.
+/// and, of the labels (when `fields` leaves them out) and the annotations, those whose key
+/// starts with one of `labels` and `annotations`.
 struct MetadataVisitor {
     fields: &'static [&'static str],
+    labels: &'static [&'static str],
     annotations: &'static [&'static str],
 }
 
@@ -306,24 +345,32 @@ impl<'de> Visitor<'de> for MetadataVisitor {
         d.deserialize_map(self)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ObjectMeta, A::Error> {
+        let mut labels = None;
         let mut annotations = None;
         let mut meta = ObjectMeta::deserialize(MapAccessDeserializer::new(MetadataFields {
             map,
             fields: self.fields,
-            prefixes: self.annotations,
+            label_prefixes: self.labels,
+            annotation_prefixes: self.annotations,
+            labels: &mut labels,
             annotations: &mut annotations,
         }))?;
+        if labels.is_some() {
+            meta.labels = labels;
+        }
         meta.annotations = annotations;
         Ok(meta)
     }
 }
 
 /// The entries of a metadata map `ObjectMeta` is given: the others are skipped, the kept
-/// annotations taken aside.
+/// labels (when filtered) and annotations taken aside.
 struct MetadataFields<'s, A> {
     map: A,
     fields: &'static [&'static str],
-    prefixes: &'static [&'static str],
+    label_prefixes: &'static [&'static str],
+    annotation_prefixes: &'static [&'static str],
+    labels: &'s mut Option<BTreeMap<String, String>>,
     annotations: &'s mut Option<BTreeMap<String, String>>,
 }
 
@@ -340,8 +387,12 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for MetadataFields<'_, A> {
                     .deserialize(CowStrDeserializer::<A::Error>::new(key.0))
                     .map(Some);
             }
-            if &*key.0 == "annotations" && !self.prefixes.is_empty() {
-                *self.annotations = self.map.next_value_seed(KeptAnnotations(self.prefixes))?;
+            if &*key.0 == "labels" && !self.label_prefixes.is_empty() {
+                *self.labels = self.map.next_value_seed(KeptEntries(self.label_prefixes))?;
+            } else if &*key.0 == "annotations" && !self.annotation_prefixes.is_empty() {
+                *self.annotations = self
+                    .map
+                    .next_value_seed(KeptEntries(self.annotation_prefixes))?;
             } else {
                 self.map.next_value::<IgnoredAny>()?;
             }
@@ -354,21 +405,22 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for MetadataFields<'_, A> {
     }
 }
 
-/// Of `metadata.annotations`, the entries whose key starts with one of these prefixes.
-struct KeptAnnotations(&'static [&'static str]);
+/// Of `metadata.labels` or `metadata.annotations`, the entries whose key starts with one of
+/// these prefixes.
+struct KeptEntries(&'static [&'static str]);
 
-impl<'de> DeserializeSeed<'de> for KeptAnnotations {
+impl<'de> DeserializeSeed<'de> for KeptEntries {
     type Value = Option<BTreeMap<String, String>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_option(self)
     }
 }
 
-impl<'de> Visitor<'de> for KeptAnnotations {
+impl<'de> Visitor<'de> for KeptEntries {
     type Value = Option<BTreeMap<String, String>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a map of annotations")
+        f.write_str("a map of strings")
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -456,6 +508,63 @@ mod tests {
             let mut de = serde_json::Deserializer::from_str(wrong);
             assert!(ObjectType::Metadata.read(&mut de).is_err(), "{wrong}");
         }
+    }
+
+    #[test]
+    fn a_watch_keeps_identity_and_resource_version_and_of_a_statefulset_its_owners() {
+        #[derive(Deserialize)]
+        struct Watched {
+            #[serde(deserialize_with = "watched_metadata")]
+            metadata: ObjectMeta,
+        }
+        #[derive(Deserialize)]
+        struct WatchedStatefulSet {
+            #[serde(deserialize_with = "watched_statefulset_metadata")]
+            metadata: ObjectMeta,
+        }
+        let text = r#"{"metadata":{"name":"web","namespace":"db","uid":"u","resourceVersion":"7",
+            "generateName":"w-","creationTimestamp":"2026-01-01T00:00:00Z",
+            "labels":{"app":"web","app.kubernetes.io/instance":"r","helm.toolkit.fluxcd.io/name":"h",
+                "other":5},
+            "managedFields":[{"manager":"kubectl"}],
+            "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{}",
+                "meta.helm.sh/release-name":"r","sts-guard.io/canary":"2"},
+            "ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"o","uid":"c"}]}}"#;
+        let meta = serde_json::from_str::<WatchedStatefulSet>(text)
+            .unwrap()
+            .metadata;
+        assert_eq!(
+            (meta.name.as_deref(), meta.namespace.as_deref()),
+            (Some("web"), Some("db"))
+        );
+        assert_eq!(
+            (meta.uid.as_deref(), meta.resource_version.as_deref()),
+            (Some("u"), Some("7"))
+        );
+        assert_eq!(
+            meta.labels.as_ref().unwrap().keys().collect::<Vec<_>>(),
+            ["app.kubernetes.io/instance", "helm.toolkit.fluxcd.io/name"]
+        );
+        assert_eq!(
+            meta.annotations
+                .as_ref()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["meta.helm.sh/release-name"]
+        );
+        assert_eq!(meta.owner_references.as_ref().unwrap()[0].uid, "c");
+        assert!(meta.generate_name.is_none() && meta.managed_fields.is_none());
+        assert!(meta.creation_timestamp.is_none());
+
+        let meta = serde_json::from_str::<Watched>(text).unwrap().metadata;
+        assert_eq!(meta.resource_version.as_deref(), Some("7"));
+        assert!(meta.labels.is_none() && meta.annotations.is_none());
+        assert!(meta.owner_references.is_none());
+        // A kept label of the wrong type is an error, as in a review.
+        let wrong = r#"{"metadata":{"labels":{"app.kubernetes.io/instance":5}}}"#;
+        assert!(serde_json::from_str::<WatchedStatefulSet>(wrong).is_err());
+        assert!(serde_json::from_str::<Watched>(wrong).is_ok());
     }
 
     #[test]

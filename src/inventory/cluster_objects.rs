@@ -1,19 +1,17 @@
 //! The objects read from a cluster, each decoded into only what it is read for. Services,
-//! StatefulSets and Nodes (watched by the cluster inventory, listed by `audit`) decode through
-//! the request path's shaped decoder ([`crate::request`]) straight into the views the rules
-//! read: everything else in a watched object (managedFields, annotations, the pod template's
+//! StatefulSets and Nodes (watched by the cluster inventory, listed by `audit`) decode as a
+//! review's objects do ([`crate::subject`]), straight into the typed specs their views are
+//! built from: everything else in a watched object (managedFields, annotations, the pod template's
 //! containers, a Node's status and image list) is skipped by the JSON decoder without being
 //! allocated, which keeps both the cache and the transient memory of a 10,000-object list
 //! small. `sts-guard audit`'s pods, whole StatefulSets, claims and ControllerRevisions have
 //! shapes of their own below.
 
 use crate::model::{
-    Labels, NodeView, PodView, ServiceView, StatefulSetSpec, StatefulSetView, claim_template_names,
-    controlling_statefulset,
+    Labels, NodeView, NodeViewSpec, PodView, ServiceView, ServiceViewSpec, StatefulSetSpec,
+    StatefulSetView, claim_template_names, controlling_statefulset,
 };
-use crate::request;
 use crate::shape::{Checked, checked};
-use crate::vocabulary::Kind;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -63,11 +61,12 @@ macro_rules! resource_with_spec {
     };
 }
 
-/// A watched object decoded through the request path's decoder: the shape keeps what its view
-/// reads and the metadata the watcher resumes from, and the view is built by the same
-/// `from_object` as for an object under review.
+/// A watched object: its metadata as the watcher resumes from it and its view. Of the object
+/// the decoder keeps the metadata `$meta` reads and the typed spec the view is built from, as
+/// for an object under review ([`crate::subject`]); the rest is skipped without being
+/// allocated.
 macro_rules! watched_view {
-    ($ty:ident, $view:ty, $shape:expr, $kind:expr, $inherit:ident, |$obj:ident| $build:expr) => {
+    ($ty:ident, $view:ty, $spec:ident, $inherit:ident, $meta:literal, |$m:ident, $s:ident| $build:expr) => {
         #[derive(Debug, Clone, Resource)]
         #[resource(inherit = $inherit)]
         pub struct $ty {
@@ -77,13 +76,19 @@ macro_rules! watched_view {
 
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let value = request::decode_object(d, $shape)?;
-                let $obj = watched_object(value, $kind).map_err(serde::de::Error::custom)?;
-                let view = $build.map_err(serde::de::Error::custom)?;
-                Ok($ty {
-                    metadata: $obj.metadata,
-                    view,
-                })
+                #[derive(Deserialize)]
+                struct Parts<'a> {
+                    #[serde(default, deserialize_with = $meta)]
+                    metadata: ObjectMeta,
+                    #[serde(default, borrow)]
+                    spec: Checked<$spec<'a>>,
+                }
+                let Parts { metadata, spec } = Parts::deserialize(d)?;
+                let view = {
+                    let ($m, $s) = (&metadata, &spec);
+                    $build.map_err(serde::de::Error::custom)?
+                };
+                Ok($ty { metadata, view })
             }
         }
 
@@ -95,43 +100,29 @@ macro_rules! watched_view {
     };
 }
 
-/// The object as the views read it. List items come without apiVersion and kind: they are
-/// the list's, which the type knows.
-fn watched_object(
-    value: serde_json::Value,
-    kind: Kind,
-) -> Result<kube_core::DynamicObject, String> {
-    let mut value = value;
-    if let Some(map) = value.as_object_mut() {
-        map.entry("apiVersion").or_insert(kind.api_version().into());
-        map.entry("kind").or_insert(kind.name().into());
-    }
-    crate::request::into_object(value)
-}
-
 watched_view!(
     WatchedService,
     ServiceView,
-    request::WATCHED_SERVICE,
-    Kind::Service,
+    ServiceViewSpec,
     Service,
-    |object| ServiceView::from_object(&object, "")
+    "crate::subject::watched_metadata",
+    |meta, spec| ServiceView::from_parts(meta, spec, "")
 );
 watched_view!(
     WatchedStatefulSet,
     StatefulSetView,
-    request::WATCHED_STATEFULSET,
-    Kind::StatefulSet,
+    StatefulSetSpec,
     StatefulSet,
-    |object| StatefulSetView::from_object(&object, "")
+    "crate::subject::watched_statefulset_metadata",
+    |meta, spec| StatefulSetView::from_parts(meta, spec, "")
 );
 watched_view!(
     WatchedNode,
     NodeView,
-    request::WATCHED_NODE,
-    Kind::Node,
+    NodeViewSpec,
     Node,
-    |object| NodeView::from_object(&object)
+    "crate::subject::watched_metadata",
+    |meta, spec| NodeView::from_parts(meta, spec)
 );
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -303,6 +294,7 @@ pub struct AuditRevision {
 mod tests {
     use super::*;
     use crate::model::OUT_OF_SERVICE_TAINT;
+    use crate::vocabulary::Kind;
     use serde_json::json;
 
     /// The vocabulary's coordinates (const, for matching requests) are those the watched types
