@@ -33,12 +33,12 @@
 //!   model         typed views of objects (ServiceView, StatefulSetView, ...), each built from
 //!                 a `shaped!` struct that also declares what the decoder keeps for it
 //!   subject       the objects of a review as their handler reads them: metadata and typed
-//!                 specs, decoded from the body's text in one pass
+//!                 specs, decoded from the body's text in one pass; watched objects' metadata
 //!   shape         Shape (what a decoder keeps), Checked fields, the `shaped!` declaration
 //!   manifest      files and stdin to objects with their positions
 //!   request       an AdmissionReview's envelope and the plan (Handler, what it reads of each
-//!                 object) into the Review the engine judges; the shaped decoder of watched
-//!                 objects
+//!                 object) into the Review the engine judges; manifests' objects as
+//!                 `DynamicObject`s (into_object)
 //!   vocabulary    Kind, Endpoint, RuleId and the RULES table, Action, Finding, ObjectRef,
 //!                 LookupError
 //!   yaml          the YAML reader

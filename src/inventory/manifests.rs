@@ -5,9 +5,10 @@
 use super::StaticInventory;
 use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, read_paths_with};
 use crate::model::{NodeView, ServiceView, StatefulSetSpec, StatefulSetView, Viewed};
-use crate::request::{decode_object, into_object};
-use crate::shape::{Shape, SpecOf};
+use crate::request::into_object;
+use crate::shape::{Checked, Found};
 use crate::vocabulary::Kind;
+use serde::Deserialize as _;
 use serde_json::Value;
 
 /// An object read from input and interpreted.
@@ -36,27 +37,19 @@ impl LoadedObject {
     /// Service.
     pub(crate) fn judged<R>(&self, judge: impl FnOnce(Viewed<'_>) -> R) -> Option<R> {
         Some(match self.judged.as_ref()? {
-            Kept::StatefulSet { view, data } => {
-                let read: SpecOf<StatefulSetSpec> =
-                    serde_json::from_slice(data).expect("JSON written by serde_json reads");
-                judge(Viewed::StatefulSet {
-                    view,
-                    spec: &read.spec,
-                })
-            }
+            Kept::StatefulSet { view, spec } => judge(Viewed::StatefulSet { view, spec }),
             Kept::Service(view) => judge(Viewed::Service(view)),
         })
     }
 }
 
-/// A StatefulSet or Service kept for checking: its view, and of a StatefulSet the parts of its
-/// spec the rules read besides, as compact JSON. As a `Value` those parts take several times
-/// the memory (README, "Input limits": the peak RSS of `check`), and decoding them again is a
-/// small part of the time a check takes (`cargo bench --bench check_throughput`).
+/// A StatefulSet or Service kept for checking: its view, and of a StatefulSet the typed spec
+/// its view was built from, which the rules read beside it (decoded once, as the webhook
+/// decodes a review's).
 enum Kept {
     StatefulSet {
         view: StatefulSetView,
-        data: Box<[u8]>,
+        spec: Box<Checked<StatefulSetSpec<'static>>>,
     },
     Service(ServiceView),
 }
@@ -79,34 +72,37 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
         line: Some(pos.line),
         message,
     };
-    let object = into_object(manifest.value).map_err(&at)?;
+    let mut object = into_object(manifest.value).map_err(&at)?;
     let types = object.types.as_ref().expect("into_object sets types");
     let known_kind = Kind::from_manifest(&types.api_version, &types.kind);
     let kind = types.kind.clone();
     let name = object.metadata.name.clone().unwrap_or_default();
-    let indexed = match known_kind {
-        Some(Kind::StatefulSet) => {
-            Some(StatefulSetView::from_object(&object, default_namespace).map(Indexed::StatefulSet))
-        }
-        Some(Kind::Service) => {
+    // A StatefulSet's spec is decoded once, owned: its view and the rules read the one decode.
+    let statefulset_spec = (known_kind == Some(Kind::StatefulSet))
+        .then(|| Box::new(owned_spec(object.data.get_mut("spec").map(Value::take))));
+    let indexed = match (known_kind, &statefulset_spec) {
+        (Some(Kind::StatefulSet), Some(spec)) => Some(
+            StatefulSetView::from_parts(&object.metadata, spec, default_namespace)
+                .map(Indexed::StatefulSet),
+        ),
+        (Some(Kind::Service), _) => {
             Some(ServiceView::from_object(&object, default_namespace).map(Indexed::Service))
         }
-        Some(Kind::Node) => Some(NodeView::from_object(&object).map(Indexed::Node)),
+        (Some(Kind::Node), _) => Some(NodeView::from_object(&object).map(Indexed::Node)),
         // Pods are judged only by the webhook (DELETE) and audit, never in files.
-        Some(Kind::Pod) | None => None,
+        _ => None,
     }
     .transpose()
     .map_err(|e| at(format!("{kind} {name:?}: {e}")))?;
     if indexed.is_some() && name.is_empty() {
         return Err(at(format!("{kind}: metadata.name is missing")));
     }
-    let judged = match &indexed {
-        Some(Indexed::StatefulSet(view)) if keep => Some(Kept::StatefulSet {
+    let judged = match (&indexed, statefulset_spec) {
+        (Some(Indexed::StatefulSet(view)), Some(spec)) if keep => Some(Kept::StatefulSet {
             view: view.clone(),
-            data: statefulset_data(&object.data)
-                .map_err(|e| at(format!("{kind} {name:?}: {e}")))?,
+            spec,
         }),
-        Some(Indexed::Service(view)) if keep => Some(Kept::Service(view.clone())),
+        (Some(Indexed::Service(view)), _) if keep => Some(Kept::Service(view.clone())),
         _ => None,
     };
     let namespace = object.metadata.namespace.clone();
@@ -122,12 +118,16 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
     Ok((loaded_object, indexed))
 }
 
-/// Of a StatefulSet's `data`, what its view and validating rules read (as the webhook decodes
-/// it), as compact JSON.
-fn statefulset_data(data: &Value) -> Result<Box<[u8]>, serde_json::Error> {
-    const SPEC: &Shape = &Shape::Fields(&[("spec", StatefulSetSpec::SHAPE)]);
-    let shaped = decode_object(data, SPEC)?;
-    Ok(serde_json::to_vec(&shaped)?.into_boxed_slice())
+/// A spec taken out of its object, decoded into owned parts.
+fn owned_spec(spec: Option<Value>) -> Checked<StatefulSetSpec<'static>> {
+    match spec {
+        None => Checked::Absent,
+        // Reading a `Value` does not fail; were it to, the spec reads as of the wrong type.
+        Some(value) => {
+            let found = Found::of(&value);
+            Checked::deserialize(value).unwrap_or(Checked::Wrong(found))
+        }
+    }
 }
 
 fn loaded(
