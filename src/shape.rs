@@ -430,14 +430,6 @@ impl<'de: 'a, 'a> Decoded<'de> for StrMap<'a> {
 #[serde(transparent)]
 pub struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
-/// An object's `spec` alone, decoded as `T` from the object's text (the rest is skipped).
-#[derive(Debug, Deserialize)]
-#[serde(bound(deserialize = "Checked<T>: Deserialize<'de>"))]
-pub struct SpecOf<T> {
-    #[serde(default)]
-    pub spec: Checked<T>,
-}
-
 /// Decodes `Checked<T>` from a value a decoder already kept (a view over a `DynamicObject`'s
 /// data): absent when there is none.
 pub fn checked<'v, T: Decoded<'v>>(value: Option<&'v Value>) -> Checked<T> {
@@ -447,6 +439,18 @@ pub fn checked<'v, T: Decoded<'v>>(value: Option<&'v Value>) -> Checked<T> {
         // key); were it to, the field reads as of the wrong type rather than as absent.
         Some(value) => {
             Checked::deserialize(value).unwrap_or_else(|_| Checked::Wrong(Found::of(value)))
+        }
+    }
+}
+
+/// [`checked`] of a value taken out of its object: the decode owns what it reads, so that it
+/// outlives the value (`check` keeps a StatefulSet's spec until it judges it).
+pub fn checked_owned<T: Decoded<'static>>(value: Option<Value>) -> Checked<T> {
+    match value {
+        None => Checked::Absent,
+        Some(value) => {
+            let found = Found::of(&value);
+            Checked::deserialize(value).unwrap_or(Checked::Wrong(found))
         }
     }
 }

@@ -7,7 +7,6 @@
 //! [`crate::model`] its handler's view and rules read; there is no tree in between.
 
 use crate::model::{
-    ARGOCD_TRACKING_ANNOTATION, HELM_RELEASE_NAME_ANNOTATION, HELM_RELEASE_NAMESPACE_ANNOTATION,
     OWNERSHIP_ANNOTATIONS, OWNERSHIP_LABELS, PodDeleteSpec, PodIdentitySpec, PodPhase,
     ServiceViewSpec, StatefulSetSpec,
 };
@@ -30,12 +29,10 @@ const RULE_METADATA: &[&str] = &[
 ];
 
 /// The annotations rules read, by prefix: sts-guard's own and those that name an application.
-const RULE_ANNOTATIONS: &[&str] = &[
-    "sts-guard.io/",
-    HELM_RELEASE_NAME_ANNOTATION,
-    HELM_RELEASE_NAMESPACE_ANNOTATION,
-    ARGOCD_TRACKING_ANNOTATION,
-];
+const RULE_ANNOTATIONS: Prefixes = &[&["sts-guard.io/"], OWNERSHIP_ANNOTATIONS];
+
+/// Lists of key prefixes: an entry is kept when its key starts with one of any list's.
+type Prefixes = &'static [&'static [&'static str]];
 
 /// Of an object no rule reads, what names it in a decision.
 const IDENTITY_METADATA: &[&str] = &["name", "namespace", "generateName"];
@@ -315,8 +312,8 @@ pub fn watched_statefulset_metadata<'de, D: Deserializer<'de>>(
 ) -> Result<ObjectMeta, D::Error> {
     d.deserialize_option(MetadataVisitor {
         fields: WATCHED_STATEFULSET_METADATA,
-        labels: OWNERSHIP_LABELS,
-        annotations: OWNERSHIP_ANNOTATIONS,
+        labels: &[OWNERSHIP_LABELS],
+        annotations: &[OWNERSHIP_ANNOTATIONS],
     })
 }
 
@@ -325,8 +322,8 @@ pub fn watched_statefulset_metadata<'de, D: Deserializer<'de>>(
 /// starts with one of `labels` and `annotations`.
 struct MetadataVisitor {
     fields: &'static [&'static str],
-    labels: &'static [&'static str],
-    annotations: &'static [&'static str],
+    labels: Prefixes,
+    annotations: Prefixes,
 }
 
 impl<'de> Visitor<'de> for MetadataVisitor {
@@ -368,8 +365,8 @@ impl<'de> Visitor<'de> for MetadataVisitor {
 struct MetadataFields<'s, A> {
     map: A,
     fields: &'static [&'static str],
-    label_prefixes: &'static [&'static str],
-    annotation_prefixes: &'static [&'static str],
+    label_prefixes: Prefixes,
+    annotation_prefixes: Prefixes,
     labels: &'s mut Option<BTreeMap<String, String>>,
     annotations: &'s mut Option<BTreeMap<String, String>>,
 }
@@ -407,7 +404,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for MetadataFields<'_, A> {
 
 /// Of `metadata.labels` or `metadata.annotations`, the entries whose key starts with one of
 /// these prefixes.
-struct KeptEntries(&'static [&'static str]);
+struct KeptEntries(Prefixes);
 
 impl<'de> DeserializeSeed<'de> for KeptEntries {
     type Value = Option<BTreeMap<String, String>>;
@@ -434,7 +431,11 @@ impl<'de> Visitor<'de> for KeptEntries {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut kept = BTreeMap::new();
         while let Some(key) = map.next_key::<Str<'de>>()? {
-            if self.0.iter().any(|prefix| key.0.starts_with(prefix)) {
+            if self
+                .0
+                .iter()
+                .any(|list| list.iter().any(|p| key.0.starts_with(p)))
+            {
                 kept.insert(key.0.into_owned(), map.next_value::<String>()?);
             } else {
                 map.next_value::<IgnoredAny>()?;

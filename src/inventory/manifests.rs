@@ -6,9 +6,8 @@ use super::StaticInventory;
 use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, read_paths_with};
 use crate::model::{NodeView, ServiceView, StatefulSetSpec, StatefulSetView, Viewed};
 use crate::request::into_object;
-use crate::shape::{Checked, Found};
+use crate::shape::{Checked, checked_owned};
 use crate::vocabulary::Kind;
-use serde::Deserialize as _;
 use serde_json::Value;
 
 /// An object read from input and interpreted.
@@ -78,19 +77,23 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
     let kind = types.kind.clone();
     let name = object.metadata.name.clone().unwrap_or_default();
     // A StatefulSet's spec is decoded once, owned: its view and the rules read the one decode.
-    let statefulset_spec = (known_kind == Some(Kind::StatefulSet))
-        .then(|| Box::new(owned_spec(object.data.get_mut("spec").map(Value::take))));
-    let indexed = match (known_kind, &statefulset_spec) {
-        (Some(Kind::StatefulSet), Some(spec)) => Some(
-            StatefulSetView::from_parts(&object.metadata, spec, default_namespace)
-                .map(Indexed::StatefulSet),
-        ),
-        (Some(Kind::Service), _) => {
+    let mut statefulset_spec = None;
+    let indexed = match known_kind {
+        Some(Kind::StatefulSet) => {
+            let spec = statefulset_spec.insert(Box::new(checked_owned(
+                object.data.get_mut("spec").map(Value::take),
+            )));
+            Some(
+                StatefulSetView::from_parts(&object.metadata, spec, default_namespace)
+                    .map(Indexed::StatefulSet),
+            )
+        }
+        Some(Kind::Service) => {
             Some(ServiceView::from_object(&object, default_namespace).map(Indexed::Service))
         }
-        (Some(Kind::Node), _) => Some(NodeView::from_object(&object).map(Indexed::Node)),
+        Some(Kind::Node) => Some(NodeView::from_object(&object).map(Indexed::Node)),
         // Pods are judged only by the webhook (DELETE) and audit, never in files.
-        _ => None,
+        Some(Kind::Pod) | None => None,
     }
     .transpose()
     .map_err(|e| at(format!("{kind} {name:?}: {e}")))?;
@@ -116,18 +119,6 @@ fn prepare(manifest: Manifest, default_namespace: &str, keep: bool) -> Prepared 
         judged,
     );
     Ok((loaded_object, indexed))
-}
-
-/// A spec taken out of its object, decoded into owned parts.
-fn owned_spec(spec: Option<Value>) -> Checked<StatefulSetSpec<'static>> {
-    match spec {
-        None => Checked::Absent,
-        // Reading a `Value` does not fail; were it to, the spec reads as of the wrong type.
-        Some(value) => {
-            let found = Found::of(&value);
-            Checked::deserialize(value).unwrap_or(Checked::Wrong(found))
-        }
-    }
 }
 
 fn loaded(
