@@ -181,7 +181,7 @@ fn measure_kind<V>(
 
 fn breakdown(size: Size) -> Value {
     let ns = size.namespaces();
-    let dynamic = |v: Value| sts_guard::request::into_object(v).unwrap();
+    let dynamic = |v: Value| sts_guard::manifest::into_object(v).unwrap();
     let mut inv = StaticInventory::new();
     let svc: Vec<_> = (0..size.services)
         .map(|i| dynamic(service(i, ns)))
@@ -273,7 +273,7 @@ fn measure(size: Size) -> Value {
 
         // Baseline: the same objects in a static inventory, decided synchronously.
         let mut static_inv = StaticInventory::new();
-        let dynamic = |v: Value| sts_guard::request::into_object(v).unwrap();
+        let dynamic = |v: Value| sts_guard::manifest::into_object(v).unwrap();
         for i in 0..size.services {
             static_inv.add_service(ServiceView::from_object(&dynamic(service(i, ns)), "").unwrap());
         }

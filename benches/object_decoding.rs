@@ -1,11 +1,11 @@
 //! Two ways from an object's text in a review body to the typed parts its handler reads,
-//! measured in one run: the webhook's decoder against the path it replaced.
+//! measured in one run: the webhook's decoder against a decode through a JSON tree.
 //!
 //!     cargo bench --bench object_decoding
 //!
-//! - `via-value` is the path before: the object decoded with a shape into a `Value`
-//!   (`request::decode_object`), metadata taken from it (`request::into_object`), the typed
-//!   spec decoded from that `Value` (`shape::checked`).
+//! - `via-value` goes through a JSON tree, as `check` reads a manifest's object: the whole
+//!   object parsed into a `serde_json::Value`, metadata taken from it as a `DynamicObject`
+//!   (`manifest::into_object`), the typed spec decoded from the `Value` (`shape::checked`).
 //! - `subject` is the webhook's decoder (`subject::ObjectType::read`): metadata and the typed
 //!   spec straight from the text, in one pass.
 //!
@@ -16,11 +16,12 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
 use std::path::Path;
 use std::time::Duration;
+use sts_guard::manifest::into_object;
 use sts_guard::model::{PodIdentitySpec, StatefulSetSpec};
-use sts_guard::request::{Shape, decode_object, into_object};
 use sts_guard::shape::{Checked, checked};
 use sts_guard::subject::{ObjectType, Read, Subject};
 
@@ -32,40 +33,21 @@ mod timing;
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
 
-/// The metadata shape the request decoder kept before: what the rules read.
-const METADATA: Shape = Shape::Fields(&[
-    ("name", Shape::All),
-    ("namespace", Shape::All),
-    ("generateName", Shape::All),
-    ("labels", Shape::All),
-    (
-        "annotations",
-        Shape::Prefixed(&[
-            "sts-guard.io/",
-            "meta.helm.sh/release-name",
-            "meta.helm.sh/release-namespace",
-            "argocd.argoproj.io/tracking-id",
-        ]),
-    ),
-    ("ownerReferences", Shape::All),
-]);
-
-const STATEFULSET: Shape = Shape::Fields(&[
-    ("apiVersion", Shape::All),
-    ("kind", Shape::All),
-    ("metadata", METADATA),
-    ("spec", StatefulSetSpec::SHAPE),
-]);
-
-const POD_CREATE: Shape = Shape::Fields(&[
-    ("apiVersion", Shape::All),
-    ("kind", Shape::All),
-    ("metadata", METADATA),
-    ("spec", PodIdentitySpec::SHAPE),
-]);
-
-/// What a decode yields, compared between the ways: the metadata and whether a spec came.
+/// What a decode yields: the metadata and whether a spec came.
 type Parts = (ObjectMeta, bool);
+
+/// What both ways must agree on: what the rules read of metadata (the tree keeps the rest of
+/// it too), and whether a spec came.
+fn read_by_rules((meta, spec): &Parts) -> impl PartialEq + std::fmt::Debug + '_ {
+    (
+        &meta.name,
+        &meta.namespace,
+        &meta.generate_name,
+        &meta.labels,
+        &meta.owner_references,
+        *spec,
+    )
+}
 
 /// A handler's read of one object.
 #[derive(Clone, Copy)]
@@ -77,12 +59,7 @@ enum Object {
 }
 
 fn via_value(raw: &RawValue, object: Object) -> Parts {
-    let shape = match object {
-        Object::StatefulSet => &STATEFULSET,
-        Object::PodCreate => &POD_CREATE,
-    };
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let value = decode_object(&mut de, shape).expect("decodes");
+    let value: Value = serde_json::from_str(raw.get()).expect("decodes");
     let decoded = into_object(value).expect("an object");
     let spec = decoded.data.get("spec");
     let present = match object {
@@ -153,7 +130,8 @@ fn main() {
         let path = bodies.join(format!("{name}.json"));
         let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let raw = object_of(&body);
-        assert_eq!(via_value(&raw, object), subject(&raw, object));
+        let (tree, direct) = (via_value(&raw, object), subject(&raw, object));
+        assert_eq!(read_by_rules(&tree), read_by_rules(&direct));
         let ways: [(&str, &dyn Fn() -> Parts); 2] = [
             ("via-value", &|| via_value(&raw, object)),
             ("subject", &|| subject(&raw, object)),

@@ -31,14 +31,14 @@
 //!                 ClusterInventory (watch caches, and LiveLookup answers straight from the API
 //!                 server); manifests.rs loads manifest files into an inventory
 //!   model         typed views of objects (ServiceView, StatefulSetView, ...), each built from
-//!                 a `shaped!` struct that also declares what the decoder keeps for it
+//!                 a `shaped!` struct of its spec: what the decoders keep of it
 //!   subject       the objects of a review as their handler reads them: metadata and typed
 //!                 specs, decoded from the body's text in one pass; watched objects' metadata
-//!   shape         Shape (what a decoder keeps), Checked fields, the `shaped!` declaration
-//!   manifest      files and stdin to objects with their positions
+//!   shape         Checked fields and the `shaped!` declaration of a struct of them
+//!   manifest      files and stdin to objects with their positions, and each object as a
+//!                 `DynamicObject` (into_object)
 //!   request       an AdmissionReview's envelope and the plan (Handler, what it reads of each
-//!                 object) into the Review the engine judges; manifests' objects as
-//!                 `DynamicObject`s (into_object)
+//!                 object) into the Review the engine judges
 //!   vocabulary    Kind, Endpoint, RuleId and the RULES table, Action, Finding, ObjectRef,
 //!                 LookupError
 //!   yaml          the YAML reader

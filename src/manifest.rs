@@ -8,6 +8,8 @@
 //! input.
 
 use crate::yaml::{Document, DocumentSink};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube_core::{DynamicObject, TypeMeta};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -666,6 +668,41 @@ fn expand_document(
     Ok(())
 }
 
+/// A manifest's object as a `DynamicObject`: its type and metadata read, the rest (`spec`) left
+/// for the views to take. Errors name the field path.
+pub fn into_object(value: Value) -> Result<DynamicObject, String> {
+    let Value::Object(mut map) = value else {
+        return Err("not an object".into());
+    };
+    let mut take_string = |key: &str| match map.remove(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) | Some(Value::Null) | None => Err(format!("{key} is missing")),
+        Some(_) => Err(format!("{key}: expected a string")),
+    };
+    let api_version = take_string("apiVersion")?;
+    let kind = take_string("kind")?;
+    let metadata: ObjectMeta = match map.remove("metadata") {
+        None | Some(Value::Null) => ObjectMeta::default(),
+        Some(mut meta) => {
+            // managedFields can be most of an object's metadata and no rule reads them.
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("managedFields");
+            }
+            // The fast path; on failure decode again, slowly, for an error naming the field.
+            match ObjectMeta::deserialize(&meta) {
+                Ok(meta) => meta,
+                Err(_) => serde_path_to_error::deserialize(&meta)
+                    .map_err(|e| format!("metadata.{}: {}", e.path(), e.inner()))?,
+            }
+        }
+    };
+    Ok(DynamicObject {
+        types: Some(TypeMeta { api_version, kind }),
+        metadata,
+        data: Value::Object(map),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -813,5 +850,22 @@ mod tests {
             .map(|m| (m.pos.document, &m.value["kind"]))
             .collect();
         assert_eq!(docs, vec![(1, &"A".into()), (2, &"B".into())]);
+    }
+
+    #[test]
+    fn dynamic_object_keeps_metadata_out_of_data() {
+        let v: Value = serde_json::from_str(r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"w","labels":{"a":"b"}},"spec":{"replicas":2}}"#).unwrap();
+        let d = into_object(v).unwrap();
+        assert_eq!(d.metadata.name.as_deref(), Some("w"));
+        assert_eq!(d.data, serde_json::json!({"spec": {"replicas": 2}}));
+        let bad: Value = serde_json::from_str(
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"labels":{"a":1}}}"#,
+        )
+        .unwrap();
+        assert!(
+            into_object(bad)
+                .unwrap_err()
+                .starts_with("metadata.labels.a: ")
+        );
     }
 }

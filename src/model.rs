@@ -3,13 +3,13 @@
 //! Rules never walk raw JSON themselves: they read these views, which hold only the fields the
 //! policy needs (the cluster inventory keeps nothing else in memory). A view is built from an
 //! object's metadata and a `shaped!` struct of its spec that declares the fields it reads (and
-//! so what a decoder keeps for it): a review's objects are decoded into those structs straight
-//! from the body's text ([`crate::subject`]), a watched or a manifest object through a shaped
-//! `DynamicObject` (`from_object`). A field of the wrong type is a [`FieldError`] naming its
+//! so what a decoder keeps for it), by `from_parts`: a review's and a watched object's specs
+//! are decoded into those structs straight from their text ([`crate::subject`]), a manifest's
+//! from its `DynamicObject`'s spec (`from_object`). A field of the wrong type is a [`FieldError`] naming its
 //! path, never a silent default. What the rules read beside the views is declared the same way
 //! ([`StatefulSetSpec`] holds both, [`PodDeleteSpec`], [`PodIdentitySpec`]).
 
-use crate::shape::{Checked, Found, OrNull, Present, Shape, StrMap, checked, shaped};
+use crate::shape::{Checked, Found, OrNull, Present, StrMap, checked, shaped};
 pub use crate::shape::{FieldError, clip};
 use crate::vocabulary::Kind;
 pub use crate::vocabulary::ObjectRef;
@@ -415,11 +415,11 @@ shaped! {
     /// A Service's spec as [`ServiceView`] reads it.
     pub struct ServiceViewSpec<'a> {
         #[serde(borrow)]
-        "clusterIP" cluster_ip: Checked<Cow<'a, str>> => Shape::All,
+        "clusterIP" cluster_ip: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "type" service_type: Checked<Cow<'a, str>> => Shape::All,
+        "type" service_type: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "selector" selector: Checked<StrMap<'a>> => Shape::All,
+        "selector" selector: Checked<StrMap<'a>>,
     }
 }
 
@@ -428,31 +428,29 @@ shaped! {
     /// one struct, so that a review decodes it in one pass.
     pub struct StatefulSetSpec<'a> {
         #[serde(borrow)]
-        "serviceName" service_name: Checked<Cow<'a, str>> => Shape::All,
-        "replicas" replicas: Checked<i64> => Shape::All,
+        "serviceName" service_name: Checked<Cow<'a, str>>,
+        "replicas" replicas: Checked<i64>,
         #[serde(borrow)]
-        "selector" selector: Checked<LabelSelector<'a>> => LabelSelector::SHAPE,
+        "selector" selector: Checked<LabelSelector<'a>>,
         #[serde(borrow)]
-        "template" template: Checked<PodTemplate<'a>> => PodTemplate::SHAPE,
+        "template" template: Checked<PodTemplate<'a>>,
         #[serde(borrow)]
-        "ordinals" ordinals: Checked<Ordinals<'a>> => Ordinals::SHAPE,
+        "ordinals" ordinals: Checked<Ordinals<'a>>,
         #[serde(borrow)]
-        "podManagementPolicy" pod_management_policy: Checked<Cow<'a, str>> => Shape::All,
+        "podManagementPolicy" pod_management_policy: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "updateStrategy" update_strategy: OrNull<UpdateStrategy<'a>> => UpdateStrategy::SHAPE,
+        "updateStrategy" update_strategy: OrNull<UpdateStrategy<'a>>,
         #[serde(borrow)]
-        "volumeClaimTemplates" claim_templates: Checked<Vec<Checked<ClaimTemplate<'a>>>>
-            => Shape::Each(&ClaimTemplate::SHAPE),
+        "volumeClaimTemplates" claim_templates: Checked<Vec<Checked<ClaimTemplate<'a>>>>,
         #[serde(borrow)]
-        "persistentVolumeClaimRetentionPolicy" retention: Checked<RetentionPolicy<'a>>
-            => RetentionPolicy::SHAPE,
+        "persistentVolumeClaimRetentionPolicy" retention: Checked<RetentionPolicy<'a>>,
     }
 }
 
 shaped! {
     pub struct LabelSelector<'a> {
         #[serde(borrow)]
-        "matchLabels" match_labels: Checked<StrMap<'a>> => Shape::All,
+        "matchLabels" match_labels: Checked<StrMap<'a>>,
     }
 }
 
@@ -460,37 +458,37 @@ shaped! {
     /// The pod template: its labels for the view, its spec for the rules.
     pub struct PodTemplate<'a> {
         #[serde(borrow)]
-        "metadata" metadata: Checked<LabelsOnly<'a>> => LabelsOnly::SHAPE,
+        "metadata" metadata: Checked<LabelsOnly<'a>>,
         #[serde(borrow)]
-        "spec" spec: Checked<RulePodSpec<'a>> => RulePodSpec::SHAPE,
+        "spec" spec: Checked<RulePodSpec<'a>>,
     }
 }
 
 shaped! {
     pub struct LabelsOnly<'a> {
         #[serde(borrow)]
-        "labels" labels: Checked<StrMap<'a>> => Shape::All,
+        "labels" labels: Checked<StrMap<'a>>,
     }
 }
 
 shaped! {
     pub struct Ordinals<'a> {
-        "start" start: Checked<i64> => Shape::All,
+        "start" start: Checked<i64>,
     }
 }
 
 shaped! {
     pub struct UpdateStrategy<'a> {
         #[serde(borrow)]
-        "type" kind: Checked<Cow<'a, str>> => Shape::All,
+        "type" kind: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "rollingUpdate" rolling_update: Checked<RollingUpdate<'a>> => RollingUpdate::SHAPE,
+        "rollingUpdate" rolling_update: Checked<RollingUpdate<'a>>,
     }
 }
 
 shaped! {
     pub struct RollingUpdate<'a> {
-        "partition" partition: Checked<i64> => Shape::All,
+        "partition" partition: Checked<i64>,
     }
 }
 
@@ -498,46 +496,42 @@ shaped! {
     /// A Node's spec as [`NodeView`] reads it.
     pub struct NodeViewSpec<'a> {
         #[serde(borrow)]
-        "taints" taints: Checked<Vec<Checked<Taint<'a>>>> => Shape::Each(&Taint::SHAPE),
+        "taints" taints: Checked<Vec<Checked<Taint<'a>>>>,
     }
 }
 
 shaped! {
     pub struct Taint<'a> {
         #[serde(borrow)]
-        "key" key: Checked<Cow<'a, str>> => Shape::All,
+        "key" key: Checked<Cow<'a, str>>,
     }
 }
 
 shaped! {
     pub struct RulePodSpec<'a> {
         #[serde(borrow)]
-        "volumes" volumes: Checked<Vec<Checked<Volume<'a>>>> => Shape::Each(&Volume::SHAPE),
-        "terminationGracePeriodSeconds" termination_grace_period_seconds: Checked<i64>
-            => Shape::All,
+        "volumes" volumes: Checked<Vec<Checked<Volume<'a>>>>,
+        "terminationGracePeriodSeconds" termination_grace_period_seconds: Checked<i64>,
         #[serde(borrow)]
-        "containers" containers: Checked<Vec<Checked<ProbedContainer<'a>>>>
-            => Shape::Each(&ProbedContainer::SHAPE),
+        "containers" containers: Checked<Vec<Checked<ProbedContainer<'a>>>>,
         #[serde(borrow)]
-        "initContainers" init_containers: Checked<Vec<Checked<ProbedContainer<'a>>>>
-            => Shape::Each(&ProbedContainer::SHAPE),
+        "initContainers" init_containers: Checked<Vec<Checked<ProbedContainer<'a>>>>,
     }
 }
 
 shaped! {
     pub struct Volume<'a> {
         #[serde(borrow)]
-        "name" name: Checked<Cow<'a, str>> => Shape::All,
+        "name" name: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "persistentVolumeClaim" persistent_volume_claim: Checked<ClaimSource<'a>>
-            => ClaimSource::SHAPE,
+        "persistentVolumeClaim" persistent_volume_claim: Checked<ClaimSource<'a>>,
     }
 }
 
 shaped! {
     pub struct ClaimSource<'a> {
         #[serde(borrow)]
-        "claimName" claim_name: Checked<Cow<'a, str>> => Shape::All,
+        "claimName" claim_name: Checked<Cow<'a, str>>,
     }
 }
 
@@ -545,16 +539,16 @@ shaped! {
     /// A container as far as ordered start reads it: whether it gates readiness.
     pub struct ProbedContainer<'a> {
         #[serde(borrow)]
-        "restartPolicy" restart_policy: Checked<Cow<'a, str>> => Shape::All,
-        "readinessProbe" readiness_probe: Checked<Present> => Present::SHAPE,
-        "startupProbe" startup_probe: Checked<Present> => Present::SHAPE,
+        "restartPolicy" restart_policy: Checked<Cow<'a, str>>,
+        "readinessProbe" readiness_probe: Checked<Present>,
+        "startupProbe" startup_probe: Checked<Present>,
     }
 }
 
 shaped! {
     pub struct ClaimTemplate<'a> {
         #[serde(borrow)]
-        "metadata" metadata: Checked<NameOnly<'a>> => NameOnly::SHAPE,
+        "metadata" metadata: Checked<NameOnly<'a>>,
     }
 }
 
@@ -582,16 +576,16 @@ pub fn claim_template_names<'s>(
 shaped! {
     pub struct NameOnly<'a> {
         #[serde(borrow)]
-        "name" name: Checked<Cow<'a, str>> => Shape::All,
+        "name" name: Checked<Cow<'a, str>>,
     }
 }
 
 shaped! {
     pub struct RetentionPolicy<'a> {
         #[serde(borrow)]
-        "whenDeleted" when_deleted: Checked<Cow<'a, str>> => Shape::All,
+        "whenDeleted" when_deleted: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "whenScaled" when_scaled: Checked<Cow<'a, str>> => Shape::All,
+        "whenScaled" when_scaled: Checked<Cow<'a, str>>,
     }
 }
 
@@ -600,15 +594,13 @@ shaped! {
     /// container's variables and envFrom sources.
     pub struct PodIdentitySpec<'a> {
         #[serde(borrow)]
-        "hostname" hostname: Checked<Cow<'a, str>> => Shape::All,
+        "hostname" hostname: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "subdomain" subdomain: Checked<Cow<'a, str>> => Shape::All,
+        "subdomain" subdomain: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "containers" containers: Checked<Vec<Checked<EnvContainer<'a>>>>
-            => Shape::Each(&EnvContainer::SHAPE),
+        "containers" containers: Checked<Vec<Checked<EnvContainer<'a>>>>,
         #[serde(borrow)]
-        "initContainers" init_containers: Checked<Vec<Checked<EnvContainer<'a>>>>
-            => Shape::Each(&EnvContainer::SHAPE),
+        "initContainers" init_containers: Checked<Vec<Checked<EnvContainer<'a>>>>,
     }
 }
 
@@ -617,23 +609,22 @@ shaped! {
     /// envFrom sources that could define more.
     pub struct EnvContainer<'a> {
         #[serde(borrow)]
-        "name" name: Checked<Cow<'a, str>> => Shape::All,
+        "name" name: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "env" env: Checked<Vec<Checked<NameOnly<'a>>>> => Shape::Each(&NameOnly::SHAPE),
+        "env" env: Checked<Vec<Checked<NameOnly<'a>>>>,
         #[serde(borrow)]
-        "envFrom" env_from: Checked<Vec<Checked<EnvFromSpec<'a>>>>
-            => Shape::Each(&EnvFromSpec::SHAPE),
+        "envFrom" env_from: Checked<Vec<Checked<EnvFromSpec<'a>>>>,
     }
 }
 
 shaped! {
     pub struct EnvFromSpec<'a> {
         #[serde(borrow)]
-        "prefix" prefix: Checked<Cow<'a, str>> => Shape::All,
+        "prefix" prefix: Checked<Cow<'a, str>>,
         #[serde(borrow)]
-        "configMapRef" config_map_ref: Checked<NameOnly<'a>> => NameOnly::SHAPE,
+        "configMapRef" config_map_ref: Checked<NameOnly<'a>>,
         #[serde(borrow)]
-        "secretRef" secret_ref: Checked<NameOnly<'a>> => NameOnly::SHAPE,
+        "secretRef" secret_ref: Checked<NameOnly<'a>>,
     }
 }
 
@@ -641,16 +632,15 @@ shaped! {
     /// A pod under DELETE, as `pod-force-delete` reads its spec.
     pub struct PodDeleteSpec<'a> {
         #[serde(borrow)]
-        "nodeName" node_name: Checked<Cow<'a, str>> => Shape::All,
-        "terminationGracePeriodSeconds" termination_grace_period_seconds: Checked<i64>
-            => Shape::All,
+        "nodeName" node_name: Checked<Cow<'a, str>>,
+        "terminationGracePeriodSeconds" termination_grace_period_seconds: Checked<i64>,
     }
 }
 
 shaped! {
     pub struct PodPhase<'a> {
         #[serde(borrow)]
-        "phase" phase: Checked<Cow<'a, str>> => Shape::All,
+        "phase" phase: Checked<Cow<'a, str>>,
     }
 }
 

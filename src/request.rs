@@ -9,29 +9,19 @@
 //! the plan is known by the time an object arrives; a body in another order has its objects
 //! kept raw (borrowed) and decoded the same way afterwards. Requests no handler takes are
 //! answered from the envelope alone. [`Review`] is what the engine judges.
-//!
-//! `check` reads a manifest's object as a `DynamicObject` ([`into_object`]) and builds its
-//! views from the same typed specs as a review's; the cluster watches decode straight into
-//! those specs ([`crate::subject`]). The shaped decoder ([`decode_object`]) is no longer on
-//! any of these paths: it stays as the baseline `benches/object_decoding` measures against.
 
-pub use crate::shape::Shape;
 use crate::shape::Str;
 pub use crate::subject::ObjectType;
 use crate::subject::{ObjectSeed, Read, Subject};
 use crate::vocabulary::{Endpoint, Kind};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube_core::DynamicObject;
 use kube_core::admission::AdmissionRequest;
-use kube_core::{DynamicObject, TypeMeta};
-use serde::Deserialize as _;
 use serde::Deserializer as _;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 use std::fmt;
-
-use Shape::{All, Each, Fields, Prefixed};
 
 /// The handler that judges a request, and what that handler reads of each of its objects.
 #[derive(Debug, Clone, Copy)]
@@ -414,49 +404,6 @@ fn subject_from_text<'a>(
     }
 }
 
-/// Decodes one object with `shape` into a `Value` that holds only what the shape keeps.
-pub fn decode_object<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-    shape: &Shape,
-) -> Result<Value, D::Error> {
-    Shaped(shape).deserialize(deserializer)
-}
-
-/// A decoded object (of a request, a watch or a manifest) as the `DynamicObject` the views
-/// read. Errors name the field path.
-pub fn into_object(value: Value) -> Result<DynamicObject, String> {
-    let Value::Object(mut map) = value else {
-        return Err("not an object".into());
-    };
-    let mut take_string = |key: &str| match map.remove(key) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) | Some(Value::Null) | None => Err(format!("{key} is missing")),
-        Some(_) => Err(format!("{key}: expected a string")),
-    };
-    let api_version = take_string("apiVersion")?;
-    let kind = take_string("kind")?;
-    let metadata: ObjectMeta = match map.remove("metadata") {
-        None | Some(Value::Null) => ObjectMeta::default(),
-        Some(mut meta) => {
-            // managedFields can be most of an object's metadata and no rule reads them.
-            if let Some(m) = meta.as_object_mut() {
-                m.remove("managedFields");
-            }
-            // The fast path; on failure decode again, slowly, for an error naming the field.
-            match ObjectMeta::deserialize(&meta) {
-                Ok(meta) => meta,
-                Err(_) => serde_path_to_error::deserialize(&meta)
-                    .map_err(|e| format!("metadata.{}: {}", e.path(), e.inner()))?,
-            }
-        }
-    };
-    Ok(DynamicObject {
-        types: Some(TypeMeta { api_version, kind }),
-        metadata,
-        data: Value::Object(map),
-    })
-}
-
 struct ReviewVisitor<'s, 'de> {
     endpoint: Option<Endpoint>,
     out: &'s mut Envelope<'de>,
@@ -681,212 +628,9 @@ impl<'de> serde::Deserialize<'de> for UserInfoDe<'de> {
     }
 }
 
-/// What to keep of the value under `key` of a map shaped `shape`; `None`: skip it.
-fn field_shape<'s>(shape: &'s Shape, key: &str) -> Option<&'s Shape> {
-    match shape {
-        Fields(fields) => fields
-            .iter()
-            .find(|(name, _)| *name == key)
-            .map(|(_, shape)| shape),
-        Prefixed(prefixes) => prefixes
-            .iter()
-            .any(|prefix| key.starts_with(prefix))
-            .then_some(&All),
-        // A map where a list belongs: only its type is ever read.
-        All | Each(_) => None,
-    }
-}
-
-/// What to keep of each item of a list shaped `shape`; `None`: a list where a map belongs,
-/// whose items are never read, only its type.
-fn item_shape(shape: &Shape) -> Option<&Shape> {
-    match shape {
-        Each(item) => Some(item),
-        All | Fields(_) | Prefixed(_) => None,
-    }
-}
-
-/// Decodes a value keeping only what `0` names.
-struct Shaped<'s>(&'s Shape);
-
-impl<'de> DeserializeSeed<'de> for Shaped<'_> {
-    type Value = Value;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        if matches!(self.0, All) {
-            serde::Deserialize::deserialize(d)
-        } else {
-            d.deserialize_any(ShapedVisitor(self.0))
-        }
-    }
-}
-
-struct ShapedVisitor<'s>(&'s Shape);
-
-impl<'de> Visitor<'de> for ShapedVisitor<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        match item_shape(self.0) {
-            Some(item) => {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                while let Some(v) = seq.next_element_seed(Shaped(item))? {
-                    items.push(v);
-                }
-                Ok(Value::Array(items))
-            }
-            None => {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Value::Array(Vec::new()))
-            }
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<Str<'de>>()? {
-            match field_shape(self.0, &key.0) {
-                Some(keep) => {
-                    let value = map.next_value_seed(Shaped(keep))?;
-                    out.insert(key.0.into_owned(), value);
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Value::Object(out))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{PodIdentitySpec, StatefulSetSpec};
-    use serde_json::json;
-
-    macro_rules! object_shape {
-        ($metadata:expr, $spec:expr) => {
-            &Fields(&[
-                ("apiVersion", All),
-                ("kind", All),
-                ("metadata", $metadata),
-                ("spec", $spec),
-            ])
-        };
-    }
-
-    /// Metadata as a test of the shaped decoder keeps it.
-    const METADATA: Shape = Fields(&[
-        ("name", All),
-        ("namespace", All),
-        ("annotations", Prefixed(&["sts-guard.io/"])),
-    ]);
-    const POD_CREATE: &Shape = object_shape!(METADATA, PodIdentitySpec::SHAPE);
-    const STATEFULSET: &Shape = object_shape!(METADATA, StatefulSetSpec::SHAPE);
-
-    fn shaped(text: &str, shape: &Shape) -> Value {
-        decode_object(&mut serde_json::Deserializer::from_str(text), shape).unwrap()
-    }
-
-    #[test]
-    fn a_shape_keeps_its_fields_and_skips_the_rest() {
-        let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","managedFields":[{"a":1}],
-            "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"x\":1}","sts-guard.io/canary":"2"}},
-            "spec":{"nodeName":"n","subdomain":"web","containers":[{"name":"c","image":"i","env":[{"name":"A","value":"1"}],
-            "envFrom":[{"prefix":"P_","configMapRef":{"name":"m","optional":true}}]}]},"status":{"phase":"Running"}}"#;
-        assert_eq!(
-            shaped(pod, POD_CREATE),
-            json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "web-0", "annotations": {"sts-guard.io/canary": "2"}},
-                "spec": {"subdomain": "web", "containers": [{"name": "c", "env": [{"name": "A"}],
-                    "envFrom": [{"prefix": "P_", "configMapRef": {"name": "m"}}]}]}})
-        );
-    }
-
-    #[test]
-    fn a_statefulset_keeps_what_its_view_and_its_rules_read() {
-        let sts = r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"web"},
-            "spec":{"serviceName":"web","replicas":2,"selector":{"matchLabels":{"app":"w"}},
-            "template":{"metadata":{"labels":{"app":"w"},"annotations":{"a":"b"}},
-              "spec":{"terminationGracePeriodSeconds":0,"containers":[{"name":"c","image":"i",
-                "readinessProbe":{"exec":{"command":["true"]}}}],
-                "volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"shared"}}]}},
-            "volumeClaimTemplates":[{"metadata":{"name":"data"},"spec":{"resources":{}}}],
-            "persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Delete"}},
-            "status":{"replicas":2}}"#;
-        assert_eq!(
-            shaped(sts, STATEFULSET),
-            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
-                "spec": {"serviceName": "web", "replicas": 2,
-                    "selector": {"matchLabels": {"app": "w"}},
-                    "template": {"metadata": {"labels": {"app": "w"}},
-                        "spec": {"terminationGracePeriodSeconds": 0,
-                            "containers": [{"readinessProbe": {}}],
-                            "volumes": [{"name": "d",
-                                "persistentVolumeClaim": {"claimName": "shared"}}]}},
-                    "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
-                    "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}})
-        );
-    }
-
-    #[test]
-    fn a_wrong_type_on_a_kept_path_is_kept_for_the_views_to_name() {
-        // Scalars as they came; a list or map where the other belongs, empty (only its type is
-        // ever reported).
-        let text = r#"{"spec":{"containers":"x","initContainers":{"a":[1,2]},"hostname":[{"deep":[1]}],"subdomain":7}}"#;
-        assert_eq!(
-            shaped(text, POD_CREATE),
-            json!({"spec": {"containers": "x", "initContainers": {}, "hostname": [{"deep": [1]}], "subdomain": 7}})
-        );
-        assert_eq!(
-            shaped(r#"{"spec":[1,{"a":2}]}"#, STATEFULSET),
-            json!({"spec": []})
-        );
-        assert_eq!(shaped(r#"{"spec":5}"#, STATEFULSET), json!({"spec": 5}));
-        assert_eq!(
-            shaped(r#"{"metadata":{"annotations":"x"}}"#, STATEFULSET),
-            json!({"metadata": {"annotations": "x"}})
-        );
-    }
-
-    #[test]
-    fn numbers_and_escapes_decode_as_serde_json_decodes_them() {
-        let text = r#"{"spec":{"replicas":-3,"ordinals":{"start":1.5},"serviceName":"a\"b\u00e9","podManagementPolicy":null}}"#;
-        assert_eq!(
-            shaped(text, STATEFULSET),
-            serde_json::from_str::<Value>(text).unwrap()
-        );
-    }
 
     #[test]
     fn the_envelope_is_read_in_any_order_and_objects_wait_for_their_plan() {
@@ -929,23 +673,6 @@ mod tests {
         let envelope = read_envelope(first.as_bytes(), Some(Endpoint::Mutate)).unwrap();
         assert!(
             matches!(envelope.request.unwrap().object, ObjectSlot::Raw(raw) if raw.get() == r#"{"a":1}"#)
-        );
-    }
-
-    #[test]
-    fn dynamic_object_keeps_metadata_out_of_data() {
-        let v: Value = serde_json::from_str(r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"w","labels":{"a":"b"}},"spec":{"replicas":2}}"#).unwrap();
-        let d = into_object(v).unwrap();
-        assert_eq!(d.metadata.name.as_deref(), Some("w"));
-        assert_eq!(d.data, serde_json::json!({"spec": {"replicas": 2}}));
-        let bad: Value = serde_json::from_str(
-            r#"{"apiVersion":"v1","kind":"Service","metadata":{"labels":{"a":1}}}"#,
-        )
-        .unwrap();
-        assert!(
-            into_object(bad)
-                .unwrap_err()
-                .starts_with("metadata.labels.a: ")
         );
     }
 

@@ -1,8 +1,9 @@
 //! What of an object is decoded, declared once with the struct that reads it.
 //!
 //! A view's input is a struct of [`Checked`] fields declared with `shaped!`, which writes the
-//! struct's serde derive (unknown fields skipped, strings borrowed from the input) and the
-//! [`Shape`] the request and watch decoder keeps of an object for it, from one list of fields.
+//! struct's serde derive (unknown fields skipped, strings borrowed from the input): the
+//! request, watch and manifest decoders keep of an object what its structs name, and nothing
+//! else.
 //! A [`Checked`] field never fails a decode: a value of the wrong type is kept as a description
 //! of what was there, and becomes a [`FieldError`] naming its path only when a reader reads it,
 //! so a rule that never looks at a field never reports it.
@@ -13,19 +14,6 @@ use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-
-/// Which parts of a JSON value to keep.
-#[derive(Debug)]
-pub enum Shape {
-    /// The whole value.
-    All,
-    /// Of a map, these keys with their shapes; the others are skipped.
-    Fields(&'static [(&'static str, Shape)]),
-    /// Of a list, every item with this shape.
-    Each(&'static Shape),
-    /// Of a map, the keys that start with one of these prefixes, whole.
-    Prefixed(&'static [&'static str]),
-}
 
 /// A field that is present but not of the type Kubernetes defines for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -340,11 +328,6 @@ impl<'de, T: Deserialize<'de>> Decoded<'de> for Vec<T> {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Present;
 
-impl Present {
-    /// Keeps a map as an empty one: its type is all a reader asks.
-    pub const SHAPE: Shape = Shape::Fields(&[]);
-}
-
 impl Expected for Present {
     const EXPECTED: &'static str = "any value";
 }
@@ -455,15 +438,15 @@ pub fn checked_owned<T: Decoded<'static>>(value: Option<Value>) -> Checked<T> {
     }
 }
 
-/// Declares a struct of [`Checked`] fields read from a JSON map and, from the same list, the
-/// [`Shape`] (`SHAPE`) that keeps exactly those fields. Each field is
-/// `"jsonName" name: Checked<T> => shape of its value`; a field whose type borrows takes
-/// `#[serde(borrow)]`.
+/// Declares a struct of [`Checked`] fields read from a JSON map, each field as
+/// `"jsonName" name: Checked<T>` (a field whose type borrows takes `#[serde(borrow)]`): the
+/// struct derives `Deserialize` with unknown fields skipped and absent ones [`Checked::Absent`],
+/// and is itself a [`Decoded`] field type, so structs nest.
 macro_rules! shaped {
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident<'a> {
-            $( $(#[$field_meta:meta])* $key:literal $field:ident : $ty:ty => $shape:expr ),* $(,)?
+            $( $(#[$field_meta:meta])* $key:literal $field:ident : $ty:ty ),* $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -473,12 +456,6 @@ macro_rules! shaped {
             $( $(#[$field_meta])* #[serde(rename = $key)] pub $field: $ty, )*
             #[serde(skip)]
             _borrows: std::marker::PhantomData<&'a ()>,
-        }
-
-        impl $name<'_> {
-            /// What a decoder keeps of a map for this struct.
-            pub const SHAPE: $crate::shape::Shape =
-                $crate::shape::Shape::Fields(&[$(($key, $shape)),*]);
         }
 
         impl $crate::shape::Expected for $name<'_> {
@@ -516,29 +493,20 @@ mod tests {
     shaped! {
         struct Inner<'a> {
             #[serde(borrow)]
-            "name" name: Checked<Cow<'a, str>> => Shape::All,
+            "name" name: Checked<Cow<'a, str>>,
         }
     }
 
     shaped! {
         struct Outer<'a> {
             #[serde(borrow)]
-            "inner" inner: Checked<Inner<'a>> => Inner::SHAPE,
-            "count" count: Checked<i64> => Shape::All,
+            "inner" inner: Checked<Inner<'a>>,
+            "count" count: Checked<i64>,
             #[serde(borrow)]
-            "labels" labels: Checked<StrMap<'a>> => Shape::All,
+            "labels" labels: Checked<StrMap<'a>>,
             #[serde(borrow)]
-            "items" items: Checked<Vec<Checked<Inner<'a>>>> => Shape::Each(&Inner::SHAPE),
+            "items" items: Checked<Vec<Checked<Inner<'a>>>>,
         }
-    }
-
-    #[test]
-    fn a_shaped_struct_and_its_shape_name_the_same_fields() {
-        let Shape::Fields(fields) = Outer::SHAPE else {
-            panic!("a struct's shape is its fields")
-        };
-        let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
-        assert_eq!(keys, ["inner", "count", "labels", "items"]);
     }
 
     #[test]

@@ -18,8 +18,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         "vocabulary",
         &["vocabulary", "yaml", "allocator", "mem_copy"],
     ),
-    // Typed views of objects; manifests read from files into objects; the shaped decoder of
-    // admission requests and watched objects.
+    // Typed views of objects and the structs they are decoded from; manifests read from files
+    // into objects; the AdmissionReview envelope.
     (
         "views",
         &["shape", "model", "subject", "manifest", "request"],

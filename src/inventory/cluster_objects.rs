@@ -336,7 +336,7 @@ mod tests {
         let watched: WatchedService = serde_json::from_value(svc.clone()).unwrap();
         assert_eq!(watched.metadata.resource_version.as_deref(), Some("7"));
         let full =
-            ServiceView::from_object(&crate::request::into_object(svc).unwrap(), "d").unwrap();
+            ServiceView::from_object(&crate::manifest::into_object(svc).unwrap(), "d").unwrap();
         assert_eq!(ServiceView::from(watched), full);
 
         let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w", "namespace": "d",
@@ -349,7 +349,7 @@ mod tests {
                      "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}});
         let watched: WatchedStatefulSet = serde_json::from_value(sts.clone()).unwrap();
         let full =
-            StatefulSetView::from_object(&crate::request::into_object(sts).unwrap(), "d").unwrap();
+            StatefulSetView::from_object(&crate::manifest::into_object(sts).unwrap(), "d").unwrap();
         assert_eq!(full.ownership.owners().len(), 3, "{:?}", full.ownership);
         assert_eq!(StatefulSetView::from(watched), full);
 
