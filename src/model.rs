@@ -5,8 +5,9 @@
 //! object's metadata and a `shaped!` struct of its spec that declares the fields it reads (and
 //! so what a decoder keeps for it), by `from_parts`: a review's and a watched object's specs
 //! are decoded into those structs straight from their text ([`crate::subject`]), a manifest's
-//! from its `DynamicObject`'s spec (`from_object`). A field of the wrong type is a [`FieldError`] naming its
-//! path, never a silent default. What the rules read beside the views is declared the same way
+//! from the spec of its `DynamicObject` (`check`'s StatefulSets owned, to be judged later; its
+//! Services and Nodes by `from_object`). A field of the wrong type is a [`FieldError`] naming
+//! its path, never a silent default. What the rules read beside the views is declared the same way
 //! ([`StatefulSetSpec`] holds both, [`PodDeleteSpec`], [`PodIdentitySpec`]).
 
 use crate::shape::{Checked, Found, OrNull, Present, StrMap, checked, shaped};

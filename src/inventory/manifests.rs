@@ -3,8 +3,7 @@
 //! together are one inventory (a Service in one file satisfies a StatefulSet in another).
 
 use super::StaticInventory;
-use crate::manifest::into_object;
-use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, read_paths_with};
+use crate::manifest::{InputLimits, LoadError, Manifest, SourcePos, into_object, read_paths_with};
 use crate::model::{NodeView, ServiceView, StatefulSetSpec, StatefulSetView, Viewed};
 use crate::shape::{Checked, checked_owned};
 use crate::vocabulary::Kind;
