@@ -13,8 +13,14 @@ use crate::model::{
 use crate::shape::{Checked, Str};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
-use serde::de::value::{CowStrDeserializer, MapAccessDeserializer};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::value::{
+    BorrowedStrDeserializer, CowStrDeserializer, MapAccessDeserializer, SeqAccessDeserializer,
+    UnitDeserializer,
+};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess,
+    Visitor,
+};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -150,20 +156,115 @@ pub struct PodDeleteObject<'a> {
     pub status: Checked<PodPhase<'a>>,
 }
 
-/// An UPDATE's StatefulSet before its spec is decoded: the spec's text, read twice (for the
-/// typed spec and for the template's text).
+/// An UPDATE's StatefulSet: its spec decoded in the one pass a CREATE's is, the template's text
+/// kept aside on the way.
 #[derive(Deserialize)]
-struct StatefulSetText<'a> {
+struct StatefulSetUpdate<'a> {
     #[serde(default, deserialize_with = "rule_metadata")]
     metadata: ObjectMeta,
-    #[serde(default, borrow, deserialize_with = "some_text")]
-    spec: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "spec_and_template")]
+    spec: SpecAndTemplate<'a>,
 }
 
-#[derive(Deserialize)]
-struct TemplateText<'a> {
-    #[serde(default, borrow, deserialize_with = "some_text")]
+#[derive(Default)]
+struct SpecAndTemplate<'a> {
+    spec: Checked<StatefulSetSpec<'a>>,
     template: Option<&'a RawValue>,
+}
+
+fn spec_and_template<'de, D: Deserializer<'de>>(d: D) -> Result<SpecAndTemplate<'de>, D::Error> {
+    d.deserialize_any(SpecAndTemplateVisitor)
+}
+
+/// A spec that is a map is decoded through [`TemplateAside`]; any other value has no template
+/// and is kept by the spec's [`Checked`] as a CREATE's is.
+struct SpecAndTemplateVisitor;
+
+impl SpecAndTemplateVisitor {
+    fn other<'de, D: Deserializer<'de>>(d: D) -> Result<SpecAndTemplate<'de>, D::Error> {
+        Ok(SpecAndTemplate {
+            spec: Checked::deserialize(d)?,
+            template: None,
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for SpecAndTemplateVisitor {
+    type Value = SpecAndTemplate<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a StatefulSet spec")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Self::other(UnitDeserializer::new())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Self::other(UnitDeserializer::new())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Self::other(v.into_deserializer())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Self::other(v.into_deserializer())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Self::other(v.into_deserializer())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Self::other(v.into_deserializer())
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Self::other(BorrowedStrDeserializer::new(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Self::other(v.into_deserializer())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Self::other(SeqAccessDeserializer::new(seq))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let mut template = None;
+        let spec = Checked::deserialize(MapAccessDeserializer::new(TemplateAside {
+            map,
+            template: &mut template,
+            at_template: false,
+        }))?;
+        Ok(SpecAndTemplate { spec, template })
+    }
+}
+
+/// A spec's entries as they are, but for `template`: its text is taken aside, and the spec's
+/// decoder reads the template from that text.
+struct TemplateAside<'s, 'de, A> {
+    map: A,
+    template: &'s mut Option<&'de RawValue>,
+    at_template: bool,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TemplateAside<'_, 'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let Some(key) = self.map.next_key::<Str<'de>>()? else {
+            return Ok(None);
+        };
+        self.at_template = key.0 == "template";
+        seed.deserialize(CowStrDeserializer::<A::Error>::new(key.0))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        if !self.at_template {
+            return self.map.next_value_seed(seed);
+        }
+        let text: &'de RawValue = self.map.next_value()?;
+        *self.template = Some(text);
+        seed.deserialize(&mut serde_json::Deserializer::from_str(text.get()))
+            .map_err(de::Error::custom)
+    }
 }
 
 /// A field's text, `null` included (so that a null field is told from an absent one).
@@ -210,20 +311,11 @@ impl ObjectType {
             }
             ObjectType::StatefulSet => Subject::StatefulSet(Box::new(Deserialize::deserialize(d)?)),
             ObjectType::StatefulSetWithTemplate => {
-                let object = StatefulSetText::deserialize(d)?;
-                let spec = match object.spec {
-                    Some(raw) => serde_json::from_str(raw.get()).map_err(de::Error::custom)?,
-                    None => Checked::Absent,
-                };
-                // A spec that is not a map has no template.
-                let template = object
-                    .spec
-                    .and_then(|raw| serde_json::from_str::<TemplateText>(raw.get()).ok())
-                    .and_then(|t| t.template);
+                let object = StatefulSetUpdate::deserialize(d)?;
                 Subject::StatefulSet(Box::new(StatefulSetObject {
                     metadata: object.metadata,
-                    spec,
-                    template,
+                    spec: object.spec.spec,
+                    template: object.spec.template,
                 }))
             }
             ObjectType::Service => Subject::Service(Box::new(Deserialize::deserialize(d)?)),
@@ -608,6 +700,39 @@ mod tests {
             .field("spec.template.metadata", |m| &m.labels)
             .unwrap();
         assert!(matches!(labels, Checked::Found(l) if l.0.len() == 2));
+    }
+
+    #[test]
+    fn an_update_reads_its_spec_as_a_create_does_and_keeps_the_templates_text() {
+        let text = r#"{"metadata":{"name":"web"},"spec":{"replicas":3,"serviceName":"web",
+            "template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[]}},
+            "ordinals":{"start":2}}}"#;
+        let update = statefulset(text);
+        let Read::Object(Subject::StatefulSet(create)) = read(ObjectType::StatefulSet, text) else {
+            panic!("a StatefulSet")
+        };
+        assert_eq!(format!("{:?}", update.spec), format!("{:?}", create.spec));
+        assert_eq!(update.metadata, create.metadata);
+        assert_eq!(
+            update.template.map(RawValue::get),
+            Some(r#"{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[]}}"#)
+        );
+        assert!(create.template.is_none());
+        // A spec that is not a map has no template, and is named when read, as a CREATE's.
+        for wrong in [r#""web""#, "5", "true", "[1]"] {
+            let text = format!(r#"{{"spec":{wrong}}}"#);
+            let update = statefulset(&text);
+            assert!(update.template.is_none(), "{wrong}");
+            let error = update.spec.get("spec").unwrap_err();
+            assert_eq!((error.path.as_str(), error.expected), ("spec", "a map"));
+        }
+        assert!(matches!(
+            statefulset(r#"{"spec":null}"#).spec,
+            Checked::Absent
+        ));
+        // Text that is not JSON inside the template fails the read, as anywhere else.
+        let mut de = serde_json::Deserializer::from_str(r#"{"spec":{"template":{"a":}}}"#);
+        assert!(ObjectType::StatefulSetWithTemplate.read(&mut de).is_err());
     }
 
     #[test]
