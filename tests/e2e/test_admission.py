@@ -219,6 +219,8 @@ def test_partition_default_and_canary_rollout(kubectl, sts_guard):
     assert partition_of(kubectl.get("statefulset", "web", ns)) == 0
 
     kubectl.ok("annotate", "statefulset", "web", "-n", ns, "sts-guard.io/canary=1")
+    # An update that leaves the pod template as it was starts no rollout: no partition.
+    assert partition_of(kubectl.get("statefulset", "web", ns)) == 0
     result = kubectl("set", "image", "statefulset/web", "-n", ns, "app=registry.example/app:2.0")
     assert result.ok, result
     stored = kubectl.get("statefulset", "web", ns)
